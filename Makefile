@@ -1,0 +1,46 @@
+# Partita. `make run` starts the sample application (embedded broker when no
+# Kafka is configured); `make test` runs every test, the real-Kafka
+# integration tests included (the broker is fetched and started by kafkactl).
+
+GO          ?= go
+CACHE       := $(CURDIR)/.cache
+BIN         := $(CACHE)/bin
+KAFKACTL    := $(BIN)/kafkactl
+STATICCHECK_VERSION := v0.8.2
+TEST_TIMEOUT ?= 30m
+
+.PHONY: all run test lint kafka-up kafka-down kafka-status kafkactl
+
+all: lint test
+
+run:
+	$(GO) run ./cmd/worker $(ARGS)
+
+# The broker starts once for the whole run; test packages share it. It is
+# stopped afterwards unless it was already running before (make kafka-up).
+test: kafkactl
+	@was_up=$$($(KAFKACTL) status >/dev/null 2>&1 && echo yes); \
+	$(KAFKACTL) up || exit 1; \
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...; rc=$$?; \
+	if [ -z "$$was_up" ]; then $(KAFKACTL) down; fi; \
+	exit $$rc
+
+lint: $(BIN)/staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(BIN)/staticcheck ./...
+
+$(BIN)/staticcheck:
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+kafkactl:
+	@GOBIN=$(BIN) $(GO) install ./internal/kafkatest/kafkactl
+
+kafka-up: kafkactl
+	$(KAFKACTL) up
+
+kafka-down: kafkactl
+	$(KAFKACTL) down
+
+kafka-status: kafkactl
+	$(KAFKACTL) status
