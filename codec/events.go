@@ -1,0 +1,126 @@
+package codec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/IBM/sarama"
+	"github.com/cloudevents/sdk-go/protocol/kafka_sarama/v2"
+	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/cloudevents/sdk-go/v2/event"
+)
+
+// Event is a CloudEvent (CloudEvents spec 1.0).
+type Event = event.Event
+
+// NewEvent returns an empty CloudEvent of spec version 1.0.
+func NewEvent() Event { return event.New(event.CloudEventsVersionV1) }
+
+// Errors of [DecodeEvent] and [RequireSubject].
+var (
+	// ErrNotCloudEvent: the record is in neither binary mode (no
+	// ce_specversion header) nor structured mode.
+	ErrNotCloudEvent = errors.New("not a CloudEvent")
+	// ErrInvalidEvent: the record is a CloudEvent but breaks the spec or
+	// lacks a required attribute.
+	ErrInvalidEvent = errors.New("invalid CloudEvent")
+)
+
+// Record is a Kafka record as Partita sees it: no client library's types.
+type Record struct {
+	Key     []byte
+	Value   []byte
+	Headers map[string][]byte
+}
+
+// Extension attributes Partita writes on the events it produces.
+const (
+	// ExtSequence is the subject's sequence number after the change.
+	ExtSequence = "partitaseq"
+	// ExtRequest names the command a reply answers (its ce-id).
+	ExtRequest = "partitarequest"
+	// ExtErrorCode is the code of an error reply.
+	ExtErrorCode = "partitaerror"
+)
+
+// MaxSubjectLength bounds ce-subject (it is also the Kafka key and the
+// table key).
+const MaxSubjectLength = 1024
+
+// EncodeEvent writes e in binary mode: attributes as ce_ headers, data as
+// the value, content type as the content-type header, subject as the key.
+func EncodeEvent(e Event) (Record, error) {
+	if err := e.Validate(); err != nil {
+		return Record{}, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+	}
+	pm := &sarama.ProducerMessage{}
+	ctx := kafka_sarama.WithSkipKeyMapping(context.Background())
+	if err := kafka_sarama.WriteProducerMessage(ctx, binding.ToMessage(&e), pm); err != nil {
+		return Record{}, fmt.Errorf("encode CloudEvent: %w", err)
+	}
+	r := Record{Headers: make(map[string][]byte, len(pm.Headers))}
+	if e.Subject() != "" {
+		r.Key = []byte(e.Subject())
+	}
+	if pm.Value != nil {
+		v, err := pm.Value.Encode()
+		if err != nil {
+			return Record{}, err
+		}
+		r.Value = v
+	}
+	for _, h := range pm.Headers {
+		r.Headers[string(h.Key)] = h.Value
+	}
+	return r, nil
+}
+
+// DecodeEvent reads a CloudEvent from a record in binary or structured mode
+// and validates it: spec version 1.0, id, source and type present.
+func DecodeEvent(r Record) (Event, error) {
+	headers := make(map[string][]byte, len(r.Headers))
+	for k, v := range r.Headers {
+		headers[strings.ToLower(k)] = v
+	}
+	for k, v := range headers {
+		if strings.HasPrefix(k, "ce_") && !utf8.Valid(v) {
+			return Event{}, fmt.Errorf("%w: header %s is not valid UTF-8", ErrInvalidEvent, k)
+		}
+	}
+	msg := kafka_sarama.NewMessage(r.Value, string(headers["content-type"]), headers)
+	if msg.ReadEncoding() == binding.EncodingUnknown {
+		return Event{}, fmt.Errorf("%w: no ce_specversion header and content-type is not application/cloudevents+json", ErrNotCloudEvent)
+	}
+	if sv, ok := headers["ce_specversion"]; ok && string(sv) != event.CloudEventsVersionV1 {
+		return Event{}, fmt.Errorf("%w: spec version %q, want 1.0", ErrInvalidEvent, sv)
+	}
+	e, err := binding.ToEvent(context.Background(), msg)
+	if err != nil {
+		return Event{}, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+	}
+	if e.SpecVersion() != event.CloudEventsVersionV1 {
+		return Event{}, fmt.Errorf("%w: spec version %q, want 1.0", ErrInvalidEvent, e.SpecVersion())
+	}
+	if err := e.Validate(); err != nil {
+		return Event{}, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+	}
+	return *e, nil
+}
+
+// RequireSubject checks that e addresses an entity: a non-empty, valid
+// UTF-8 subject of at most MaxSubjectLength bytes.
+func RequireSubject(e Event) error {
+	s := e.Subject()
+	switch {
+	case s == "":
+		return fmt.Errorf("%w: ce-subject is missing", ErrInvalidEvent)
+	case len(s) > MaxSubjectLength:
+		return fmt.Errorf("%w: ce-subject is %d bytes, more than %d", ErrInvalidEvent, len(s), MaxSubjectLength)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%w: ce-subject is not valid UTF-8", ErrInvalidEvent)
+	}
+	return nil
+}

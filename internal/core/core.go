@@ -1,0 +1,179 @@
+// Package core is the part of the entity runtime that knows nothing of
+// Kafka: given an entity definition, the stored envelope of one subject and
+// one incoming CloudEvent, it decides the new envelope and the records to
+// write. The Kafka runtime (package processor) and the in-memory harness both
+// call Process, so they cannot drift apart.
+//
+// Contract of Process:
+//   - A command whose (source, id) is in the envelope's applied window is not
+//     applied again: the outputs recorded for it are returned unchanged.
+//   - Every state change advances the subject's sequence number by one per
+//     change (key-value) or per event (event-sourced); events and replies
+//     carry it in the partitaseq extension; event ids are "<subject>:<seq>".
+//   - A handler that panics, times out, or keeps failing after the bounded
+//     retries, a payload that does not fit, and an unknown type (unless
+//     ignored) produce a dead letter with a reason and no state change.
+package core
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/partita-dev/partita/codec"
+)
+
+// Kind is the kind of entity.
+type Kind int
+
+// The entity kinds.
+const (
+	KeyValue Kind = iota
+	EventSourced
+)
+
+// Entity is the type-erased definition the runtime executes.
+type Entity struct {
+	Name string
+	Kind Kind
+	// Commands are the handlers of the commands topic, by ce-type.
+	Commands map[string]Handler
+	// Subscriptions are handlers of other topics' events, by topic then ce-type.
+	Subscriptions map[string]map[string]Handler
+	// IgnoreUnknown drops, instead of dead-lettering, records of unknown type.
+	IgnoreUnknown bool
+	// Window is how many applied command ids each subject remembers.
+	Window int
+	// Retries is how often a failing handler is retried before its record
+	// is dead-lettered; Backoff is the first wait, doubled each time.
+	Retries int
+	Backoff time.Duration
+	// Timeout bounds one handler call.
+	Timeout time.Duration
+	// PublishTopics and SendsTo declare where effects may write.
+	PublishTopics []string
+	SendsTo       []string
+}
+
+// Handler runs one typed handler over an input. It decodes the payload
+// itself; a payload that does not fit returns a Decision with Err set and
+// Poison true.
+type Handler func(in Input) Decision
+
+// Input is what a handler sees.
+type Input struct {
+	Subject string
+	State   json.RawMessage // nil when the subject has no state
+	Exists  bool
+	Seq     uint64
+	Event   codec.Event
+	Now     time.Time
+}
+
+// DecisionKind says what a handler decided.
+type DecisionKind int
+
+// Decisions.
+const (
+	Ignore  DecisionKind = iota // nothing: no state change, no reply
+	Reply                       // reply, no state change
+	Error                       // an error reply with a code
+	Update                      // new state (key-value), then reply
+	Persist                     // events (event-sourced), then reply
+	Delete                      // delete the state, then reply
+	Fail                        // a failure: retried, then dead-lettered
+)
+
+// Decision is a handler's result, already encoded.
+type Decision struct {
+	Kind      DecisionKind
+	State     json.RawMessage // Update, Persist: the new state
+	Events    []OutEvent      // Persist
+	Reply     json.RawMessage // the reply payload (JSON), if any
+	ErrCode   string          // Error
+	ErrMsg    string          // Error
+	Publishes []OutEvent      // events for other topics
+	Sends     []OutCommand    // commands for other entities
+	Err       error           // Fail
+	Poison    bool            // Fail: do not retry (the input can never succeed)
+}
+
+// OutEvent is an event to write.
+type OutEvent struct {
+	Topic       string // Publishes only
+	Type        string
+	Subject     string // Publishes: defaults to the entity's subject
+	Data        []byte
+	ContentType string
+}
+
+// OutCommand is a command for another entity.
+type OutCommand struct {
+	Entity      string
+	Subject     string
+	Command     string
+	Data        []byte
+	ContentType string
+}
+
+// Output is a record to write to a topic.
+type Output struct {
+	Topic  string       `json:"t"`
+	Record codec.Record `json:"r"`
+}
+
+// Envelope is what the group table stores for a subject.
+type Envelope struct {
+	Seq     uint64          `json:"seq"`
+	Exists  bool            `json:"exists"`
+	State   json.RawMessage `json:"state,omitempty"`
+	Applied []Applied       `json:"applied,omitempty"`
+}
+
+// Applied records a command that was applied and what it wrote.
+type Applied struct {
+	Key     string   `json:"k"` // source + "\x00" + id
+	Outputs []Output `json:"o"`
+}
+
+// DecodeEnvelope reads a stored envelope; nil data is an empty envelope.
+func DecodeEnvelope(data []byte) (*Envelope, error) {
+	env := &Envelope{}
+	if len(data) == 0 {
+		return env, nil
+	}
+	if err := json.Unmarshal(data, env); err != nil {
+		return nil, fmt.Errorf("stored state is unreadable: %w", err)
+	}
+	return env, nil
+}
+
+// Encode writes the envelope for the group table.
+func (e *Envelope) Encode() ([]byte, error) { return json.Marshal(e) }
+
+// Topics names the topics of an application.
+type Topics struct{ App string }
+
+// Commands is the commands topic of an entity.
+func (t Topics) Commands(entity string) string { return t.App + "." + entity + ".commands" }
+
+// Events is the events topic of an event-sourced entity.
+func (t Topics) Events(entity string) string { return t.App + "." + entity + ".events" }
+
+// Group is the goka group of an entity (its table is Group+"-table").
+func (t Topics) Group(entity string) string { return t.App + "." + entity }
+
+// Table is the group table topic of an entity.
+func (t Topics) Table(entity string) string { return t.Group(entity) + "-table" }
+
+// Loop is the loop topic of an entity.
+func (t Topics) Loop(entity string) string { return t.Group(entity) + "-loop" }
+
+// Replies is the application's replies topic.
+func (t Topics) Replies() string { return t.App + ".replies" }
+
+// DeadLetters is the application's dead-letter topic.
+func (t Topics) DeadLetters() string { return t.App + ".dlq" }
+
+// Source is the ce-source of what an entity writes.
+func (t Topics) Source(entity string) string { return "partita/" + t.App + "/" + entity }

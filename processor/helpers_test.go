@@ -1,0 +1,233 @@
+package processor_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/partita-dev/partita/codec"
+	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/kafkatest"
+	"github.com/partita-dev/partita/internal/murmur2"
+	"github.com/partita-dev/partita/processor"
+	"github.com/partita-dev/partita/processor/broker"
+)
+
+// app is one application under test on the real broker: its own topic
+// prefix, its own runtime.
+type app struct {
+	t       *testing.T
+	env     *kafkatest.Env
+	name    string
+	topics  core.Topics
+	kafka   broker.Config
+	rt      *processor.Runtime
+	client  sarama.Client
+	prod    sarama.SyncProducer
+	stopped chan struct{}
+	runErr  error
+}
+
+func newApp(t *testing.T, entities ...processor.Definer) *app {
+	t.Helper()
+	e := kafkatest.Require(t)
+	name := fmt.Sprintf("t%d", time.Now().UnixNano())
+	a := &app{t: t, env: e, name: name, topics: core.Topics{App: name}, kafka: broker.Config{BootstrapServers: []string{e.Plaintext}}}
+	rt, err := processor.New(processor.Config{
+		App: name, Kafka: a.kafka, Partitions: 8, DataDir: t.TempDir(),
+		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}, entities...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.rt = rt
+	sc, _ := a.kafka.Sarama(nil)
+	sc.Producer.Partitioner = sarama.NewCustomHashPartitioner(murmur2.New)
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	if a.client, err = sarama.NewClient(a.kafka.BootstrapServers, sc); err != nil {
+		t.Fatal(err)
+	}
+	if a.prod, err = sarama.NewSyncProducerFromClient(a.client); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.prod.Close(); a.client.Close() })
+	return a
+}
+
+// start runs the runtime until the test ends and waits until it is ready.
+func (a *app) start() {
+	a.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stopped = make(chan struct{})
+	go func() { a.runErr = a.rt.Run(ctx); close(a.stopped) }()
+	a.t.Cleanup(func() {
+		cancel()
+		select {
+		case <-a.stopped:
+		case <-time.After(60 * time.Second):
+			a.t.Error("runtime did not stop within 60s")
+		}
+	})
+	select {
+	case <-a.rt.Ready():
+	case <-a.stopped:
+		a.t.Fatalf("runtime stopped during start-up: %v", a.runErr)
+	case <-time.After(2 * time.Minute):
+		a.t.Fatal("runtime not ready within 2 minutes")
+	}
+}
+
+// cmd builds a command CloudEvent.
+func cmd(subject, typ, id string, data any) codec.Event {
+	e := codec.NewEvent()
+	e.SetID(id)
+	e.SetSource("test")
+	e.SetType(typ)
+	e.SetSubject(subject)
+	if data != nil {
+		_ = e.SetData("application/json", data)
+	}
+	return e
+}
+
+// message turns an event into a producer message keyed by its subject.
+func message(topic string, e codec.Event) *sarama.ProducerMessage {
+	r, err := codec.EncodeEvent(e)
+	if err != nil {
+		panic(err)
+	}
+	return raw(topic, r)
+}
+
+func raw(topic string, r codec.Record) *sarama.ProducerMessage {
+	m := &sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder(r.Value)}
+	if r.Key != nil {
+		m.Key = sarama.ByteEncoder(r.Key)
+	}
+	for k, v := range r.Headers {
+		m.Headers = append(m.Headers, sarama.RecordHeader{Key: []byte(k), Value: v})
+	}
+	return m
+}
+
+func (a *app) send(msgs ...*sarama.ProducerMessage) {
+	a.t.Helper()
+	if err := a.prod.SendMessages(msgs); err != nil {
+		a.t.Fatal(err)
+	}
+}
+
+// record is a consumed record.
+type record struct {
+	Partition int32
+	Offset    int64
+	Key       string
+	Value     []byte
+	Headers   map[string]string
+}
+
+// read reads topic from the beginning (all partitions), handing each record
+// to next until next returns true; it fails the test after timeout.
+func (a *app) read(topic string, timeout time.Duration, next func(record) bool) {
+	a.t.Helper()
+	consumer, err := sarama.NewConsumerFromClient(a.client)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer consumer.Close()
+	if err := a.client.RefreshMetadata(topic); err != nil {
+		a.t.Fatal(err)
+	}
+	parts, err := a.client.Partitions(topic)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	ch := make(chan record, 1024)
+	stop := make(chan struct{})
+	defer close(stop)
+	for _, p := range parts {
+		pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
+		if err != nil {
+			a.t.Fatal(err)
+		}
+		defer pc.Close()
+		go func() {
+			for m := range pc.Messages() {
+				h := map[string]string{}
+				for _, rh := range m.Headers {
+					h[string(rh.Key)] = string(rh.Value)
+				}
+				select {
+				case ch <- record{Partition: m.Partition, Offset: m.Offset, Key: string(m.Key), Value: m.Value, Headers: h}:
+				case <-stop:
+					return
+				}
+			}
+		}()
+	}
+	deadline := time.After(timeout)
+	n := 0
+	for {
+		select {
+		case r := <-ch:
+			n++
+			if next(r) {
+				return
+			}
+		case <-deadline:
+			a.t.Fatalf("%s: condition not met within %v after %d records", topic, timeout, n)
+		}
+	}
+}
+
+// replies waits for the replies to the given command ids and returns them by
+// id (the first reply seen for each).
+func (a *app) replies(timeout time.Duration, ids ...string) map[string]record {
+	a.t.Helper()
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	byID := map[string]record{}
+	a.read(a.topics.Replies(), timeout, func(r record) bool {
+		if _, seen := byID[r.Key]; want[r.Key] && !seen {
+			byID[r.Key] = r
+		}
+		return len(byID) == len(want)
+	})
+	return byID
+}
+
+// table reads an entity's table topic until done holds for the latest
+// envelope of every subject, failing if a subject appears on two partitions
+// or on a partition other than the one its subject hashes to.
+func (a *app) table(entity string, n int32, timeout time.Duration, done func(map[string]*core.Envelope) bool) map[string]*core.Envelope {
+	a.t.Helper()
+	latest := map[string]*core.Envelope{}
+	a.read(a.topics.Table(entity), timeout, func(r record) bool {
+		if want := murmur2.Partition([]byte(r.Key), n); r.Partition != want {
+			a.t.Fatalf("subject %q has state on partition %d; it hashes to %d", r.Key, r.Partition, want)
+		}
+		env, err := core.DecodeEnvelope(r.Value)
+		if err != nil {
+			a.t.Fatal(err)
+		}
+		latest[r.Key] = env
+		return done(latest)
+	})
+	return latest
+}
+
+func decodeJSON[T any](t *testing.T, data []byte) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(data, &v); err != nil {
+		t.Fatalf("decode %s: %v", data, err)
+	}
+	return v
+}

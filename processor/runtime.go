@@ -1,0 +1,315 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
+	gcodec "github.com/lovoo/goka/codec"
+	"github.com/lovoo/goka/storage"
+	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/murmur2"
+	"github.com/partita-dev/partita/processor/broker"
+)
+
+// Definer is an entity definition (see package entities).
+type Definer interface {
+	Name() string
+	Definition() *core.Entity
+}
+
+// Config configures a Runtime.
+type Config struct {
+	// App prefixes every topic name ("shop" -> "shop.cart.commands").
+	App string
+	// Kafka is the connection; it must name bootstrap servers.
+	Kafka broker.Config
+	// Partitions is the partition count of topics Partita creates (default 8).
+	Partitions int32
+	// Replication is the replication factor of topics Partita creates
+	// (default: 3, or the number of brokers when fewer).
+	Replication int16
+	// NoCreateTopics makes start-up fail on missing topics instead of
+	// creating them, for clusters where the application may not create topics.
+	NoCreateTopics bool
+	// DataDir holds the local LevelDB copies of the entity tables.
+	DataDir string
+	// Log receives the runtime's logs (default: discarded).
+	Log *slog.Logger
+}
+
+// Runtime runs entities on Kafka: one goka processor per entity.
+type Runtime struct {
+	cfg    Config
+	topics core.Topics
+	defs   []*core.Entity
+	stats  Stats
+	ready  chan struct{}
+}
+
+// Stats counts what the runtime did since it started. Safe for concurrent use.
+type Stats struct {
+	Processed   atomic.Int64 // records handled (including duplicates)
+	Duplicates  atomic.Int64 // redelivered commands answered from the record
+	DeadLetters atomic.Int64 // records sent to the dead-letter topic
+	Rerouted    atomic.Int64 // records re-routed through a loop topic
+}
+
+// ErrConfig is wrapped by New's error for an invalid runtime configuration.
+var ErrConfig = errors.New("invalid runtime configuration")
+
+// New checks cfg and the definitions and returns a Runtime; Run starts it.
+func New(cfg Config, entities ...Definer) (*Runtime, error) {
+	var problems []error
+	if cfg.App == "" {
+		problems = append(problems, errors.New("App is empty"))
+	}
+	if cfg.Kafka.Embedded() {
+		problems = append(problems, errors.New("no Kafka bootstrap servers"))
+	}
+	if err := cfg.Kafka.Validate(); err != nil {
+		problems = append(problems, err)
+	}
+	if cfg.Partitions == 0 {
+		cfg.Partitions = 8
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = "data"
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	r := &Runtime{cfg: cfg, topics: core.Topics{App: cfg.App}, ready: make(chan struct{})}
+	names := map[string]bool{}
+	for _, e := range entities {
+		d := e.Definition()
+		if names[d.Name] {
+			problems = append(problems, fmt.Errorf("entity %q is defined twice", d.Name))
+		}
+		names[d.Name] = true
+		r.defs = append(r.defs, d)
+	}
+	for _, d := range r.defs {
+		for _, target := range d.SendsTo {
+			if !names[target] {
+				problems = append(problems, fmt.Errorf("entity %s sends to %q, which is not an entity of this application", d.Name, target))
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, errors.Join(problems...))
+	}
+	return r, nil
+}
+
+// Stats returns the runtime's counters.
+func (r *Runtime) Stats() *Stats { return &r.stats }
+
+// Ready is closed once every entity processor has recovered its table and
+// is processing.
+func (r *Runtime) Ready() <-chan struct{} { return r.ready }
+
+// Topics lists every topic the application uses, with the configuration
+// Partita creates it with. replication is used for the topics it creates.
+func (r *Runtime) Topics(replication int16) []TopicSpec {
+	p := r.cfg.Partitions
+	spec := func(name string, cfg map[string]string) TopicSpec {
+		return TopicSpec{Name: name, Partitions: p, Replication: replication, Config: cfg}
+	}
+	del := func(d time.Duration) map[string]string {
+		return map[string]string{"cleanup.policy": "delete", "retention.ms": retention(d)}
+	}
+	specs := []TopicSpec{
+		spec(r.topics.Replies(), del(time.Hour)),
+		spec(r.topics.DeadLetters(), del(14*24*time.Hour)),
+	}
+	seen := map[string]bool{}
+	for _, d := range r.defs {
+		specs = append(specs,
+			spec(r.topics.Commands(d.Name), del(7*24*time.Hour)),
+			spec(r.topics.Table(d.Name), map[string]string{"cleanup.policy": "compact"}),
+			spec(r.topics.Loop(d.Name), del(7*24*time.Hour)),
+		)
+		if d.Kind == core.EventSourced {
+			specs = append(specs, spec(r.topics.Events(d.Name), del(-1)))
+		}
+		for _, t := range d.PublishTopics {
+			if !seen[t] {
+				seen[t] = true
+				specs = append(specs, spec(t, del(7*24*time.Hour)))
+			}
+		}
+		for t := range d.Subscriptions {
+			if !seen[t] {
+				seen[t] = true
+				specs = append(specs, TopicSpec{Name: t, External: true})
+			}
+		}
+	}
+	return specs
+}
+
+// Run creates or checks the topics, then runs every entity until ctx ends
+// or one fails. A partition-count mismatch or a missing topic fails start-up
+// with a message naming the topics.
+func (r *Runtime) Run(ctx context.Context) error {
+	log := r.cfg.Log
+	client, err := broker.Connect(ctx, r.cfg.Kafka, log)
+	if err != nil {
+		return err
+	}
+	replication := r.cfg.Replication
+	if replication == 0 {
+		replication = int16(min(3, len(client.Brokers())))
+	}
+	counts, err := ensureTopics(client, r.Topics(replication), !r.cfg.NoCreateTopics)
+	client.Close()
+	if err != nil {
+		return err
+	}
+	var procs []*goka.Processor
+	for _, d := range r.defs {
+		group := r.topics.Group(d.Name)
+		copart := []string{r.topics.Commands(d.Name), r.topics.Table(d.Name), r.topics.Loop(d.Name)}
+		for t := range d.Subscriptions {
+			copart = append(copart, t)
+		}
+		n, err := checkCopartitioned(group, copart, counts)
+		if err != nil {
+			return err
+		}
+		p, err := r.newProcessor(d, n)
+		if err != nil {
+			return fmt.Errorf("entity %s: %w", d.Name, err)
+		}
+		procs = append(procs, p)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(procs))
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.Run(ctx); err != nil {
+				errs <- fmt.Errorf("processor %s: %w", p.Graph().Group(), err)
+				cancel()
+			}
+		}()
+	}
+	go func() {
+		for _, p := range procs {
+			if p.WaitForReadyContext(ctx) != nil {
+				return
+			}
+		}
+		log.Info("entities ready", "entities", len(procs))
+		close(r.ready)
+	}()
+	wg.Wait()
+	close(errs)
+	return errors.Join(collect(errs)...)
+}
+
+func collect(ch <-chan error) []error {
+	var out []error
+	for err := range ch {
+		out = append(out, err)
+	}
+	return out
+}
+
+// saramaConfig is the client configuration goka's builders get: a fresh copy
+// each time, since goka's builders modify the one they are given.
+func (r *Runtime) saramaConfig() (*sarama.Config, error) {
+	sc, err := r.cfg.Kafka.Sarama(nil) // Validate and the skip-verify warning ran in Connect
+	if err != nil {
+		return nil, err
+	}
+	sc.Consumer.Return.Errors = true
+	// A new group starts at the oldest record of framework topics: input
+	// written while the group is being created must not be skipped.
+	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+	sc.Consumer.MaxProcessingTime = time.Second
+	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{goka.CopartitioningStrategy}
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Producer.Compression = sarama.CompressionSnappy
+	// goka's 100ms default flush is request/reply latency; 5ms batches well enough.
+	sc.Producer.Flush.Frequency = 5 * time.Millisecond
+	sc.Producer.Flush.Bytes = 64 * 1024
+	sc.Producer.Return.Successes = true
+	sc.Producer.Return.Errors = true
+	sc.Producer.Retry.Max = 10
+	return sc, nil
+}
+
+func (r *Runtime) newProcessor(d *core.Entity, partitions int32) (*goka.Processor, error) {
+	h := &handler{
+		def:        d,
+		topics:     r.topics,
+		partitions: partitions,
+		stats:      &r.stats,
+		log:        r.cfg.Log.With("entity", d.Name),
+		env:        core.Env{Topics: r.topics, Now: time.Now, Sleep: time.Sleep},
+	}
+	bytes := new(gcodec.Bytes)
+	edges := []goka.Edge{
+		goka.Input(goka.Stream(r.topics.Commands(d.Name)), bytes, h.handle),
+		goka.Loop(bytes, h.handle),
+		goka.Persist(bytes),
+		goka.Output(goka.Stream(r.topics.Replies()), bytes),
+		goka.Output(goka.Stream(r.topics.DeadLetters()), bytes),
+	}
+	for t := range d.Subscriptions {
+		edges = append(edges, goka.Input(goka.Stream(t), bytes, h.handle))
+	}
+	if d.Kind == core.EventSourced {
+		edges = append(edges, goka.Output(goka.Stream(r.topics.Events(d.Name)), bytes))
+	}
+	for _, t := range d.PublishTopics {
+		edges = append(edges, goka.Output(goka.Stream(t), bytes))
+	}
+	for _, e := range d.SendsTo {
+		edges = append(edges, goka.Output(goka.Stream(r.topics.Commands(e)), bytes))
+	}
+	graph := goka.DefineGroup(goka.Group(r.topics.Group(d.Name)), edges...)
+	h.loop = graph.LoopStream().Topic()
+
+	sc := func() *sarama.Config {
+		c, _ := r.saramaConfig() // the configuration was validated in New
+		return c
+	}
+	tmc := goka.NewTopicManagerConfig()
+	tmc.NoCreate = true // Run created and checked the topics
+	// Run checked partition counts; settings of existing topics are the
+	// operator's to choose.
+	tmc.MismatchBehavior = goka.TMConfigMismatchBehaviorIgnore
+	return goka.NewProcessor(r.cfg.Kafka.BootstrapServers, graph,
+		goka.WithHasher(murmur2.New),
+		goka.WithClientID(r.cfg.Kafka.WithDefaults().ClientID+"-"+d.Name),
+		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(sc())),
+		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc())),
+		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(sc())),
+		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc(), tmc)),
+		goka.WithStorageBuilder(storage.DefaultBuilder(filepath.Join(r.cfg.DataDir, "entities", r.topics.Group(d.Name)))),
+		goka.WithLogger(gokaLogger{r.cfg.Log}),
+	)
+}
+
+// gokaLogger sends goka's logs to slog at debug level.
+type gokaLogger struct{ log *slog.Logger }
+
+func (g gokaLogger) Print(v ...any)   { g.log.Debug(fmt.Sprint(v...), "component", "goka") }
+func (g gokaLogger) Println(v ...any) { g.log.Debug(fmt.Sprint(v...), "component", "goka") }
+func (g gokaLogger) Printf(format string, v ...any) {
+	g.log.Debug(fmt.Sprintf(format, v...), "component", "goka")
+}
