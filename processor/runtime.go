@@ -302,6 +302,9 @@ func (r *Runtime) newProcessor(d *core.Entity, partitions int32) (*goka.Processo
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc(), tmc)),
 		goka.WithStorageBuilder(storage.DefaultBuilder(filepath.Join(r.cfg.DataDir, "entities", r.topics.Group(d.Name)))),
 		goka.WithLogger(gokaLogger{r.cfg.Log}),
+		// goka drops records with a nil value by default: silently losing
+		// them. Partita dead-letters them like any other bad record.
+		goka.WithNilHandling(goka.NilProcess),
 	)
 }
 

@@ -1,0 +1,321 @@
+package processor_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/partita-dev/partita/codec"
+	"github.com/partita-dev/partita/entities"
+	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/processor"
+	"github.com/partita-dev/partita/sample"
+)
+
+func TestRedeliveredCommandIsAppliedOnce(t *testing.T) {
+	a := newApp(t, sample.NewCart())
+	a.start()
+	topic := a.topics.Commands("cart")
+	first := cmd("cart-r", "add-item", "r-1", sample.AddItem{ProductID: "p1", Name: "Pen", Quantity: 2})
+
+	// replyCount waits until id has n replies and returns them.
+	replies := func(id string, n int) []record {
+		var rs []record
+		a.read(a.topics.Replies(), time.Minute, func(r record) bool {
+			if r.Key == id {
+				rs = append(rs, r)
+			}
+			return len(rs) == n
+		})
+		return rs
+	}
+	a.send(message(topic, first))
+	replies("r-1", 1)
+	a.send(message(topic, first)) // right after
+	a.send(message(topic, cmd("cart-r", "add-item", "r-2", sample.AddItem{ProductID: "p2", Name: "Ink", Quantity: 1})))
+	a.send(message(topic, cmd("cart-r", "remove-item", "r-3", sample.RemoveItem{ProductID: "p1"})))
+	replies("r-3", 1)
+	a.send(message(topic, first)) // again, behind newer commands
+	rs := replies("r-1", 3)
+	for _, r := range rs[1:] {
+		if !bytes.Equal(r.Value, rs[0].Value) || r.Headers["ce_id"] != rs[0].Headers["ce_id"] || r.Headers["ce_partitaseq"] != "1" {
+			t.Errorf("redelivery got reply %s %v, first was %s %v", r.Value, r.Headers, rs[0].Value, rs[0].Headers)
+		}
+	}
+	env := a.table("cart", 8, time.Minute, func(l map[string]*core.Envelope) bool {
+		return l["cart-r"] != nil && l["cart-r"].Seq == 3
+	})["cart-r"]
+	state := decodeJSON[sample.Cart](t, env.State)
+	if len(state.Items) != 1 || state.Items["p2"].Quantity != 1 {
+		t.Errorf("state %+v: want only p2 x1 (p1 added once, then removed)", state)
+	}
+	// Events: cart-r:1 published three times with the same id and data, the others once.
+	var events []record
+	a.read(a.topics.Events("cart"), time.Minute, func(r record) bool {
+		events = append(events, r)
+		return len(events) == 5
+	})
+	count := map[string]int{}
+	for _, e := range events {
+		count[e.Headers["ce_id"]]++
+		if e.Headers["ce_id"] == "cart-r:1" && !bytes.Equal(e.Value, events[0].Value) {
+			t.Errorf("re-published event differs: %s vs %s", e.Value, events[0].Value)
+		}
+	}
+	if count["cart-r:1"] != 3 || count["cart-r:2"] != 1 || count["cart-r:3"] != 1 {
+		t.Errorf("event ids on the topic: %v; want cart-r:1 x3, cart-r:2 x1, cart-r:3 x1", count)
+	}
+	if d := a.rt.Stats().Duplicates.Load(); d != 2 {
+		t.Errorf("%d duplicates counted, want 2", d)
+	}
+}
+
+// kcat produces one binary-mode CloudEvent with librdkafka, keyed by key
+// (no key when empty), with the given partitioner.
+func kcat(t *testing.T, addr, topic, partitioner, key string, ev codec.Event) {
+	t.Helper()
+	args := []string{"-P", "-b", addr, "-t", topic, "-X", "partitioner=" + partitioner, "-K", "\t"}
+	r, err := codec.EncodeEvent(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range r.Headers {
+		args = append(args, "-H", k+"="+string(v))
+	}
+	c := exec.Command("kcat", args...)
+	c.Stdin = strings.NewReader(key + "\t" + string(r.Value) + "\n")
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("kcat: %v\n%s", err, out)
+	}
+}
+
+func TestMisroutedCommandsReachTheirEntity(t *testing.T) {
+	if _, err := exec.LookPath("kcat"); err != nil {
+		t.Fatal("kcat is required (Debian package kcat; .ci/run installs it)")
+	}
+	a := newApp(t, sample.NewCustomer())
+	a.start()
+	topic := a.topics.Commands("customer")
+	create := func(subject, id string) codec.Event {
+		return cmd(subject, "create", id, sample.CreateCustomer{Email: subject + "@example.com", Name: subject})
+	}
+	var ids []string
+	// Java's default partitioning (murmur2) keyed by subject: no re-routing.
+	for i := range 16 {
+		s, id := fmt.Sprintf("java-%d", i), fmt.Sprintf("java-%d", i)
+		kcat(t, a.env.Plaintext, topic, "murmur2_random", s, create(s, id))
+		ids = append(ids, id)
+	}
+	a.replies(time.Minute, ids...)
+	if n := a.rt.Stats().Rerouted.Load(); n != 0 {
+		t.Errorf("%d records re-routed; murmur2 keyed by subject must land where Partita expects", n)
+	}
+	// librdkafka's default (CRC32), random keys, and no key at all.
+	ids = ids[:0]
+	for i := range 16 {
+		s := fmt.Sprintf("crc-%d", i)
+		kcat(t, a.env.Plaintext, topic, "consistent_random", s, create(s, s))
+		ids = append(ids, s)
+	}
+	for i := range 16 {
+		s := fmt.Sprintf("rnd-%d", i)
+		m := message(topic, create(s, s))
+		m.Key = sarama.StringEncoder(fmt.Sprintf("random-key-%d-%d", i, time.Now().UnixNano()))
+		a.send(m)
+		ids = append(ids, s)
+	}
+	for i := range 16 {
+		s := fmt.Sprintf("nokey-%d", i)
+		m := message(topic, create(s, s))
+		m.Key = nil
+		m.Partition = int32(i % 8)
+		a.send(m)
+		ids = append(ids, s)
+	}
+	got := a.replies(time.Minute, ids...)
+	for id, r := range got {
+		if r.Headers["ce_type"] != core.TypeReply || r.Headers["ce_subject"] != id {
+			t.Errorf("%s: reply %v %s", id, r.Headers, r.Value)
+		}
+	}
+	if n := a.rt.Stats().Rerouted.Load(); n == 0 {
+		t.Error("no record was re-routed; the misrouted ones must be")
+	}
+	// Every subject's state is on its own partition only (table() checks it).
+	all := append(ids, "java-0")
+	a.table("customer", 8, time.Minute, func(l map[string]*core.Envelope) bool {
+		for _, s := range all {
+			if l[s] == nil || !l[s].Exists {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestInteropWithKcat(t *testing.T) {
+	a := newApp(t, sample.NewCart())
+	a.start()
+	topic := a.topics.Commands("cart")
+	kcat(t, a.env.Plaintext, topic, "murmur2_random", "cart-i", cmd("cart-i", "add-item", "k-1", sample.AddItem{ProductID: "p", Name: "P", Quantity: 1}))
+	structured := &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder("cart-i"),
+		Value: sarama.StringEncoder(`{"specversion":"1.0","id":"s-1","source":"structured","type":"checkout","subject":"cart-i","datacontenttype":"application/json","data":{}}`),
+		Headers: []sarama.RecordHeader{{Key: []byte("content-type"), Value: []byte("application/cloudevents+json")}}}
+	a.send(structured)
+	got := a.replies(time.Minute, "k-1", "s-1")
+	for id, r := range got {
+		if r.Headers["ce_type"] != core.TypeReply {
+			t.Errorf("%s: %v %s", id, r.Headers, r.Value)
+		}
+	}
+	// Read the events back with kcat: every ce_ header is there.
+	out, err := exec.Command("kcat", "-C", "-b", a.env.Plaintext, "-t", a.topics.Events("cart"), "-o", "beginning", "-e", "-q",
+		"-f", "%k %h\n").CombinedOutput()
+	if err != nil {
+		t.Fatalf("kcat: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("kcat read %d events, want 2:\n%s", len(lines), out)
+	}
+	for _, l := range lines {
+		for _, h := range []string{"ce_specversion=1.0", "ce_id=cart-i:", "ce_source=partita/" + a.name + "/cart", "ce_type=", "ce_subject=cart-i", "ce_time=", "ce_partitaseq=", "content-type=application/json"} {
+			if !strings.Contains(l, h) {
+				t.Errorf("event read by kcat lacks %q: %s", h, l)
+			}
+		}
+		if !strings.HasPrefix(l, "cart-i ") {
+			t.Errorf("event key is not the subject: %s", l)
+		}
+	}
+}
+
+// boom is an entity whose handlers misbehave on purpose.
+func boom() *entities.Entity[struct{}] {
+	e := entities.KeyValue[struct{}]("boom", entities.HandlerTimeout(300*time.Millisecond), entities.Retries(2, 10*time.Millisecond))
+	entities.Command(e, "panic", func(*entities.Context[struct{}], struct{}) entities.Effect { panic("boom") })
+	entities.Command(e, "hang", func(*entities.Context[struct{}], struct{}) entities.Effect {
+		time.Sleep(2 * time.Second)
+		return entities.Ignore()
+	})
+	entities.Command(e, "fail", func(*entities.Context[struct{}], struct{}) entities.Effect {
+		return entities.Fail(errors.New("downstream unavailable"))
+	})
+	return e
+}
+
+func TestBadRecordsGoToTheDeadLetterTopic(t *testing.T) {
+	a := newApp(t, sample.NewCustomer(), boom())
+	a.start()
+	topic := a.topics.Commands("customer")
+	good := func(subject, id string) codec.Record {
+		r, _ := codec.EncodeEvent(cmd(subject, "create", id, sample.CreateCustomer{Email: "a@b.c", Name: "A"}))
+		return r
+	}
+	with := func(r codec.Record, kv ...any) codec.Record {
+		h := map[string][]byte{}
+		for k, v := range r.Headers {
+			h[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			if kv[i+1] == nil {
+				delete(h, kv[i].(string))
+			} else if b, ok := kv[i+1].([]byte); ok {
+				h[kv[i].(string)] = b
+			} else {
+				h[kv[i].(string)] = []byte(kv[i+1].(string))
+			}
+		}
+		return codec.Record{Key: r.Key, Value: r.Value, Headers: h}
+	}
+	long := strings.Repeat("x", 2000)
+	cases := []struct {
+		kind   string
+		topic  string
+		rec    codec.Record
+		reason string
+	}{
+		{"not a CloudEvent", topic, codec.Record{Key: []byte("s"), Value: []byte("hello")}, "not a CloudEvent"},
+		{"wrong specversion", topic, with(good("s", "b1"), "ce_specversion", "0.3"), "spec version"},
+		{"missing id", topic, with(good("s", "b2"), "ce_id", nil), "id"},
+		{"missing source", topic, with(good("s", "b3"), "ce_source", nil), "source"},
+		{"missing type", topic, with(good("s", "b4"), "ce_type", nil), "type"},
+		{"missing subject", topic, with(good("s", "b5"), "ce_subject", nil), "ce-subject is missing"},
+		{"invalid JSON", topic, codec.Record{Key: []byte("s"), Value: []byte(`{"email":`), Headers: good("s", "b6").Headers}, "payload does not fit"},
+		{"payload of the wrong type", topic, codec.Record{Key: []byte("s"), Value: []byte(`{"email":5}`), Headers: with(good("s", "b7"), "ce_id", "b7").Headers}, "payload does not fit"},
+		{"unknown type", topic, with(good("s", "b8"), "ce_type", "frobnicate", "ce_id", "b8"), `unknown type "frobnicate"`},
+		{"empty value", topic, codec.Record{Key: []byte("s"), Headers: with(good("s", "b9"), "ce_id", "b9").Headers}, "empty JSON payload"},
+		{"garbage header bytes", topic, with(good("s", "b10"), "ce_type", []byte{0xff, 0xfe, 0x00}), "not valid UTF-8"},
+		{"invalid UTF-8 subject", topic, with(good("s", "b11"), "ce_subject", []byte{'s', 0xc3}), "not valid UTF-8"},
+		{"very long subject", topic, with(good(long, "b12")), "more than 1024"},
+		{"structured garbage", topic, codec.Record{Key: []byte("s"), Value: []byte("{nope"), Headers: map[string][]byte{"content-type": []byte("application/cloudevents+json")}}, "invalid CloudEvent"},
+		{"wrong content type", topic, with(good("s", "b14"), "content-type", "text/plain", "ce_id", "b14"), "content type"},
+		{"handler panics", a.topics.Commands("boom"), with(good("s", "b15"), "ce_type", "panic"), "handler panicked: boom"},
+		{"handler hangs", a.topics.Commands("boom"), with(good("s", "b16"), "ce_type", "hang"), "did not return within 300ms"},
+		{"handler keeps failing", a.topics.Commands("boom"), with(good("s", "b17"), "ce_type", "fail"), "handler failed 3 times, last: downstream unavailable"},
+	}
+	for _, c := range cases {
+		m := raw(c.topic, with(c.rec, "test_kind", c.kind))
+		a.send(m)
+	}
+	// Normal traffic behind the bad records, on every partition, still flows.
+	var ids []string
+	for i := range 32 {
+		id := fmt.Sprintf("after-%d", i)
+		a.send(message(topic, cmd(id, "create", id, sample.CreateCustomer{Email: "x@y.z", Name: "X"})))
+		ids = append(ids, id)
+	}
+	a.replies(time.Minute, ids...)
+
+	byKind := map[string]record{}
+	a.read(a.topics.DeadLetters(), time.Minute, func(r record) bool {
+		byKind[r.Headers["test_kind"]] = r
+		t.Logf("dead letter %q: %s", r.Headers["test_kind"], r.Headers[processor.HeaderDLQReason])
+		return len(byKind) == len(cases)
+	})
+	for _, c := range cases {
+		r := byKind[c.kind]
+		if reason := r.Headers[processor.HeaderDLQReason]; !strings.Contains(reason, c.reason) {
+			t.Errorf("%s: dead-letter reason %q does not say %q", c.kind, reason, c.reason)
+		}
+		if !bytes.Equal(r.Value, c.rec.Value) || r.Headers[processor.HeaderDLQOrigin] == "" {
+			t.Errorf("%s: dead letter lost the original value or its origin: %q %v", c.kind, r.Value, r.Headers)
+		}
+	}
+	if n := a.rt.Stats().DeadLetters.Load(); n != int64(len(cases)) {
+		t.Errorf("%d dead letters counted, want %d", n, len(cases))
+	}
+	select {
+	case <-a.stopped:
+		t.Fatalf("the runtime stopped: %v", a.runErr)
+	default:
+	}
+}
+
+func TestPartitionCountMismatchFailsStart(t *testing.T) {
+	a := newApp(t, sample.NewCustomer())
+	admin, err := sarama.NewClusterAdminFromClient(a.client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.CreateTopic(a.topics.Commands("customer"), &sarama.TopicDetail{NumPartitions: 4, ReplicationFactor: 1}, false); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = a.rt.Run(ctx)
+	if !errors.Is(err, processor.ErrPartitionMismatch) {
+		t.Fatalf("want ErrPartitionMismatch, got %v", err)
+	}
+	for _, s := range []string{a.topics.Commands("customer") + " has 4", a.topics.Table("customer") + " has 8", a.topics.Loop("customer") + " has 8"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error does not say %q: %v", s, err)
+		}
+	}
+}
