@@ -33,11 +33,20 @@ type app struct {
 	runErr  error
 }
 
+// newApp is an application on the real test broker.
 func newApp(t *testing.T, entities ...processor.Definer) *app {
 	t.Helper()
 	e := kafkatest.Require(t)
+	a := newAppOn(t, broker.Config{BootstrapServers: []string{e.Plaintext}}, entities...)
+	a.env = e
+	return a
+}
+
+// newAppOn is an application on the given cluster.
+func newAppOn(t *testing.T, kafka broker.Config, entities ...processor.Definer) *app {
+	t.Helper()
 	name := fmt.Sprintf("t%d", time.Now().UnixNano())
-	a := &app{t: t, env: e, name: name, topics: core.Topics{App: name}, kafka: broker.Config{BootstrapServers: []string{e.Plaintext}}}
+	a := &app{t: t, name: name, topics: core.Topics{App: name}, kafka: kafka}
 	rt, err := processor.New(processor.Config{
 		App: name, Kafka: a.kafka, Partitions: 8, DataDir: t.TempDir(),
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),

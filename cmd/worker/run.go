@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/partita-dev/partita/internal/envyaml"
+	"github.com/partita-dev/partita/processor"
 	"github.com/partita-dev/partita/processor/broker"
+	"github.com/partita-dev/partita/sample"
 )
 
 // config is the worker's configuration.
@@ -173,8 +175,8 @@ func check(ctx context.Context, cfg config, log *slog.Logger, stdout io.Writer) 
 	return nil
 }
 
-// serve runs the worker until ctx ends. Entities and views arrive with the
-// runtime; today it connects, reports the cluster and serves /healthz.
+// serve runs the sample application's entities and serves /healthz until
+// ctx ends. The HTTP gateway arrives with issue 6.
 func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	kc, stop, err := kafka(cfg, log)
 	if err != nil {
@@ -188,6 +190,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 	log.Info("connected to Kafka", "connection", r.Connection, "cluster_id", r.ClusterID, "brokers", r.Brokers)
+	rt, err := processor.New(processor.Config{App: cfg.App, Kafka: kc, DataDir: cfg.DataDir, Log: log},
+		sample.NewCustomer(), sample.NewCart())
+	if err != nil {
+		return err
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- rt.Run(ctx) }()
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -196,14 +205,17 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		return fmt.Errorf("http: %w", err)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
 	log.Info("worker running", "app", cfg.App, "http", ln.Addr().String())
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	err = <-runErr // Run returns when ctx ends or an entity fails
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	if err != nil {
 		return err
 	}
 	log.Info("worker stopped")
