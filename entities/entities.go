@@ -84,6 +84,37 @@ func SendsTo(entities ...string) Option {
 	return func(e *core.Entity) { e.SendsTo = append(e.SendsTo, entities...) }
 }
 
+// Start is where a new subscription starts reading a topic.
+type Start int
+
+// Subscription starts.
+const (
+	Earliest Start = iota // from the oldest record still in the topic (default)
+	Latest                // from records written after the subscription first starts
+)
+
+// StartFrom sets where a new subscription to topic starts. It matters only
+// the first time the entity's group runs; afterwards it resumes where it
+// stopped.
+func StartFrom(topic string, s Start) Option {
+	return func(e *core.Entity) {
+		if e.StartLatest == nil {
+			e.StartLatest = map[string]bool{}
+		}
+		e.StartLatest[topic] = s == Latest
+	}
+}
+
+// Consumer defines a stateless consumer: it has no commands topic and no
+// state, and only [Subscribe]s to topics. Its handlers may [Effect.Publish],
+// [Effect.Send], [Ignore] or [Fail]; Update, Persist and Delete are errors.
+// Delivery is at-least-once: it has no state to remember applied ids in, but
+// what it publishes and sends carries ids derived from the input's, so
+// receivers can recognise a redelivery.
+func Consumer(name string, opts ...Option) *Entity[struct{}] {
+	return newEntity[struct{}](name, core.Stateless, opts)
+}
+
 // KeyValue defines a key-value entity: handlers return [Update] with the new
 // state. The state is stored as JSON.
 func KeyValue[S any](name string, opts ...Option) *Entity[S] {

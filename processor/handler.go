@@ -48,6 +48,11 @@ func (h *handler) handle(ctx goka.Context, msg any) {
 		h.deadLetter(ctx, rec, err.Error())
 		return
 	}
+	if h.def.Kind == core.Stateless {
+		// No state, so nothing is bound to a partition: no re-routing.
+		h.apply(ctx, rec, topic, &core.Envelope{}, ev)
+		return
+	}
 	subject := ev.Subject()
 	if topic == h.loop {
 		topic = string(headers[headerOriginTopic])
@@ -75,6 +80,11 @@ func (h *handler) handle(ctx goka.Context, msg any) {
 		h.deadLetter(ctx, rec, fmt.Sprintf("subject %q: %v", subject, err))
 		return
 	}
+	h.apply(ctx, rec, topic, env, ev)
+}
+
+// apply runs the entity's decision for ev and writes its outcome.
+func (h *handler) apply(ctx goka.Context, rec codec.Record, topic string, env *core.Envelope, ev codec.Event) {
 	out := core.Process(h.env, h.def, topic, env, ev)
 	switch {
 	case out.DeadLetter != "":
@@ -83,7 +93,7 @@ func (h *handler) handle(ctx goka.Context, msg any) {
 	case out.Duplicate:
 		h.stats.Duplicates.Add(1)
 	}
-	if out.Envelope != nil {
+	if out.Envelope != nil && h.def.Kind != core.Stateless {
 		data, err := out.Envelope.Encode()
 		if err != nil {
 			h.deadLetter(ctx, rec, fmt.Sprintf("encode state: %v", err))

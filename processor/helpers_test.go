@@ -142,7 +142,10 @@ type record struct {
 
 // read reads topic from the beginning (all partitions), handing each record
 // to next until next returns true; it fails the test after timeout.
-func (a *app) read(topic string, timeout time.Duration, next func(record) bool) {
+//
+// idle, if given, is asked every 100ms while no record arrives; it can end
+// the read too.
+func (a *app) read(topic string, timeout time.Duration, next func(record) bool, idle ...func() bool) {
 	a.t.Helper()
 	consumer, err := sarama.NewConsumerFromClient(a.client)
 	if err != nil {
@@ -180,6 +183,8 @@ func (a *app) read(topic string, timeout time.Duration, next func(record) bool) 
 		}()
 	}
 	deadline := time.After(timeout)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	n := 0
 	for {
 		select {
@@ -188,10 +193,27 @@ func (a *app) read(topic string, timeout time.Duration, next func(record) bool) 
 			if next(r) {
 				return
 			}
+		case <-tick.C:
+			if len(idle) > 0 && idle[0]() {
+				return
+			}
 		case <-deadline:
 			a.t.Fatalf("%s: condition not met within %v after %d records", topic, timeout, n)
 		}
 	}
+}
+
+// readAll reads topic from the beginning until no record arrives for quiet.
+func (a *app) readAll(topic string, quiet time.Duration) []record {
+	a.t.Helper()
+	var out []record
+	last := time.Now()
+	a.read(topic, time.Minute, func(r record) bool {
+		out = append(out, r)
+		last = time.Now()
+		return false
+	}, func() bool { return time.Since(last) > quiet })
+	return out
 }
 
 // replies waits for the replies to the given command ids and returns them by

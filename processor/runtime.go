@@ -132,11 +132,13 @@ func (r *Runtime) Topics(replication int16) []TopicSpec {
 	}
 	seen := map[string]bool{}
 	for _, d := range r.defs {
-		specs = append(specs,
-			spec(r.topics.Commands(d.Name), del(7*24*time.Hour)),
-			spec(r.topics.Table(d.Name), map[string]string{"cleanup.policy": "compact"}),
-			spec(r.topics.Loop(d.Name), del(7*24*time.Hour)),
-		)
+		if d.Kind != core.Stateless {
+			specs = append(specs,
+				spec(r.topics.Commands(d.Name), del(7*24*time.Hour)),
+				spec(r.topics.Table(d.Name), map[string]string{"cleanup.policy": "compact"}),
+				spec(r.topics.Loop(d.Name), del(7*24*time.Hour)),
+			)
+		}
 		if d.Kind == core.EventSourced {
 			specs = append(specs, spec(r.topics.Events(d.Name), del(-1)))
 		}
@@ -170,6 +172,9 @@ func (r *Runtime) Run(ctx context.Context) error {
 		replication = int16(min(3, len(client.Brokers())))
 	}
 	counts, err := ensureTopics(client, r.Topics(replication), !r.cfg.NoCreateTopics)
+	if err == nil {
+		err = r.startLatest(client)
+	}
 	client.Close()
 	if err != nil {
 		return err
@@ -177,9 +182,15 @@ func (r *Runtime) Run(ctx context.Context) error {
 	var procs []*goka.Processor
 	for _, d := range r.defs {
 		group := r.topics.Group(d.Name)
-		copart := []string{r.topics.Commands(d.Name), r.topics.Table(d.Name), r.topics.Loop(d.Name)}
+		var copart []string
+		if d.Kind != core.Stateless {
+			copart = []string{r.topics.Commands(d.Name), r.topics.Table(d.Name), r.topics.Loop(d.Name)}
+		}
 		for t := range d.Subscriptions {
 			copart = append(copart, t)
+		}
+		if len(copart) == 0 {
+			return fmt.Errorf("%s subscribes to no topic", d.Name)
 		}
 		n, err := checkCopartitioned(group, copart, counts)
 		if err != nil {
@@ -228,6 +239,64 @@ func collect(ch <-chan error) []error {
 	return out
 }
 
+// startLatest commits the newest offsets, for the partitions of topics
+// subscribed with entities.Latest on which the group has no committed offset
+// yet, so that a new group starts there instead of at the oldest record.
+func (r *Runtime) startLatest(client sarama.Client) error {
+	for _, d := range r.defs {
+		group := r.topics.Group(d.Name)
+		want := map[string][]int32{}
+		for topic, latest := range d.StartLatest {
+			if !latest {
+				continue
+			}
+			parts, err := client.Partitions(topic)
+			if err != nil {
+				return fmt.Errorf("%s: partitions of %s: %w", group, topic, err)
+			}
+			want[topic] = parts
+		}
+		if len(want) == 0 {
+			continue
+		}
+		admin, err := sarama.NewClusterAdminFromClient(client)
+		if err != nil {
+			return err
+		}
+		committed, err := admin.ListConsumerGroupOffsets(group, want)
+		if err != nil {
+			return fmt.Errorf("%s: committed offsets: %w", group, err)
+		}
+		om, err := sarama.NewOffsetManagerFromClient(group, client)
+		if err != nil {
+			return err
+		}
+		for topic, parts := range want {
+			for _, p := range parts {
+				if b := committed.GetBlock(topic, p); b != nil && b.Offset >= 0 {
+					continue // the group has been here before: resume
+				}
+				newest, err := client.GetOffset(topic, p, sarama.OffsetNewest)
+				if err != nil {
+					return err
+				}
+				pom, err := om.ManagePartition(topic, p)
+				if err != nil {
+					return err
+				}
+				pom.MarkOffset(newest, "partita: subscription starts at the latest record")
+				pom.AsyncClose()
+			}
+		}
+		om.Commit()
+		if err := om.Close(); err != nil {
+			return fmt.Errorf("%s: commit start offsets: %w", group, err)
+		}
+		r.cfg.Log.Info("new subscriptions start at the latest record", "group", group, "topics", len(want))
+	}
+	return nil
+}
+
 // saramaConfig is the client configuration goka's builders get: a fresh copy
 // each time, since goka's builders modify the one they are given.
 func (r *Runtime) saramaConfig() (*sarama.Config, error) {
@@ -262,12 +331,14 @@ func (r *Runtime) newProcessor(d *core.Entity, partitions int32) (*goka.Processo
 		env:        core.Env{Topics: r.topics, Now: time.Now, Sleep: time.Sleep},
 	}
 	bytes := new(gcodec.Bytes)
-	edges := []goka.Edge{
-		goka.Input(goka.Stream(r.topics.Commands(d.Name)), bytes, h.handle),
-		goka.Loop(bytes, h.handle),
-		goka.Persist(bytes),
-		goka.Output(goka.Stream(r.topics.Replies()), bytes),
-		goka.Output(goka.Stream(r.topics.DeadLetters()), bytes),
+	edges := []goka.Edge{goka.Output(goka.Stream(r.topics.DeadLetters()), bytes)}
+	if d.Kind != core.Stateless {
+		edges = append(edges,
+			goka.Input(goka.Stream(r.topics.Commands(d.Name)), bytes, h.handle),
+			goka.Loop(bytes, h.handle),
+			goka.Persist(bytes),
+			goka.Output(goka.Stream(r.topics.Replies()), bytes),
+		)
 	}
 	for t := range d.Subscriptions {
 		edges = append(edges, goka.Input(goka.Stream(t), bytes, h.handle))
@@ -282,7 +353,9 @@ func (r *Runtime) newProcessor(d *core.Entity, partitions int32) (*goka.Processo
 		edges = append(edges, goka.Output(goka.Stream(r.topics.Commands(e)), bytes))
 	}
 	graph := goka.DefineGroup(goka.Group(r.topics.Group(d.Name)), edges...)
-	h.loop = graph.LoopStream().Topic()
+	if ls := graph.LoopStream(); ls != nil {
+		h.loop = ls.Topic()
+	}
 
 	sc := func() *sarama.Config {
 		c, _ := r.saramaConfig() // the configuration was validated in New

@@ -30,6 +30,7 @@ type Kind int
 const (
 	KeyValue Kind = iota
 	EventSourced
+	Stateless // a consumer of subscribed topics: no state, no commands topic
 )
 
 // Entity is the type-erased definition the runtime executes.
@@ -40,6 +41,9 @@ type Entity struct {
 	Commands map[string]Handler
 	// Subscriptions are handlers of other topics' events, by topic then ce-type.
 	Subscriptions map[string]map[string]Handler
+	// StartLatest names the subscribed topics a new group starts reading at
+	// their end instead of their beginning.
+	StartLatest map[string]bool
 	// IgnoreUnknown drops, instead of dead-lettering, records of unknown type.
 	IgnoreUnknown bool
 	// Window is how many applied command ids each subject remembers.

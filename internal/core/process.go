@@ -142,6 +142,9 @@ func apply(env Env, def *Entity, stored *Envelope, cmd codec.Event, d Decision, 
 		outs = append(outs, Output{Topic: topic, Record: r})
 		return nil
 	}
+	if def.Kind == Stateless && (d.Kind == Update || d.Kind == Delete || d.Kind == Persist) {
+		return nil, nil, fmt.Errorf("%s is a consumer: it has no state to update, delete or persist events to", def.Name)
+	}
 	switch d.Kind {
 	case Update:
 		if def.Kind != KeyValue {
