@@ -1,7 +1,29 @@
-// Package processor is Partita's runtime: it turns entity and view
-// definitions into goka graphs and owns everything Kafka-specific (topic
-// management, routing, dedup, dead letters, metrics). Its subpackage broker
-// holds the connection settings shared with the worker.
+// Package processor is Partita's Kafka runtime: it turns entity definitions
+// (package entities) into goka processors and keeps the delivery contract.
 //
-// Status: the runtime arrives with issue 3; see package broker for what exists.
+// Contract of a running [Runtime]:
+//   - Topics: it creates the application's topics when allowed (commands,
+//     table (compacted), loop, events, replies, dead letters, declared
+//     publish targets) and checks that co-partitioned topics have equal
+//     partition counts, failing start-up with [ErrPartitionMismatch] naming
+//     each topic and its count, or [ErrMissingTopics] when it may not create.
+//   - Partitioning: one partitioner, Kafka's murmur2, everywhere. A record
+//     whose key is not its ce-subject, or whose partition is not the one its
+//     subject hashes to, is re-routed through the entity's loop topic before
+//     it touches state.
+//   - Effectively-once on state: a redelivered command (same ce-source and
+//     ce-id within the entity's dedup window) is answered from the record of
+//     what it produced, which is written again unchanged.
+//   - Dead letters: a record that is not a valid CloudEvent, lacks a subject,
+//     has an unknown type, a payload that does not fit, or whose handler
+//     panics, times out or keeps failing goes to <app>.dlq with its original
+//     key, value and headers plus partita_dlq_* headers naming the reason and
+//     origin; the partition moves on. Records with a nil value are
+//     dead-lettered too (goka would drop them).
+//   - New groups start at the oldest record of their inputs, except
+//     subscriptions declared to start at the latest.
+//
+// Replies to commands go to <app>.replies keyed by the command's ce-id, as
+// CloudEvents of type partita.reply or partita.error (code in the
+// partitaerror extension) carrying the subject's sequence number.
 package processor

@@ -69,7 +69,7 @@ var ErrConfig = errors.New("invalid runtime configuration")
 func New(cfg Config, entities ...Definer) (*Runtime, error) {
 	var problems []error
 	if cfg.App == "" {
-		problems = append(problems, errors.New("App is empty"))
+		problems = append(problems, errors.New("app name is empty"))
 	}
 	if cfg.Kafka.Embedded() {
 		problems = append(problems, errors.New("no Kafka bootstrap servers"))
