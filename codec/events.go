@@ -44,6 +44,8 @@ const (
 	ExtRequest = "partitarequest"
 	// ExtErrorCode is the code of an error reply.
 	ExtErrorCode = "partitaerror"
+	// ExtPosition is a reply's position token, for read-your-writes queries.
+	ExtPosition = "partitaposition"
 )
 
 // MaxSubjectLength bounds ce-subject (it is also the Kafka key and the

@@ -16,7 +16,9 @@
 package core
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -181,3 +183,34 @@ func (t Topics) DeadLetters() string { return t.App + ".dlq" }
 
 // Source is the ce-source of what an entity writes.
 func (t Topics) Source(entity string) string { return "partita/" + t.App + "/" + entity }
+
+// Position is where a subject stood after a command: its entity, subject
+// and sequence number. Its token travels in replies (ExtPosition) and lets a
+// view query wait until the view has applied that sequence.
+type Position struct {
+	Entity  string `json:"e"`
+	Subject string `json:"s"`
+	Seq     uint64 `json:"q"`
+}
+
+// Token encodes p as an opaque, URL-safe string.
+func (p Position) Token() string {
+	data, _ := json.Marshal(p)
+	return base64.RawURLEncoding.EncodeToString(data)
+}
+
+// ParsePosition decodes a token made by Position.Token.
+func ParsePosition(token string) (Position, error) {
+	var p Position
+	data, err := base64.RawURLEncoding.DecodeString(token)
+	if err == nil {
+		err = json.Unmarshal(data, &p)
+	}
+	if err != nil || p.Entity == "" || p.Subject == "" {
+		return Position{}, fmt.Errorf("%w: %q", ErrBadPosition, token)
+	}
+	return p, nil
+}
+
+// ErrBadPosition is wrapped by ParsePosition's errors.
+var ErrBadPosition = errors.New("not a position token")

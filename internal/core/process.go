@@ -197,7 +197,8 @@ func apply(env Env, def *Entity, stored *Envelope, cmd codec.Event, d Decision, 
 		}
 	}
 	if isCommand {
-		if err := emit(env.Topics.Replies(), reply(source, cmd, d, next.Seq, now)); err != nil {
+		pos := Position{Entity: def.Name, Subject: subject, Seq: next.Seq}
+		if err := emit(env.Topics.Replies(), reply(source, cmd, d, pos, now)); err != nil {
 			return nil, nil, err
 		}
 		outs[len(outs)-1].Record.Key = []byte(cmd.ID()) // replies are keyed by request id
@@ -211,10 +212,11 @@ const (
 	TypeError = "partita.error"
 )
 
-func reply(source string, cmd codec.Event, d Decision, seq uint64, now time.Time) codec.Event {
+func reply(source string, cmd codec.Event, d Decision, pos Position, now time.Time) codec.Event {
 	e := newEvent(source, "reply:"+cmd.Source()+"/"+cmd.ID(), TypeReply, cmd.Subject(), now)
 	e.SetExtension(codec.ExtRequest, cmd.ID())
-	e.SetExtension(codec.ExtSequence, strconv.FormatUint(seq, 10))
+	e.SetExtension(codec.ExtSequence, strconv.FormatUint(pos.Seq, 10))
+	e.SetExtension(codec.ExtPosition, pos.Token())
 	data := d.Reply
 	if d.Kind == Error {
 		e.SetType(TypeError)

@@ -1,0 +1,137 @@
+package core
+
+import (
+	"encoding/json"
+	"fmt"
+	"runtime/debug"
+
+	"github.com/partita-dev/partita/codec"
+)
+
+// RowEnvelope is what a view table stores for a row id: the row (nil when
+// the id has no row) and, per source and subject, the last sequence number
+// applied.
+type RowEnvelope struct {
+	Row  json.RawMessage   `json:"row,omitempty"`
+	Seqs map[string]uint64 `json:"seqs,omitempty"`
+}
+
+// SeqKey is the key of RowEnvelope.Seqs for a source and subject.
+func SeqKey(source, subject string) string { return source + "\x00" + subject }
+
+// SourceKind is where a view's updates come from.
+type SourceKind int
+
+// Source kinds.
+const (
+	FromState  SourceKind = iota // a key-value entity's table (its state changes)
+	FromEvents                   // an event-sourced entity's events topic
+	FromTopic                    // any topic of CloudEvents with a subject
+)
+
+// Handler keys of a FromState source.
+const (
+	StateChanged = "" // the state was set
+	StateDeleted = "-deleted"
+)
+
+// View is the type-erased definition of a view.
+type View struct {
+	Name    string
+	Indexes []string
+	Sources []*ViewSource
+}
+
+// ViewSource is one source of a view with its handlers by event type.
+type ViewSource struct {
+	Kind     SourceKind
+	Entity   string // FromState, FromEvents
+	Topic    string // FromTopic
+	Handlers map[string]ViewHandler
+}
+
+// Name is the source's name in sequence keys and position tokens: the
+// entity's name, or the topic's.
+func (s *ViewSource) Name() string {
+	if s.Kind == FromTopic {
+		return s.Topic
+	}
+	return s.Entity
+}
+
+// ViewInput is what a view handler sees.
+type ViewInput struct {
+	Subject string
+	Row     json.RawMessage // nil: no row yet
+	Seq     uint64
+	Data    json.RawMessage // the state (FromState) or the event's data
+	Event   codec.Event     // FromEvents, FromTopic
+}
+
+// ViewDecisionKind says what a view handler decided.
+type ViewDecisionKind int
+
+// View decisions.
+const (
+	Keep   ViewDecisionKind = iota // leave the row as it is
+	SetRow                         // replace the row
+	RemoveRow                      // delete the row
+)
+
+// ViewDecision is a view handler's result.
+type ViewDecision struct {
+	Kind ViewDecisionKind
+	Row  json.RawMessage
+	Err  error // the input cannot be applied: dead-letter it
+}
+
+// ViewHandler computes a row update.
+type ViewHandler func(in ViewInput) ViewDecision
+
+// ProcessView applies one update of subject at seq (0: unknown) from src,
+// of type typ, to the stored row envelope. It returns the new envelope, or
+// nil when nothing changes (an update not newer than the last applied one
+// from the same source and subject, so a row never goes backwards), or a
+// dead-letter reason.
+func ProcessView(src *ViewSource, typ, subject string, seq uint64, stored *RowEnvelope, in ViewInput) (*RowEnvelope, string) {
+	key := SeqKey(src.Name(), subject)
+	if seq > 0 && stored.Seqs[key] >= seq {
+		return nil, ""
+	}
+	next := &RowEnvelope{Row: stored.Row, Seqs: make(map[string]uint64, len(stored.Seqs)+1)}
+	for k, v := range stored.Seqs {
+		next.Seqs[k] = v
+	}
+	if seq > 0 {
+		next.Seqs[key] = seq // advance even when ignored, so position waits complete
+	}
+	h, ok := src.Handlers[typ]
+	if !ok {
+		return next, "" // views handle the types they care about
+	}
+	in.Subject, in.Row, in.Seq = subject, stored.Row, seq
+	d, reason := callView(h, in)
+	if reason != "" {
+		return nil, reason
+	}
+	switch d.Kind {
+	case SetRow:
+		next.Row = d.Row
+	case RemoveRow:
+		next.Row = nil
+	}
+	return next, ""
+}
+
+func callView(h ViewHandler, in ViewInput) (d ViewDecision, reason string) {
+	defer func() {
+		if p := recover(); p != nil {
+			reason = fmt.Sprintf("view handler panicked: %v\n%s", p, debug.Stack())
+		}
+	}()
+	d = h(in)
+	if d.Err != nil {
+		return d, d.Err.Error()
+	}
+	return d, ""
+}

@@ -1,0 +1,459 @@
+package views
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/partita-dev/partita/internal/core"
+	"github.com/syndtr/goleveldb/leveldb"
+	"github.com/syndtr/goleveldb/leveldb/iterator"
+	"github.com/syndtr/goleveldb/leveldb/opt"
+	"github.com/syndtr/goleveldb/leveldb/util"
+)
+
+// Errors of the query API.
+var (
+	// ErrBadQuery: the query names an unindexed field, mixes incompatible
+	// conditions, or carries a page token from another query.
+	ErrBadQuery = errors.New("bad view query")
+	// ErrStale: a query given a position token timed out before the view
+	// applied that position.
+	ErrStale = errors.New("view has not caught up with the position in time")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("view store closed")
+)
+
+// Record is one record of the view table, applied to a replica.
+type Record struct {
+	ID        string
+	Envelope  []byte // nil: the id was deleted (tombstone)
+	Partition int32
+	Offset    int64
+	Time      time.Time // the record's timestamp
+}
+
+// Applied is how far a replica's partition has come.
+type Applied struct {
+	Next int64     // the next offset to read
+	Time time.Time // timestamp of the last applied record
+}
+
+// Store is a view's LevelDB replica of its row table, with secondary
+// indexes. Writes of one Apply (rows, index entries, offsets) are one
+// LevelDB batch, so a restart resumes exactly where the last Apply ended.
+// Safe for concurrent use: one writer (the replica), many readers.
+type Store struct {
+	db      *leveldb.DB
+	indexes map[string]bool
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced after every Apply
+	subs    map[*Subscription]struct{}
+	closed  bool
+}
+
+// OpenStore opens (or creates) the store in dir with the given indexed fields.
+func OpenStore(dir string, indexes ...string) (*Store, error) {
+	db, err := leveldb.OpenFile(dir, &opt.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("open view store %s: %w", dir, err)
+	}
+	s := &Store{db: db, indexes: map[string]bool{}, changed: make(chan struct{}), subs: map[*Subscription]struct{}{}}
+	for _, f := range indexes {
+		s.indexes[f] = true
+	}
+	return s, nil
+}
+
+// Close closes the store; subscriptions end.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for sub := range s.subs {
+		sub.stop()
+	}
+	close(s.changed)
+	s.mu.Unlock()
+	return s.db.Close()
+}
+
+// Offsets returns, per partition, how far the replica has applied.
+func (s *Store) Offsets() (map[int32]Applied, error) {
+	out := map[int32]Applied{}
+	it := s.db.NewIterator(util.BytesPrefix([]byte(prefixOffset)), nil)
+	defer it.Release()
+	for it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) != len(prefixOffset)+4 || len(v) != 16 {
+			continue
+		}
+		p := int32(binary.BigEndian.Uint32(k[len(prefixOffset):]))
+		out[p] = Applied{Next: int64(binary.BigEndian.Uint64(v)), Time: time.Unix(0, int64(binary.BigEndian.Uint64(v[8:])))}
+	}
+	return out, it.Error()
+}
+
+// Apply writes records (in order) in one batch: rows, their index entries
+// and the partitions' offsets.
+func (s *Store) Apply(records []Record) error {
+	if len(records) == 0 {
+		return nil
+	}
+	b := new(leveldb.Batch)
+	pending := map[string][]byte{} // rows written earlier in this batch
+	var changes []change
+	offsets := map[int32]Record{}
+	for _, u := range records {
+		old, ok := pending[u.ID]
+		if !ok {
+			var err error
+			old, err = s.db.Get(rowKey(u.ID), nil)
+			if err != nil && !errors.Is(err, leveldb.ErrNotFound) {
+				return err
+			}
+		}
+		oldRow, newRow := rowOf(old), rowOf(u.Envelope)
+		for f := range s.indexes {
+			if k, ok := indexKey(f, oldRow, u.ID); ok {
+				b.Delete(k)
+			}
+			if k, ok := indexKey(f, newRow, u.ID); ok {
+				b.Put(k, nil)
+			}
+		}
+		if u.Envelope == nil {
+			b.Delete(rowKey(u.ID))
+		} else {
+			b.Put(rowKey(u.ID), u.Envelope)
+		}
+		pending[u.ID] = u.Envelope
+		changes = append(changes, change{id: u.ID, old: oldRow, new: newRow})
+		offsets[u.Partition] = u
+	}
+	for p, u := range offsets {
+		k := make([]byte, len(prefixOffset)+4)
+		copy(k, prefixOffset)
+		binary.BigEndian.PutUint32(k[len(prefixOffset):], uint32(p))
+		v := make([]byte, 16)
+		binary.BigEndian.PutUint64(v, uint64(u.Offset+1))
+		binary.BigEndian.PutUint64(v[8:], uint64(u.Time.UnixNano()))
+		b.Put(k, v)
+	}
+	if err := s.db.Write(b, nil); err != nil {
+		return err
+	}
+	s.notify(changes)
+	return nil
+}
+
+type change struct {
+	id       string
+	old, new json.RawMessage
+}
+
+func (s *Store) notify(changes []change) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+	for sub := range s.subs {
+		sub.offer(changes)
+	}
+}
+
+func rowOf(envelope []byte) json.RawMessage {
+	if envelope == nil {
+		return nil
+	}
+	var e core.RowEnvelope
+	if json.Unmarshal(envelope, &e) != nil {
+		return nil
+	}
+	return e.Row
+}
+
+func indexKey(field string, row json.RawMessage, id string) ([]byte, bool) {
+	if row == nil {
+		return nil, false
+	}
+	v, ok := fieldValue(row, field)
+	if !ok {
+		return nil, false
+	}
+	enc, err := encodeValue(v)
+	if err != nil {
+		return nil, false // objects and arrays are not indexed
+	}
+	k := append(indexPrefix(field), enc...)
+	return append(k, id...), true
+}
+
+// Row is one row of a query result.
+type Row struct {
+	ID   string          `json:"id"`
+	Data json.RawMessage `json:"row"`
+}
+
+// Get returns the row with id, and whether it exists.
+func (s *Store) Get(id string) (Row, bool, error) {
+	env, err := s.db.Get(rowKey(id), nil)
+	if errors.Is(err, leveldb.ErrNotFound) {
+		return Row{}, false, nil
+	}
+	if err != nil {
+		return Row{}, false, err
+	}
+	row := rowOf(env)
+	return Row{ID: id, Data: row}, row != nil, nil
+}
+
+// Query selects rows. With no Index it walks rows by id. With Index it walks
+// the index of that field: Eq, or a range (Gt/Gte and Lt/Lte), or Prefix
+// (strings). Desc reverses the order. Limit bounds a page (0: 100; at most
+// 1,000); Page continues after the page that returned it.
+//
+// Paging is by key, not by position: a row added or changed ahead of the
+// cursor shows on a later page, one behind it does not, and a row whose
+// indexed value moves across the cursor between pages can be seen twice or
+// not at all. Rows that do not change are visited exactly once.
+type Query struct {
+	Index  string
+	Eq     any
+	Gt     any
+	Gte    any
+	Lt     any
+	Lte    any
+	Prefix *string
+	Desc   bool
+	Limit  int
+	Page   string
+}
+
+// Page is one page of a query result. Next is empty on the last page.
+type Page struct {
+	Rows []Row  `json:"rows"`
+	Next string `json:"next,omitempty"`
+}
+
+// MaxLimit bounds a page.
+const MaxLimit = 1000
+
+// bounds computes the key range of q.
+func (s *Store) bounds(q Query) (*util.Range, error) {
+	if q.Index == "" {
+		if q.Eq != nil || q.Gt != nil || q.Gte != nil || q.Lt != nil || q.Lte != nil || q.Prefix != nil {
+			return nil, fmt.Errorf("%w: conditions need an index", ErrBadQuery)
+		}
+		return util.BytesPrefix([]byte(prefixRow)), nil
+	}
+	if !s.indexes[q.Index] {
+		return nil, fmt.Errorf("%w: field %q is not indexed", ErrBadQuery, q.Index)
+	}
+	p := indexPrefix(q.Index)
+	enc := func(v any) ([]byte, error) {
+		e, err := encodeValue(v)
+		return append(append([]byte(nil), p...), e...), err
+	}
+	r := &util.Range{Start: p, Limit: upperBound(p)}
+	var err error
+	switch {
+	case q.Eq != nil:
+		if q.Gt != nil || q.Gte != nil || q.Lt != nil || q.Lte != nil || q.Prefix != nil {
+			return nil, fmt.Errorf("%w: eq excludes other conditions", ErrBadQuery)
+		}
+		var k []byte
+		if k, err = enc(q.Eq); err == nil {
+			r = &util.Range{Start: k, Limit: upperBound(k)}
+		}
+	case q.Prefix != nil:
+		if q.Gt != nil || q.Gte != nil || q.Lt != nil || q.Lte != nil {
+			return nil, fmt.Errorf("%w: prefix excludes range conditions", ErrBadQuery)
+		}
+		k := append(append([]byte(nil), p...), encodeStringPrefix(*q.Prefix)...)
+		r = &util.Range{Start: k, Limit: upperBound(k)}
+	default:
+		if q.Gt != nil && q.Gte != nil || q.Lt != nil && q.Lte != nil {
+			return nil, fmt.Errorf("%w: give one lower and one upper bound", ErrBadQuery)
+		}
+		if q.Gte != nil {
+			r.Start, err = enc(q.Gte)
+		}
+		if q.Gt != nil && err == nil {
+			var k []byte
+			k, err = enc(q.Gt)
+			r.Start = upperBound(k)
+		}
+		if q.Lt != nil && err == nil {
+			r.Limit, err = enc(q.Lt)
+		}
+		if q.Lte != nil && err == nil {
+			var k []byte
+			k, err = enc(q.Lte)
+			r.Limit = upperBound(k)
+		}
+	}
+	return r, err
+}
+
+// Query returns one page of rows matching q.
+func (s *Store) Query(q Query) (Page, error) {
+	r, err := s.bounds(q)
+	if err != nil {
+		return Page{}, err
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	if limit > MaxLimit {
+		limit = MaxLimit
+	}
+	if q.Page != "" {
+		after, err := base64.RawURLEncoding.DecodeString(q.Page)
+		if err != nil || bytes.Compare(after, r.Start) < 0 || (r.Limit != nil && bytes.Compare(after, r.Limit) >= 0) {
+			return Page{}, fmt.Errorf("%w: page token does not belong to this query", ErrBadQuery)
+		}
+		if q.Desc {
+			r.Limit = after
+		} else {
+			r.Start = append(after, 0x00) // the smallest key after it
+		}
+	}
+	snap, err := s.db.GetSnapshot()
+	if err != nil {
+		return Page{}, err
+	}
+	defer snap.Release()
+	it := snap.NewIterator(r, nil)
+	defer it.Release()
+	var page Page
+	var last []byte
+	for ok := first(it, q.Desc); ok; ok = step(it, q.Desc) {
+		if len(page.Rows) == limit {
+			page.Next = base64.RawURLEncoding.EncodeToString(last)
+			break
+		}
+		id, row, err := s.resolve(snap, q.Index, it.Key(), it.Value())
+		if err != nil {
+			return Page{}, err
+		}
+		last = append(last[:0], it.Key()...)
+		if row != nil {
+			page.Rows = append(page.Rows, Row{ID: id, Data: row})
+		}
+	}
+	return page, it.Error()
+}
+
+// Count returns how many rows match q (Limit and Page are ignored).
+func (s *Store) Count(q Query) (int, error) {
+	r, err := s.bounds(q)
+	if err != nil {
+		return 0, err
+	}
+	it := s.db.NewIterator(r, nil)
+	defer it.Release()
+	n := 0
+	for it.Next() {
+		if q.Index != "" || rowOf(it.Value()) != nil {
+			n++
+		}
+	}
+	return n, it.Error()
+}
+
+func first(it iterator.Iterator, desc bool) bool {
+	if desc {
+		return it.Last()
+	}
+	return it.First()
+}
+
+func step(it iterator.Iterator, desc bool) bool {
+	if desc {
+		return it.Prev()
+	}
+	return it.Next()
+}
+
+// resolve turns an iterated key into its row id and row.
+func (s *Store) resolve(snap *leveldb.Snapshot, index string, key, value []byte) (string, json.RawMessage, error) {
+	if index == "" {
+		return string(key[len(prefixRow):]), rowOf(value), nil
+	}
+	id, err := idOfIndexKey(key, len(indexPrefix(index)))
+	if err != nil {
+		return "", nil, err
+	}
+	env, err := snap.Get(rowKey(id), nil)
+	if errors.Is(err, leveldb.ErrNotFound) {
+		return id, nil, nil
+	}
+	return id, rowOf(env), err
+}
+
+// idOfIndexKey skips the encoded value (self-delimiting) after the prefix.
+func idOfIndexKey(key []byte, at int) (string, error) {
+	if at >= len(key) {
+		return "", errors.New("index key without value")
+	}
+	switch key[at] {
+	case tagNull, tagFalse, tagTrue:
+		return string(key[at+1:]), nil
+	case tagNumber:
+		return string(key[at+9:]), nil
+	case tagString:
+		for i := at + 1; i+1 < len(key); i++ {
+			if key[i] == 0x00 {
+				if key[i+1] == 0x01 {
+					return string(key[i+2:]), nil
+				}
+				i++ // 0x00 0xff: an escaped zero byte
+			}
+		}
+	}
+	return "", fmt.Errorf("malformed index key %q", key)
+}
+
+// WaitFor waits until the store holds the row of pos's subject with
+// pos's entity at sequence pos.Seq or later, or ctx ends (ErrStale). It
+// holds for views whose rows are keyed by the source subject (the default).
+func (s *Store) WaitFor(ctx context.Context, token string) error {
+	pos, err := core.ParsePosition(token)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadQuery, err)
+	}
+	key := core.SeqKey(pos.Entity, pos.Subject)
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return ErrClosed
+		}
+		changed := s.changed
+		s.mu.Unlock()
+		raw, err := s.db.Get(rowKey(pos.Subject), nil)
+		if err != nil && !errors.Is(err, leveldb.ErrNotFound) {
+			return err
+		}
+		var env core.RowEnvelope
+		if raw != nil && json.Unmarshal(raw, &env) == nil && env.Seqs[key] >= pos.Seq {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %s %s at sequence %d: %w", ErrStale, pos.Entity, pos.Subject, pos.Seq, ctx.Err())
+		}
+	}
+}

@@ -1,0 +1,177 @@
+// Package views is Partita's view API and its LevelDB row store. A view is a
+// queryable read model: it consumes a key-value entity's state changes, an
+// event-sourced entity's events, or a topic of CloudEvents, turns each update
+// into a row, and keeps the rows with secondary indexes for queries. It has
+// no Kafka types in its API; package processor runs views on Kafka.
+//
+// Contract, as the runtime keeps it:
+//   - Rows are keyed by the update's subject. Updates for one row are
+//     applied one at a time, in order.
+//   - An update whose sequence number is not newer than the last one the
+//     row applied from the same source and subject is dropped: a view never
+//     goes backwards when an old message is redelivered behind a newer one.
+//     Topic sources without a partitaseq extension are applied as they come.
+//   - Views are eventually consistent. Each serving worker keeps a replica
+//     ([Store]); a query given a position token from a command's reply waits
+//     (bounded) until the replica has applied that position: read-your-writes.
+//   - Handlers must be deterministic and quick; an update whose handler
+//     panics or fails goes to the dead-letter topic.
+package views
+
+import (
+	"encoding/json"
+
+	"fmt"
+
+	"github.com/partita-dev/partita/codec"
+	"github.com/partita-dev/partita/internal/core"
+)
+
+// View is a view definition with rows of type R (stored as JSON).
+type View[R any] struct {
+	def     core.View
+	sources map[string]*core.ViewSource
+}
+
+// Option configures a view.
+type Option func(*core.View)
+
+// Index declares a secondary index on a top-level field of the row's JSON
+// (its JSON name). Only indexed fields can be queried or ordered by.
+func Index(field string) Option {
+	return func(v *core.View) { v.Indexes = append(v.Indexes, field) }
+}
+
+// New defines a view named name.
+func New[R any](name string, opts ...Option) *View[R] {
+	v := &View[R]{def: core.View{Name: name}, sources: map[string]*core.ViewSource{}}
+	for _, o := range opts {
+		o(&v.def)
+	}
+	return v
+}
+
+// Name is the view's name, part of its topic names.
+func (v *View[R]) Name() string { return v.def.Name }
+
+// ViewDefinition returns the runtime form of the view.
+func (v *View[R]) ViewDefinition() *core.View {
+	d := v.def
+	return &d
+}
+
+// Update is what a view handler sees: the subject (the row's id), the
+// current row (the zero R when Exists is false), the update's value and its
+// sequence number.
+type Update[R, T any] struct {
+	Subject string
+	Row     R
+	Exists  bool
+	Value   T
+	Seq     uint64
+}
+
+// Effect is a view handler's result: [Set], [Remove] or [Keep].
+type Effect struct {
+	kind core.ViewDecisionKind
+	row  any
+}
+
+// Set makes row the row of the update's subject.
+func Set(row any) Effect { return Effect{kind: core.SetRow, row: row} }
+
+// Remove deletes the row of the update's subject.
+func Remove() Effect { return Effect{kind: core.RemoveRow} }
+
+// Keep leaves the row as it is.
+func Keep() Effect { return Effect{kind: core.Keep} }
+
+func (v *View[R]) source(kind core.SourceKind, entity, topic string) *core.ViewSource {
+	key := fmt.Sprint(kind, "/", entity, "/", topic)
+	s := v.sources[key]
+	if s == nil {
+		s = &core.ViewSource{Kind: kind, Entity: entity, Topic: topic, Handlers: map[string]core.ViewHandler{}}
+		v.sources[key] = s
+		v.def.Sources = append(v.def.Sources, s)
+	}
+	return s
+}
+
+// FromState handles the state changes of the key-value entity named entity:
+// Value is its new state.
+func FromState[R, S any](v *View[R], entity string, h func(Update[R, S]) Effect) {
+	v.source(core.FromState, entity, "").Handlers[core.StateChanged] = handler(codec.JSON[S](), h)
+}
+
+// OnDelete handles the deletion of a key-value entity's state.
+func OnDelete[R any](v *View[R], entity string, h func(Update[R, struct{}]) Effect) {
+	v.source(core.FromState, entity, "").Handlers[core.StateDeleted] = func(in core.ViewInput) core.ViewDecision {
+		return decide[R](in, func(u Update[R, struct{}]) Effect { return h(u) }, struct{}{})
+	}
+}
+
+// FromEvent handles events of type eventType of the event-sourced entity
+// named entity: Value is the event's data.
+func FromEvent[R, E any](v *View[R], entity, eventType string, h func(Update[R, E]) Effect) {
+	v.source(core.FromEvents, entity, "").Handlers[eventType] = handler(codec.JSON[E](), h)
+}
+
+// FromTopic handles CloudEvents of type eventType on topic; each must carry
+// a ce-subject, the row's id. The topic must be co-partitioned with the
+// view's table (same partition count); records not on their subject's
+// partition are re-routed first.
+func FromTopic[R, E any](v *View[R], topic, eventType string, h func(Update[R, E]) Effect) {
+	v.source(core.FromTopic, "", topic).Handlers[eventType] = handler(codec.JSON[E](), h)
+}
+
+func handler[R, T any](c codec.Codec[T], h func(Update[R, T]) Effect) core.ViewHandler {
+	return func(in core.ViewInput) core.ViewDecision {
+		val, err := c.Decode(in.Data)
+		if err != nil {
+			return core.ViewDecision{Err: fmt.Errorf("view update of %s: %w", in.Subject, err)}
+		}
+		return decide(in, h, val)
+	}
+}
+
+func decide[R, T any](in core.ViewInput, h func(Update[R, T]) Effect, val T) core.ViewDecision {
+	u := Update[R, T]{Subject: in.Subject, Value: val, Seq: in.Seq, Exists: in.Row != nil}
+	if in.Row != nil {
+		if err := json.Unmarshal(in.Row, &u.Row); err != nil {
+			return core.ViewDecision{Err: fmt.Errorf("stored row of %s: %w", in.Subject, err)}
+		}
+	}
+	eff := h(u)
+	if eff.kind != core.SetRow {
+		return core.ViewDecision{Kind: eff.kind}
+	}
+	if _, ok := eff.row.(R); !ok {
+		return core.ViewDecision{Err: fmt.Errorf("views.Set got %T, want the view's row type %T", eff.row, u.Row)}
+	}
+	data, err := json.Marshal(eff.row)
+	if err != nil {
+		return core.ViewDecision{Err: fmt.Errorf("encode row: %w", err)}
+	}
+	return core.ViewDecision{Kind: core.SetRow, Row: data}
+}
+
+// Get returns the row with id from s, decoded.
+func Get[R any](s *Store, id string) (R, bool, error) {
+	var r R
+	row, ok, err := s.Get(id)
+	if err != nil || !ok {
+		return r, ok, err
+	}
+	return r, true, json.Unmarshal(row.Data, &r)
+}
+
+// Decode decodes query result rows.
+func Decode[R any](rows []Row) ([]R, error) {
+	out := make([]R, len(rows))
+	for i, r := range rows {
+		if err := json.Unmarshal(r.Data, &out[i]); err != nil {
+			return nil, fmt.Errorf("row %s: %w", r.ID, err)
+		}
+	}
+	return out, nil
+}
