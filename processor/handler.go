@@ -111,13 +111,18 @@ func (h *handler) apply(ctx goka.Context, rec codec.Record, topic string, env *c
 func (h *handler) deadLetter(ctx goka.Context, rec codec.Record, reason string) {
 	h.stats.DeadLetters.Add(1)
 	h.log.Warn("dead letter", "reason", reason, "origin", origin(ctx))
-	hdr := goka.Headers{}.Merged(rec.Headers, goka.Headers{
+	ctx.Emit(goka.Stream(h.topics.DeadLetters()), ctx.Key(), rec.Value,
+		goka.WithCtxEmitHeaders(dlqHeaders(ctx, rec, h.topics.Group(h.def.Name), reason)))
+}
+
+// dlqHeaders are the record's own headers plus the dead-letter headers.
+func dlqHeaders(ctx goka.Context, rec codec.Record, group, reason string) goka.Headers {
+	return goka.Headers{}.Merged(rec.Headers, goka.Headers{
 		HeaderDLQReason: []byte(reason),
 		HeaderDLQOrigin: []byte(origin(ctx)),
-		HeaderDLQGroup:  []byte(h.topics.Group(h.def.Name)),
+		HeaderDLQGroup:  []byte(group),
 		HeaderDLQTime:   []byte(time.Now().UTC().Format(time.RFC3339Nano)),
 	})
-	ctx.Emit(goka.Stream(h.topics.DeadLetters()), ctx.Key(), rec.Value, goka.WithCtxEmitHeaders(hdr))
 }
 
 func origin(ctx goka.Context) string {

@@ -29,33 +29,38 @@ type app struct {
 	rt      *processor.Runtime
 	client  sarama.Client
 	prod    sarama.SyncProducer
+	cfg     processor.Config
+	parts   []processor.Part
+	cancel  context.CancelFunc
 	stopped chan struct{}
 	runErr  error
 }
 
 // newApp is an application on the real test broker.
-func newApp(t *testing.T, entities ...processor.Definer) *app {
+func newApp(t *testing.T, parts ...processor.Part) *app {
 	t.Helper()
 	e := kafkatest.Require(t)
-	a := newAppOn(t, broker.Config{BootstrapServers: []string{e.Plaintext}}, entities...)
+	a := newAppOn(t, broker.Config{BootstrapServers: []string{e.Plaintext}}, parts...)
 	a.env = e
 	return a
 }
 
 // newAppOn is an application on the given cluster.
-func newAppOn(t *testing.T, kafka broker.Config, entities ...processor.Definer) *app {
+func newAppOn(t *testing.T, kafka broker.Config, parts ...processor.Part) *app {
 	t.Helper()
 	name := fmt.Sprintf("t%d", time.Now().UnixNano())
 	a := &app{t: t, name: name, topics: core.Topics{App: name}, kafka: kafka}
-	rt, err := processor.New(processor.Config{
+	a.cfg = processor.Config{
 		App: name, Kafka: a.kafka, Partitions: 8, DataDir: t.TempDir(),
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	}, entities...)
+	}
+	a.parts = parts
+	a.renew()
+	sc, err := a.kafka.Sarama(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.rt = rt
-	sc, _ := a.kafka.Sarama(nil)
+	sc.Net.MaxOpenRequests = 1 // keep per-partition order across retries
 	sc.Producer.Partitioner = sarama.NewCustomHashPartitioner(murmur2.New)
 	sc.Producer.RequiredAcks = sarama.WaitForAll
 	if a.client, err = sarama.NewClient(a.kafka.BootstrapServers, sc); err != nil {
@@ -68,20 +73,35 @@ func newAppOn(t *testing.T, kafka broker.Config, entities ...processor.Definer) 
 	return a
 }
 
+// renew makes a new runtime from the app's configuration (a restarted worker).
+func (a *app) renew() {
+	a.t.Helper()
+	rt, err := processor.New(a.cfg, a.parts...)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	a.rt = rt
+}
+
+// stop stops the running runtime and waits for it.
+func (a *app) stop() {
+	a.t.Helper()
+	a.cancel()
+	select {
+	case <-a.stopped:
+	case <-time.After(60 * time.Second):
+		a.t.Error("runtime did not stop within 60s")
+	}
+}
+
 // start runs the runtime until the test ends and waits until it is ready.
 func (a *app) start() {
 	a.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
 	a.stopped = make(chan struct{})
 	go func() { a.runErr = a.rt.Run(ctx); close(a.stopped) }()
-	a.t.Cleanup(func() {
-		cancel()
-		select {
-		case <-a.stopped:
-		case <-time.After(60 * time.Second):
-			a.t.Error("runtime did not stop within 60s")
-		}
-	})
+	a.t.Cleanup(a.stop)
 	select {
 	case <-a.rt.Ready():
 	case <-a.stopped:
@@ -138,6 +158,7 @@ type record struct {
 	Key       string
 	Value     []byte
 	Headers   map[string]string
+	Time      time.Time
 }
 
 // read reads topic from the beginning (all partitions), handing each record
@@ -175,7 +196,7 @@ func (a *app) read(topic string, timeout time.Duration, next func(record) bool, 
 					h[string(rh.Key)] = string(rh.Value)
 				}
 				select {
-				case ch <- record{Partition: m.Partition, Offset: m.Offset, Key: string(m.Key), Value: m.Value, Headers: h}:
+				case ch <- record{Partition: m.Partition, Offset: m.Offset, Key: string(m.Key), Value: m.Value, Headers: h, Time: m.Timestamp}:
 				case <-stop:
 					return
 				}

@@ -19,10 +19,19 @@ import (
 	"github.com/partita-dev/partita/processor/broker"
 )
 
+// Part is an entity or a view of the application.
+type Part interface{ Name() string }
+
 // Definer is an entity definition (see package entities).
 type Definer interface {
-	Name() string
+	Part
 	Definition() *core.Entity
+}
+
+// ViewDefiner is a view definition (see package views).
+type ViewDefiner interface {
+	Part
+	ViewDefinition() *core.View
 }
 
 // Config configures a Runtime.
@@ -43,6 +52,9 @@ type Config struct {
 	DataDir string
 	// Log receives the runtime's logs (default: discarded).
 	Log *slog.Logger
+	// ViewApplyDelay holds back every batch a view replica applies: it
+	// simulates a lagging view, for tests and demonstrations of stale reads.
+	ViewApplyDelay time.Duration
 }
 
 // Runtime runs entities on Kafka: one goka processor per entity.
@@ -50,8 +62,12 @@ type Runtime struct {
 	cfg    Config
 	topics core.Topics
 	defs   []*core.Entity
+	views  []*core.View
 	stats  Stats
 	ready  chan struct{}
+
+	mu       sync.Mutex
+	replicas map[string]*replica // by view name, while running
 }
 
 // Stats counts what the runtime did since it started. Safe for concurrent use.
@@ -60,13 +76,15 @@ type Stats struct {
 	Duplicates  atomic.Int64 // redelivered commands answered from the record
 	DeadLetters atomic.Int64 // records sent to the dead-letter topic
 	Rerouted    atomic.Int64 // records re-routed through a loop topic
+	ViewApplied atomic.Int64 // view table records applied to this worker's replicas
 }
 
 // ErrConfig is wrapped by New's error for an invalid runtime configuration.
 var ErrConfig = errors.New("invalid runtime configuration")
 
-// New checks cfg and the definitions and returns a Runtime; Run starts it.
-func New(cfg Config, entities ...Definer) (*Runtime, error) {
+// New checks cfg and the application's entities and views and returns a
+// Runtime; Run starts it.
+func New(cfg Config, parts ...Part) (*Runtime, error) {
 	var problems []error
 	if cfg.App == "" {
 		problems = append(problems, errors.New("app name is empty"))
@@ -86,15 +104,24 @@ func New(cfg Config, entities ...Definer) (*Runtime, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	r := &Runtime{cfg: cfg, topics: core.Topics{App: cfg.App}, ready: make(chan struct{})}
+	r := &Runtime{cfg: cfg, topics: core.Topics{App: cfg.App}, ready: make(chan struct{}), replicas: map[string]*replica{}}
 	names := map[string]bool{}
-	for _, e := range entities {
-		d := e.Definition()
-		if names[d.Name] {
-			problems = append(problems, fmt.Errorf("entity %q is defined twice", d.Name))
+	for _, p := range parts {
+		if names[p.Name()] {
+			problems = append(problems, fmt.Errorf("%q is defined twice (entities and views share one name space)", p.Name()))
 		}
-		names[d.Name] = true
-		r.defs = append(r.defs, d)
+		names[p.Name()] = true
+		switch p := p.(type) {
+		case Definer:
+			r.defs = append(r.defs, p.Definition())
+		case ViewDefiner:
+			r.views = append(r.views, p.ViewDefinition())
+		default:
+			problems = append(problems, fmt.Errorf("%q (%T) is neither an entity nor a view", p.Name(), p))
+		}
+	}
+	for _, v := range r.views {
+		problems = append(problems, r.checkView(v)...)
 	}
 	for _, d := range r.defs {
 		for _, target := range d.SendsTo {
@@ -155,6 +182,18 @@ func (r *Runtime) Topics(replication int16) []TopicSpec {
 			}
 		}
 	}
+	for _, v := range r.views {
+		specs = append(specs,
+			spec(r.topics.Table(v.Name), map[string]string{"cleanup.policy": "compact"}),
+			spec(r.topics.Loop(v.Name), del(7*24*time.Hour)),
+		)
+		for _, s := range v.Sources {
+			if t := r.sourceTopic(s); s.Kind == core.FromTopic && !seen[t] {
+				seen[t] = true
+				specs = append(specs, TopicSpec{Name: t, External: true})
+			}
+		}
+	}
 	return specs
 }
 
@@ -202,11 +241,52 @@ func (r *Runtime) Run(ctx context.Context) error {
 		}
 		procs = append(procs, p)
 	}
+	for _, v := range r.views {
+		copart := []string{r.topics.Table(v.Name), r.topics.Loop(v.Name)}
+		for _, s := range v.Sources {
+			copart = append(copart, r.sourceTopic(s))
+		}
+		n, err := checkCopartitioned(r.topics.Group(v.Name), copart, counts)
+		if err != nil {
+			return err
+		}
+		p, err := r.newViewProcessor(v, n)
+		if err != nil {
+			return fmt.Errorf("view %s: %w", v.Name, err)
+		}
+		procs = append(procs, p)
+	}
+	var reps []*replica
+	for _, v := range r.views {
+		rep, err := r.openReplica(v)
+		if err != nil {
+			return err
+		}
+		defer rep.store.Close()
+		reps = append(reps, rep)
+	}
+	repClient, err := broker.Connect(ctx, r.cfg.Kafka, log)
+	if err != nil {
+		return err
+	}
+	defer repClient.Close()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errs := make(chan error, len(procs))
+	errs := make(chan error, len(procs)+len(reps))
 	var wg sync.WaitGroup
+	caughtUp := make([]chan struct{}, len(reps))
+	for i, rep := range reps {
+		caughtUp[i] = make(chan struct{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := rep.run(ctx, repClient, caughtUp[i], &r.stats, log); err != nil {
+				errs <- err
+				cancel()
+			}
+		}()
+	}
 	for _, p := range procs {
 		wg.Add(1)
 		go func() {
@@ -223,11 +303,21 @@ func (r *Runtime) Run(ctx context.Context) error {
 				return
 			}
 		}
-		log.Info("entities ready", "entities", len(procs))
+		for _, c := range caughtUp {
+			select {
+			case <-c:
+			case <-ctx.Done():
+				return
+			}
+		}
+		log.Info("ready", "entities", len(r.defs), "views", len(r.views))
 		close(r.ready)
 	}()
 	wg.Wait()
 	close(errs)
+	r.mu.Lock()
+	r.replicas = map[string]*replica{}
+	r.mu.Unlock()
 	return errors.Join(collect(errs)...)
 }
 
@@ -357,23 +447,30 @@ func (r *Runtime) newProcessor(d *core.Entity, partitions int32) (*goka.Processo
 		h.loop = ls.Topic()
 	}
 
+	return r.gokaProcessor(graph, d.Name)
+}
+
+// gokaProcessor builds a goka processor with Partita's settings: the murmur2
+// hasher, fresh client configurations, no topic creation (Run did it), local
+// storage under DataDir, nil values passed to the callback.
+func (r *Runtime) gokaProcessor(graph *goka.GroupGraph, name string) (*goka.Processor, error) {
 	sc := func() *sarama.Config {
 		c, _ := r.saramaConfig() // the configuration was validated in New
 		return c
 	}
 	tmc := goka.NewTopicManagerConfig()
-	tmc.NoCreate = true // Run created and checked the topics
+	tmc.NoCreate = true
 	// Run checked partition counts; settings of existing topics are the
 	// operator's to choose.
 	tmc.MismatchBehavior = goka.TMConfigMismatchBehaviorIgnore
 	return goka.NewProcessor(r.cfg.Kafka.BootstrapServers, graph,
 		goka.WithHasher(murmur2.New),
-		goka.WithClientID(r.cfg.Kafka.WithDefaults().ClientID+"-"+d.Name),
+		goka.WithClientID(r.cfg.Kafka.WithDefaults().ClientID+"-"+name),
 		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(sc())),
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc())),
 		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(sc())),
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc(), tmc)),
-		goka.WithStorageBuilder(storage.DefaultBuilder(filepath.Join(r.cfg.DataDir, "entities", r.topics.Group(d.Name)))),
+		goka.WithStorageBuilder(storage.DefaultBuilder(filepath.Join(r.cfg.DataDir, "groups", string(graph.Group())))),
 		goka.WithLogger(gokaLogger{r.cfg.Log}),
 		// goka drops records with a nil value by default: silently losing
 		// them. Partita dead-letters them like any other bad record.

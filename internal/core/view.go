@@ -73,9 +73,9 @@ type ViewDecisionKind int
 
 // View decisions.
 const (
-	Keep   ViewDecisionKind = iota // leave the row as it is
-	SetRow                         // replace the row
-	RemoveRow                      // delete the row
+	Keep      ViewDecisionKind = iota // leave the row as it is
+	SetRow                            // replace the row
+	RemoveRow                         // delete the row
 )
 
 // ViewDecision is a view handler's result.

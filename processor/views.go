@@ -1,0 +1,359 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
+	gcodec "github.com/lovoo/goka/codec"
+	"github.com/partita-dev/partita/codec"
+	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/murmur2"
+	"github.com/partita-dev/partita/views"
+)
+
+// ErrUnknownView is returned by View and Lag for a name that is no view of
+// the application, or before Run has opened the view.
+var ErrUnknownView = errors.New("no such view")
+
+// checkView reports problems of a view definition against the entities.
+func (r *Runtime) checkView(v *core.View) []error {
+	var problems []error
+	kinds := map[string]core.Kind{}
+	for _, d := range r.defs {
+		kinds[d.Name] = d.Kind
+	}
+	if len(v.Sources) == 0 {
+		problems = append(problems, fmt.Errorf("view %s has no source", v.Name))
+	}
+	for _, s := range v.Sources {
+		k, ok := kinds[s.Entity]
+		switch {
+		case s.Kind == core.FromTopic:
+		case !ok:
+			problems = append(problems, fmt.Errorf("view %s reads entity %q, which is not an entity of this application", v.Name, s.Entity))
+		case s.Kind == core.FromState && k != core.KeyValue:
+			problems = append(problems, fmt.Errorf("view %s reads the state of %s, which is not a key-value entity (use FromEvent)", v.Name, s.Entity))
+		case s.Kind == core.FromEvents && k != core.EventSourced:
+			problems = append(problems, fmt.Errorf("view %s reads events of %s, which is not event-sourced (use FromState)", v.Name, s.Entity))
+		}
+	}
+	return problems
+}
+
+// sourceTopic is the topic a view source reads.
+func (r *Runtime) sourceTopic(s *core.ViewSource) string {
+	switch s.Kind {
+	case core.FromState:
+		return r.topics.Table(s.Entity)
+	case core.FromEvents:
+		return r.topics.Events(s.Entity)
+	}
+	return s.Topic
+}
+
+// viewHandler is the goka callback of one view.
+type viewHandler struct {
+	view       *core.View
+	group      string
+	loop       string
+	dlq        string
+	partitions int32
+	byTopic    map[string]*core.ViewSource
+	stats      *Stats
+	log        *slog.Logger
+}
+
+func (h *viewHandler) handle(ctx goka.Context, msg any) {
+	h.stats.Processed.Add(1)
+	raw, _ := msg.([]byte)
+	headers := ctx.Headers()
+	rec := codec.Record{Key: []byte(ctx.Key()), Value: raw, Headers: headers}
+	topic := string(ctx.Topic())
+	if topic == h.loop {
+		topic = string(headers[headerOriginTopic])
+	}
+	src := h.byTopic[topic]
+	if src == nil {
+		h.deadLetter(ctx, rec, "record from a topic the view does not read: "+topic)
+		return
+	}
+	var (
+		subject = ctx.Key()
+		typ     string
+		seq     uint64
+		in      core.ViewInput
+	)
+	if src.Kind == core.FromState {
+		if raw == nil {
+			return // a compacted-away entity: nothing to apply
+		}
+		env, err := core.DecodeEnvelope(raw)
+		if err != nil {
+			h.deadLetter(ctx, rec, err.Error())
+			return
+		}
+		typ, seq, in.Data = core.StateChanged, env.Seq, env.State
+		if !env.Exists {
+			typ, in.Data = core.StateDeleted, nil
+		}
+	} else {
+		ev, err := codec.DecodeEvent(rec)
+		if err == nil {
+			err = codec.RequireSubject(ev)
+		}
+		if err != nil {
+			h.deadLetter(ctx, rec, err.Error())
+			return
+		}
+		subject, typ, in.Data, in.Event = ev.Subject(), ev.Type(), ev.Data(), ev
+		if s, ok := ev.Extensions()[codec.ExtSequence]; ok {
+			seq, _ = strconv.ParseUint(fmt.Sprint(s), 10, 64)
+		}
+		if string(ctx.Topic()) != h.loop && (ctx.Key() != subject || ctx.Partition() != murmur2.Partition([]byte(subject), h.partitions)) {
+			h.stats.Rerouted.Add(1)
+			fwd := goka.Headers{}.Merged(headers, goka.Headers{headerOriginTopic: []byte(topic), HeaderOrigin: []byte(origin(ctx))})
+			ctx.Loopback(subject, raw, goka.WithCtxEmitHeaders(fwd))
+			return
+		}
+	}
+	stored := &core.RowEnvelope{}
+	if v, _ := ctx.Value().([]byte); v != nil {
+		if err := json.Unmarshal(v, stored); err != nil {
+			h.deadLetter(ctx, rec, fmt.Sprintf("stored row of %q is unreadable: %v", subject, err))
+			return
+		}
+	}
+	next, reason := core.ProcessView(src, typ, subject, seq, stored, in)
+	switch {
+	case reason != "":
+		h.deadLetter(ctx, rec, reason)
+	case next != nil:
+		data, err := json.Marshal(next)
+		if err != nil {
+			h.deadLetter(ctx, rec, err.Error())
+			return
+		}
+		ctx.SetValue(data)
+	}
+}
+
+func (h *viewHandler) deadLetter(ctx goka.Context, rec codec.Record, reason string) {
+	h.stats.DeadLetters.Add(1)
+	h.log.Warn("dead letter", "reason", reason, "origin", origin(ctx))
+	ctx.Emit(goka.Stream(h.dlq), ctx.Key(), rec.Value, goka.WithCtxEmitHeaders(dlqHeaders(ctx, rec, h.group, reason)))
+}
+
+func (r *Runtime) newViewProcessor(v *core.View, partitions int32) (*goka.Processor, error) {
+	group := r.topics.Group(v.Name)
+	h := &viewHandler{view: v, group: group, dlq: r.topics.DeadLetters(), partitions: partitions,
+		byTopic: map[string]*core.ViewSource{}, stats: &r.stats, log: r.cfg.Log.With("view", v.Name)}
+	bytes := new(gcodec.Bytes)
+	edges := []goka.Edge{
+		goka.Loop(bytes, h.handle),
+		goka.Persist(bytes),
+		goka.Output(goka.Stream(r.topics.DeadLetters()), bytes),
+	}
+	for _, s := range v.Sources {
+		t := r.sourceTopic(s)
+		h.byTopic[t] = s
+		edges = append(edges, goka.Input(goka.Stream(t), bytes, h.handle))
+	}
+	graph := goka.DefineGroup(goka.Group(group), edges...)
+	h.loop = graph.LoopStream().Topic()
+	return r.gokaProcessor(graph, v.Name)
+}
+
+// replica keeps a view's Store in step with its table topic.
+type replica struct {
+	name  string
+	topic string
+	store *views.Store
+	delay time.Duration
+
+	mu  sync.Mutex
+	hwm map[int32]int64 // high-water marks seen, per partition
+}
+
+// PartitionLag is how far a view replica's partition is behind.
+type PartitionLag struct {
+	Partition int32
+	Gap       int64         // records written to the view table but not applied yet
+	Age       time.Duration // since the timestamp of the last applied record; 0 if none
+}
+
+// View returns the store of a view this runtime serves, for queries.
+func (r *Runtime) View(name string) (*views.Store, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rep := r.replicas[name]
+	if rep == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownView, name)
+	}
+	return rep.store, nil
+}
+
+// Lag returns, per partition, how far the view's replica is behind.
+func (r *Runtime) Lag(name string) ([]PartitionLag, error) {
+	r.mu.Lock()
+	rep := r.replicas[name]
+	r.mu.Unlock()
+	if rep == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownView, name)
+	}
+	applied, err := rep.store.Offsets()
+	if err != nil {
+		return nil, err
+	}
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	var out []PartitionLag
+	for p, hwm := range rep.hwm {
+		l := PartitionLag{Partition: p, Gap: hwm - applied[p].Next}
+		if l.Gap < 0 {
+			l.Gap = 0
+		}
+		if t := applied[p].Time; !t.IsZero() && applied[p].Next > 0 {
+			l.Age = time.Since(t)
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// openReplica opens the view's store and returns its replica.
+func (r *Runtime) openReplica(v *core.View) (*replica, error) {
+	store, err := views.OpenStore(filepath.Join(r.cfg.DataDir, "views", r.topics.Group(v.Name)), v.Indexes...)
+	if err != nil {
+		return nil, err
+	}
+	rep := &replica{name: v.Name, topic: r.topics.Table(v.Name), store: store, delay: r.cfg.ViewApplyDelay, hwm: map[int32]int64{}}
+	r.mu.Lock()
+	r.replicas[v.Name] = rep
+	r.mu.Unlock()
+	return rep, nil
+}
+
+// run consumes the view table from where the store stopped and applies it
+// in batches until ctx ends. caughtUp is closed once every partition has
+// reached the high-water mark it had at start.
+func (rep *replica) run(ctx context.Context, client sarama.Client, caughtUp chan<- struct{}, stats *Stats, log *slog.Logger) error {
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		return err
+	}
+	defer consumer.Close()
+	parts, err := client.Partitions(rep.topic)
+	if err != nil {
+		return err
+	}
+	applied, err := rep.store.Offsets()
+	if err != nil {
+		return err
+	}
+	records := make(chan *sarama.ConsumerMessage, 4096)
+	pending := map[int32]bool{}
+	for _, p := range parts {
+		start := sarama.OffsetOldest
+		if a, ok := applied[p]; ok {
+			start = a.Next
+		}
+		hwm, err := client.GetOffset(rep.topic, p, sarama.OffsetNewest)
+		if err != nil {
+			return err
+		}
+		rep.setHWM(p, hwm)
+		if start == sarama.OffsetOldest && hwm > 0 || start >= 0 && start < hwm {
+			pending[p] = true
+		}
+		pc, err := consumer.ConsumePartition(rep.topic, p, start)
+		if err != nil {
+			return fmt.Errorf("view %s partition %d from %d: %w", rep.name, p, start, err)
+		}
+		defer pc.AsyncClose()
+		go func() {
+			for m := range pc.Messages() {
+				rep.setHWM(m.Partition, pc.HighWaterMarkOffset())
+				select {
+				case records <- m:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	log.Debug("view replica started", "view", rep.name, "resume", applied)
+	signalled := false
+	signal := func() {
+		if !signalled && len(pending) == 0 {
+			signalled = true
+			close(caughtUp)
+		}
+	}
+	signal()
+	for {
+		var batch []views.Record
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-records:
+			batch = append(batch, toRecord(m))
+		drain:
+			for len(batch) < 1000 {
+				select {
+				case m := <-records:
+					batch = append(batch, toRecord(m))
+				default:
+					break drain
+				}
+			}
+		}
+		if rep.delay > 0 {
+			select {
+			case <-time.After(rep.delay):
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		if err := rep.store.Apply(batch); err != nil {
+			return fmt.Errorf("view %s: apply: %w", rep.name, err)
+		}
+		stats.ViewApplied.Add(int64(len(batch)))
+		for _, b := range batch {
+			if pending[b.Partition] && b.Offset+1 >= rep.hwmOf(b.Partition) {
+				delete(pending, b.Partition)
+			}
+		}
+		signal()
+	}
+}
+
+func toRecord(m *sarama.ConsumerMessage) views.Record {
+	var env []byte
+	if m.Value != nil {
+		env = m.Value
+	}
+	return views.Record{ID: string(m.Key), Envelope: env, Partition: m.Partition, Offset: m.Offset, Time: m.Timestamp}
+}
+
+func (rep *replica) setHWM(p int32, hwm int64) {
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	if old, ok := rep.hwm[p]; !ok || hwm > old {
+		rep.hwm[p] = hwm
+	}
+}
+
+func (rep *replica) hwmOf(p int32) int64 {
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	return rep.hwm[p]
+}
