@@ -9,7 +9,7 @@ KAFKACTL    := $(BIN)/kafkactl
 STATICCHECK_VERSION := v0.8.2
 TEST_TIMEOUT ?= 30m
 
-.PHONY: all run test lint kafka-up kafka-down kafka-status kafkactl
+.PHONY: all run test lint bench kafka-up kafka-down kafka-status kafkactl
 
 all: lint test
 
@@ -24,6 +24,10 @@ test: kafkactl
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...; rc=$$?; \
 	if [ -z "$$was_up" ]; then $(KAFKACTL) down; fi; \
 	exit $$rc
+
+# Benchmarks print ratios against a baseline measured in the same run.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./views/
 
 lint: $(BIN)/staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -95,20 +95,3 @@ func upperBound(p []byte) []byte {
 	}
 	return nil // no bound: p is all 0xff
 }
-
-// fieldValue extracts a top-level field of a JSON object row.
-func fieldValue(row json.RawMessage, field string) (any, bool) {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(row, &m) != nil {
-		return nil, false
-	}
-	raw, ok := m[field]
-	if !ok {
-		return nil, false
-	}
-	var v any
-	if json.Unmarshal(raw, &v) != nil {
-		return nil, false
-	}
-	return v, true
-}

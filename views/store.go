@@ -120,13 +120,11 @@ func (s *Store) Apply(records []Record) error {
 			}
 		}
 		oldRow, newRow := rowOf(old), rowOf(u.Envelope)
-		for f := range s.indexes {
-			if k, ok := indexKey(f, oldRow, u.ID); ok {
-				b.Delete(k)
-			}
-			if k, ok := indexKey(f, newRow, u.ID); ok {
-				b.Put(k, nil)
-			}
+		for _, k := range s.indexKeys(oldRow, u.ID) {
+			b.Delete(k)
+		}
+		for _, k := range s.indexKeys(newRow, u.ID) {
+			b.Put(k, nil)
 		}
 		if u.Envelope == nil {
 			b.Delete(rowKey(u.ID))
@@ -175,19 +173,46 @@ func rowOf(envelope []byte) json.RawMessage {
 	if envelope == nil {
 		return nil
 	}
-	var e core.RowEnvelope
+	var e struct{ Row json.RawMessage } // the row only: the sequences are not needed here
 	if json.Unmarshal(envelope, &e) != nil {
 		return nil
 	}
 	return e.Row
 }
 
+// indexKeys returns the index entries of row (decoded once for all indexes).
+func (s *Store) indexKeys(row json.RawMessage, id string) [][]byte {
+	if row == nil || len(s.indexes) == 0 {
+		return nil
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(row, &fields) != nil {
+		return nil
+	}
+	var keys [][]byte
+	for f := range s.indexes {
+		if k, ok := indexKeyOf(f, fields[f], id); ok {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// indexKey returns the index entry of one field of row.
 func indexKey(field string, row json.RawMessage, id string) ([]byte, bool) {
-	if row == nil {
+	var fields map[string]json.RawMessage
+	if row == nil || json.Unmarshal(row, &fields) != nil {
 		return nil, false
 	}
-	v, ok := fieldValue(row, field)
-	if !ok {
+	return indexKeyOf(field, fields[field], id)
+}
+
+func indexKeyOf(field string, raw json.RawMessage, id string) ([]byte, bool) {
+	if raw == nil {
+		return nil, false
+	}
+	var v any
+	if json.Unmarshal(raw, &v) != nil {
 		return nil, false
 	}
 	enc, err := encodeValue(v)
