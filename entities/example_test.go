@@ -26,7 +26,7 @@ func ExampleKeyValue() {
 		return entities.Update(next).Reply(next)
 	})
 
-	h := partitatest.New(counter)
+	h, _ := partitatest.New(counter)
 	r, _ := h.Send("counter", "c-1", "increment", Increment{By: 2})
 	fmt.Println(string(r.Data), r.Seq)
 	r, _ = h.Send("counter", "c-1", "increment", Increment{By: -1})
@@ -62,7 +62,7 @@ func ExampleEventSourced() {
 		return entities.Persist(Deposited(cmd)).Reply(map[string]int{"balance": ctx.State().Balance + cmd.Amount})
 	})
 
-	h := partitatest.New(account)
+	h, _ := partitatest.New(account)
 	_, _ = h.Send("account", "acc-1", "deposit", Deposit{Amount: 10})
 	r, _ := h.Send("account", "acc-1", "deposit", Deposit{Amount: 5})
 	fmt.Println(string(r.Data))
@@ -88,7 +88,7 @@ func ExampleEffect_Send() {
 		return entities.Update(Counter{Value: ctx.State().Value + cmd.By})
 	})
 
-	h := partitatest.New(orders, counter)
+	h, _ := partitatest.New(orders, counter)
 	_, _ = h.Send("order", "o-1", "place", struct{}{}, partitatest.ID("p-1"))
 	_, _ = h.Send("order", "o-1", "place", struct{}{}, partitatest.ID("p-1")) // redelivered
 	_, _ = h.Send("order", "o-2", "place", struct{}{})

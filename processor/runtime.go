@@ -470,13 +470,16 @@ func (r *Runtime) gokaProcessor(graph *goka.GroupGraph, name string) (*goka.Proc
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc())),
 		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(sc())),
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc(), tmc)),
-		goka.WithStorageBuilder(storage.DefaultBuilder(filepath.Join(r.cfg.DataDir, "groups", string(graph.Group())))),
+		goka.WithStorageBuilder(storage.DefaultBuilder(r.groupDir(string(graph.Group())))),
 		goka.WithLogger(gokaLogger{r.cfg.Log}),
 		// goka drops records with a nil value by default: silently losing
 		// them. Partita dead-letters them like any other bad record.
 		goka.WithNilHandling(goka.NilProcess),
 	)
 }
+
+// groupDir holds goka's local copy of a group's table.
+func (r *Runtime) groupDir(group string) string { return filepath.Join(r.cfg.DataDir, "groups", group) }
 
 // gokaLogger sends goka's logs to slog at debug level.
 type gokaLogger struct{ log *slog.Logger }

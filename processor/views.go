@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/internal/murmur2"
+	"github.com/partita-dev/partita/processor/broker"
 	"github.com/partita-dev/partita/views"
 )
 
@@ -172,6 +175,10 @@ func (r *Runtime) newViewProcessor(v *core.View, partitions int32) (*goka.Proces
 	return r.gokaProcessor(graph, v.Name)
 }
 
+func (r *Runtime) replicaDir(group string) string {
+	return filepath.Join(r.cfg.DataDir, "views", group)
+}
+
 // replica keeps a view's Store in step with its table topic.
 type replica struct {
 	name  string
@@ -231,7 +238,7 @@ func (r *Runtime) Lag(name string) ([]PartitionLag, error) {
 
 // openReplica opens the view's store and returns its replica.
 func (r *Runtime) openReplica(v *core.View) (*replica, error) {
-	store, err := views.OpenStore(filepath.Join(r.cfg.DataDir, "views", r.topics.Group(v.Name)), v.Indexes...)
+	store, err := views.OpenStore(r.replicaDir(r.topics.Group(v.Name)), v.Indexes...)
 	if err != nil {
 		return nil, err
 	}
@@ -356,4 +363,65 @@ func (rep *replica) hwmOf(p int32) int64 {
 	rep.mu.Lock()
 	defer rep.mu.Unlock()
 	return rep.hwm[p]
+}
+
+// RebuildView makes a view start over from its sources at the next Run: it
+// deletes the view's committed offsets, its table topic and this worker's
+// local copies. Every worker of the application must be stopped (the group
+// must be empty) and each must call it, or delete its data directory, before
+// starting again. Sources are read from their oldest record: a view fed by a
+// topic with limited retention is rebuilt only as far as that topic reaches
+// back, while entity tables (compacted) and events topics (kept forever by
+// default) rebuild completely.
+func (r *Runtime) RebuildView(ctx context.Context, name string) error {
+	var v *core.View
+	for _, cand := range r.views {
+		if cand.Name == name {
+			v = cand
+		}
+	}
+	if v == nil {
+		return fmt.Errorf("%w: %q", ErrUnknownView, name)
+	}
+	client, err := broker.Connect(ctx, r.cfg.Kafka, r.cfg.Log)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		return err
+	}
+	group := r.topics.Group(name)
+	if err := admin.DeleteConsumerGroup(group); err != nil && !errors.Is(err, sarama.ErrGroupIDNotFound) {
+		return fmt.Errorf("delete offsets of %s (stop every worker first): %w", group, err)
+	}
+	for _, t := range []string{r.topics.Table(name), r.topics.Loop(name)} {
+		if err := admin.DeleteTopic(t); err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+			return fmt.Errorf("delete %s: %w", t, err)
+		}
+	}
+	// Deletion is asynchronous: wait until the topics are gone, so Run
+	// creates them afresh.
+	for deadline := time.Now().Add(time.Minute); ; {
+		_ = client.RefreshMetadata()
+		topics, err := client.Topics()
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(topics, r.topics.Table(name)) && !slices.Contains(topics, r.topics.Loop(name)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("topics of view %s still exist after a minute", name)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, dir := range []string{r.groupDir(group), r.replicaDir(group)} {
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+	}
+	r.cfg.Log.Info("view reset: it rebuilds from its sources at the next start", "view", name)
+	return nil
 }

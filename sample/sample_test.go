@@ -4,8 +4,18 @@ import (
 	"testing"
 
 	"github.com/partita-dev/partita/sample"
+	"github.com/partita-dev/partita/views"
 	partitatest "github.com/partita-dev/partita/testing"
 )
+
+func harness(t *testing.T, parts ...partitatest.Part) *partitatest.Harness {
+	t.Helper()
+	h, err := partitatest.New(parts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
 
 func send(t *testing.T, h *partitatest.Harness, entity, subject, command string, payload any, opts ...partitatest.SendOption) partitatest.Reply {
 	t.Helper()
@@ -17,7 +27,7 @@ func send(t *testing.T, h *partitatest.Harness, entity, subject, command string,
 }
 
 func TestCustomerRules(t *testing.T) {
-	h := partitatest.New(sample.NewCustomer())
+	h := harness(t, sample.NewCustomer())
 	for _, tc := range []struct {
 		command string
 		payload any
@@ -45,7 +55,7 @@ func TestCustomerRules(t *testing.T) {
 }
 
 func TestCartRulesAndEvents(t *testing.T) {
-	h := partitatest.New(sample.NewCart())
+	h := harness(t, sample.NewCart())
 	add := func(p string, q int) partitatest.Reply {
 		return send(t, h, "cart", "k1", "add-item", sample.AddItem{ProductID: p, Name: "P " + p, Quantity: q})
 	}
@@ -83,7 +93,7 @@ func TestCartRulesAndEvents(t *testing.T) {
 }
 
 func TestRedeliveryIsAnsweredFromTheRecord(t *testing.T) {
-	h := partitatest.New(sample.NewCart())
+	h := harness(t, sample.NewCart())
 	first := send(t, h, "cart", "k1", "add-item", sample.AddItem{ProductID: "p1", Name: "P", Quantity: 1}, partitatest.ID("once"))
 	send(t, h, "cart", "k1", "add-item", sample.AddItem{ProductID: "p2", Name: "Q", Quantity: 1})
 	again := send(t, h, "cart", "k1", "add-item", sample.AddItem{ProductID: "p1", Name: "P", Quantity: 1}, partitatest.ID("once"))
@@ -101,9 +111,39 @@ func TestRedeliveryIsAnsweredFromTheRecord(t *testing.T) {
 }
 
 func TestBadPayloadIsDeadLettered(t *testing.T) {
-	h := partitatest.New(sample.NewCart())
+	h := harness(t, sample.NewCart())
 	r := send(t, h, "cart", "k1", "add-item", map[string]any{"quantity": "three"})
 	if r.DeadLetter == "" || len(h.DeadLetters()) != 1 {
 		t.Errorf("want a dead letter, got %+v", r)
+	}
+}
+
+func TestSampleViews(t *testing.T) {
+	h := harness(t, sample.NewCustomer(), sample.NewCart(), sample.NewCustomersByEmail(), sample.NewCarts())
+	send(t, h, "customer", "c1", "create", sample.CreateCustomer{Email: "ada@example.com", Name: "Ada"})
+	send(t, h, "customer", "c2", "create", sample.CreateCustomer{Email: "bob@example.com", Name: "Bob"})
+	send(t, h, "customer", "c1", "change-email", sample.ChangeEmail{Email: "ada@lovelace.org"})
+	byEmail, _ := h.View("customers-by-email")
+	page, err := byEmail.Query(views.Query{Index: "email", Eq: "ada@lovelace.org"})
+	if err != nil || len(page.Rows) != 1 || page.Rows[0].ID != "c1" {
+		t.Fatalf("by new email: %v %v", page.Rows, err)
+	}
+	if n, _ := byEmail.Count(views.Query{Index: "email", Eq: "ada@example.com"}); n != 0 {
+		t.Errorf("the old email still finds %d rows", n)
+	}
+
+	send(t, h, "cart", "k1", "add-item", sample.AddItem{ProductID: "p1", Name: "Pen", Quantity: 2})
+	send(t, h, "cart", "k1", "add-item", sample.AddItem{ProductID: "p2", Name: "Ink", Quantity: 3})
+	send(t, h, "cart", "k1", "remove-item", sample.RemoveItem{ProductID: "p1"})
+	send(t, h, "cart", "k2", "add-item", sample.AddItem{ProductID: "p1", Name: "Pen", Quantity: 1})
+	send(t, h, "cart", "k2", "checkout", struct{}{})
+	carts, _ := h.View("carts")
+	k1, ok, err := views.Get[sample.CartRow](carts, "k1")
+	if !ok || err != nil || k1.ItemCount != 1 || k1.TotalQuantity != 3 || k1.CheckedOut {
+		t.Errorf("k1: %+v %v %v", k1, ok, err)
+	}
+	page, _ = carts.Query(views.Query{Index: "checkedOut", Eq: true})
+	if len(page.Rows) != 1 || page.Rows[0].ID != "k2" {
+		t.Errorf("checked-out carts: %v", page.Rows)
 	}
 }

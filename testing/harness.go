@@ -21,12 +21,27 @@ import (
 
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/views"
 )
 
-// Definer is an entity definition (see package entities).
-type Definer interface {
-	Name() string
+// Part is an entity (package entities) or a view (package views).
+type Part interface{ Name() string }
+
+type entityDef interface {
 	Definition() *core.Entity
+}
+
+type viewDef interface {
+	ViewDefinition() *core.View
+}
+
+// view is a view run in memory: its rows (as the view table would hold
+// them) and its store.
+type view struct {
+	def   *core.View
+	rows  map[string]*core.RowEnvelope
+	store *views.Store
+	next  int64 // offset of the next record, as if one partition
 }
 
 // Harness runs entities in memory.
@@ -36,6 +51,7 @@ type Harness struct {
 	states  map[string]map[string]*core.Envelope // entity -> subject -> envelope
 	written map[string][]codec.Event             // topic -> events written, in order
 	dead    []DeadLetter
+	views   map[string]*view
 	now     time.Time
 	seq     int
 }
@@ -47,21 +63,78 @@ type DeadLetter struct {
 	Reason string
 }
 
-// New returns a harness running the given entities, for application "app".
-func New(entities ...Definer) *Harness {
+// New returns a harness running the given entities and views, for
+// application "app". A part that is neither is an error.
+func New(parts ...Part) (*Harness, error) {
 	h := &Harness{
 		topics:  core.Topics{App: "app"},
 		defs:    map[string]*core.Entity{},
 		states:  map[string]map[string]*core.Envelope{},
 		written: map[string][]codec.Event{},
+		views:   map[string]*view{},
 		now:     time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 	}
-	for _, e := range entities {
-		d := e.Definition()
-		h.defs[d.Name] = d
-		h.states[d.Name] = map[string]*core.Envelope{}
+	for _, p := range parts {
+		switch p := p.(type) {
+		case entityDef:
+			d := p.Definition()
+			h.defs[d.Name] = d
+			h.states[d.Name] = map[string]*core.Envelope{}
+		case viewDef:
+			d := p.ViewDefinition()
+			store, err := views.OpenMemoryStore(d.Indexes...)
+			if err != nil {
+				return nil, err
+			}
+			h.views[d.Name] = &view{def: d, rows: map[string]*core.RowEnvelope{}, store: store}
+		default:
+			return nil, fmt.Errorf("partitatest: %q (%T) is neither an entity nor a view", p.Name(), p)
+		}
 	}
-	return h
+	return h, nil
+}
+
+// View returns the store of a view, for queries. Views are up to date after
+// every Send.
+func (h *Harness) View(name string) (*views.Store, error) {
+	v := h.views[name]
+	if v == nil {
+		return nil, fmt.Errorf("partitatest: no view %q", name)
+	}
+	return v.store, nil
+}
+
+// feed applies one source update to every view that reads it.
+func (h *Harness) feed(kind core.SourceKind, name, typ, subject string, seq uint64, in core.ViewInput) error {
+	for _, v := range h.views {
+		for _, src := range v.def.Sources {
+			if src.Kind != kind || src.Name() != name {
+				continue
+			}
+			stored := v.rows[subject]
+			if stored == nil {
+				stored = &core.RowEnvelope{}
+			}
+			next, reason := core.ProcessView(src, typ, subject, seq, stored, in)
+			if reason != "" {
+				h.dead = append(h.dead, DeadLetter{Entity: v.def.Name, Event: in.Event, Reason: reason})
+				continue
+			}
+			if next == nil {
+				continue
+			}
+			v.rows[subject] = next
+			data, err := json.Marshal(next)
+			if err != nil {
+				return err
+			}
+			if err := v.store.Apply([]views.Record{{ID: subject, Envelope: data, Offset: v.next, Time: h.now}}); err != nil {
+				return err
+			}
+			v.next++
+		}
+	}
+	return nil
 }
 
 // Advance moves the harness clock forward.
@@ -132,6 +205,15 @@ func (h *Harness) deliver(def *core.Entity, topic string, ev codec.Event) (Reply
 	}
 	if out.Envelope != nil {
 		h.states[def.Name][ev.Subject()] = out.Envelope
+		if def.Kind == core.KeyValue && out.Envelope.Seq != stored.Seq {
+			typ := core.StateChanged
+			if !out.Envelope.Exists {
+				typ = core.StateDeleted
+			}
+			if err := h.feed(core.FromState, def.Name, typ, ev.Subject(), out.Envelope.Seq, core.ViewInput{Data: out.Envelope.State}); err != nil {
+				return Reply{}, err
+			}
+		}
 	}
 	reply := Reply{Duplicate: out.Duplicate}
 	type send struct {
@@ -145,6 +227,9 @@ func (h *Harness) deliver(def *core.Entity, topic string, ev codec.Event) (Reply
 			return Reply{}, fmt.Errorf("partitatest: runtime wrote an unreadable record: %w", err)
 		}
 		h.written[o.Topic] = append(h.written[o.Topic], e)
+		if err := h.feedEvent(def, o.Topic, e); err != nil {
+			return Reply{}, err
+		}
 		switch {
 		case o.Topic == h.topics.Replies():
 			reply.Data = e.Data()
@@ -168,6 +253,16 @@ func (h *Harness) deliver(def *core.Entity, topic string, ev codec.Event) (Reply
 		}
 	}
 	return reply, nil
+}
+
+// feedEvent gives an event written to topic to the views that read it.
+func (h *Harness) feedEvent(def *core.Entity, topic string, e codec.Event) error {
+	seq, _ := strconv.ParseUint(fmt.Sprint(e.Extensions()[codec.ExtSequence]), 10, 64)
+	in := core.ViewInput{Data: e.Data(), Event: e}
+	if topic == h.topics.Events(def.Name) {
+		return h.feed(core.FromEvents, def.Name, e.Type(), e.Subject(), seq, in)
+	}
+	return h.feed(core.FromTopic, topic, e.Type(), e.Subject(), seq, in)
 }
 
 // State decodes the subject's current state into v and reports whether the

@@ -15,6 +15,7 @@ import (
 	"github.com/syndtr/goleveldb/leveldb"
 	"github.com/syndtr/goleveldb/leveldb/iterator"
 	"github.com/syndtr/goleveldb/leveldb/opt"
+	"github.com/syndtr/goleveldb/leveldb/storage"
 	"github.com/syndtr/goleveldb/leveldb/util"
 )
 
@@ -65,11 +66,24 @@ func OpenStore(dir string, indexes ...string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open view store %s: %w", dir, err)
 	}
+	return newStore(db, indexes), nil
+}
+
+// OpenMemoryStore opens a store held in memory, for tests and the harness.
+func OpenMemoryStore(indexes ...string) (*Store, error) {
+	db, err := leveldb.Open(storage.NewMemStorage(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("open in-memory view store: %w", err)
+	}
+	return newStore(db, indexes), nil
+}
+
+func newStore(db *leveldb.DB, indexes []string) *Store {
 	s := &Store{db: db, indexes: map[string]bool{}, changed: make(chan struct{}), subs: map[*Subscription]struct{}{}}
 	for _, f := range indexes {
 		s.indexes[f] = true
 	}
-	return s, nil
+	return s
 }
 
 // Close closes the store; subscriptions end.

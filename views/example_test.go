@@ -1,0 +1,100 @@
+package views_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/partita-dev/partita/entities"
+	partitatest "github.com/partita-dev/partita/testing"
+	"github.com/partita-dev/partita/views"
+)
+
+type Product struct {
+	Name  string `json:"name"`
+	Price int    `json:"price"`
+}
+
+type ProductRow struct {
+	Name  string `json:"name"`
+	Price int    `json:"price"`
+	Cheap bool   `json:"cheap"`
+}
+
+func catalog() (*entities.Entity[Product], *views.View[ProductRow]) {
+	product := entities.KeyValue[Product]("product")
+	entities.Command(product, "set", func(_ *entities.Context[Product], p Product) entities.Effect {
+		return entities.Update(p)
+	})
+	byPrice := views.New[ProductRow]("products-by-price", views.Index("price"), views.Index("cheap"))
+	views.FromState(byPrice, "product", func(u views.Update[ProductRow, Product]) views.Effect {
+		return views.Set(ProductRow{Name: u.Value.Name, Price: u.Value.Price, Cheap: u.Value.Price < 10})
+	})
+	return product, byPrice
+}
+
+// A view from a key-value entity's state, queried by an index range.
+func ExampleFromState() {
+	product, byPrice := catalog()
+	h, _ := partitatest.New(product, byPrice)
+	for id, p := range map[string]Product{"pen": {"Pen", 3}, "ink": {"Ink", 12}, "pad": {"Pad", 7}, "box": {"Box", 30}} {
+		_, _ = h.Send("product", id, "set", p)
+	}
+	store, _ := h.View("products-by-price")
+	page, _ := store.Query(views.Query{Index: "price", Gte: 5, Lt: 20, Desc: true})
+	rows, _ := views.Decode[ProductRow](page.Rows)
+	for i, r := range rows {
+		fmt.Println(page.Rows[i].ID, r.Name, r.Price)
+	}
+	n, _ := store.Count(views.Query{Index: "cheap", Eq: true})
+	fmt.Println("cheap:", n)
+	// Output:
+	// ink Ink 12
+	// pad Pad 7
+	// cheap: 2
+}
+
+// Paging: each page carries the token of the next.
+func ExampleStore_Query() {
+	product, byPrice := catalog()
+	h, _ := partitatest.New(product, byPrice)
+	for i := range 5 {
+		_, _ = h.Send("product", fmt.Sprintf("p%d", i), "set", Product{Name: "P", Price: i})
+	}
+	store, _ := h.View("products-by-price")
+	q := views.Query{Index: "price", Limit: 2}
+	for {
+		page, _ := store.Query(q)
+		fmt.Println(len(page.Rows), "rows")
+		if page.Next == "" {
+			break
+		}
+		q.Page = page.Next
+	}
+	// Output:
+	// 2 rows
+	// 2 rows
+	// 1 rows
+}
+
+// A subscription sends the current result, then each change.
+func ExampleStore_Subscribe() {
+	product, byPrice := catalog()
+	h, _ := partitatest.New(product, byPrice)
+	_, _ = h.Send("product", "pen", "set", Product{"Pen", 3})
+	store, _ := h.View("products-by-price")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sub, _ := store.Subscribe(ctx, views.Query{Index: "cheap", Eq: true})
+	show := func(c views.Change) {
+		fmt.Println(strings.TrimSpace([]string{"upserted", "removed", "current"}[c.Kind] + " " + c.Row.ID + " " + string(c.Row.Data)))
+	}
+	show(<-sub.C)
+	show(<-sub.C)
+	_, _ = h.Send("product", "pen", "set", Product{"Pen", 15}) // no longer cheap
+	show(<-sub.C)
+	// Output:
+	// upserted pen {"name":"Pen","price":3,"cheap":true}
+	// current
+	// removed pen
+}
