@@ -4,8 +4,8 @@ import (
 	"testing"
 
 	"github.com/partita-dev/partita/sample"
-	"github.com/partita-dev/partita/views"
 	partitatest "github.com/partita-dev/partita/testing"
+	"github.com/partita-dev/partita/views"
 )
 
 func harness(t *testing.T, parts ...partitatest.Part) *partitatest.Harness {
