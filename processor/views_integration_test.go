@@ -146,16 +146,48 @@ func TestViewsEqualTheFoldAndSurviveARestart(t *testing.T) {
 	if n, err := carts.Count(views.Query{Index: "checkedOut", Eq: true}); n != checkedOut || err != nil {
 		t.Errorf("checked-out carts: %d %v, want %d", n, err, checkedOut)
 	}
+	matching := func(keep func(sample.CartRow) bool) map[string]sample.CartRow {
+		out := map[string]sample.CartRow{}
+		for id, r := range wantCarts {
+			if keep(r) {
+				out[id] = r
+			}
+		}
+		return out
+	}
+	if got := allRows[sample.CartRow](t, carts, views.Query{Index: "totalQuantity", Gte: 3, Lt: 7, Limit: 100}); !equalCarts(got, matching(func(r sample.CartRow) bool {
+		return r.TotalQuantity >= 3 && r.TotalQuantity < 7
+	})) {
+		t.Errorf("totalQuantity in [3,7): %d rows", len(got))
+	}
+	byEmail := func(keep func(sample.CustomerRow) bool) map[string]sample.CustomerRow {
+		out := map[string]sample.CustomerRow{}
+		for id, r := range wantCustomers {
+			if keep(r) {
+				out[id] = r
+			}
+		}
+		return out
+	}
+	prefix := "u1"
+	if got := allRows[sample.CustomerRow](t, customers, views.Query{Index: "email", Prefix: &prefix, Desc: true, Limit: 20}); !maps.Equal(got, byEmail(func(r sample.CustomerRow) bool {
+		return strings.HasPrefix(r.Email, prefix)
+	})) {
+		t.Errorf("email prefix %q: %d rows", prefix, len(got))
+	}
 	for _, c := range wantCustomers {
-		page, err := customers.Query(views.Query{Index: "email", Eq: c.Email})
-		found := false
-		for _, r := range page.Rows {
-			found = found || r.ID == c.ID
+		want := byEmail(func(r sample.CustomerRow) bool { return r.Email == c.Email })
+		if got := allRows[sample.CustomerRow](t, customers, views.Query{Index: "email", Eq: c.Email}); !maps.Equal(got, want) {
+			t.Errorf("email = %s: %v, want %v", c.Email, got, want)
 		}
-		if err != nil || !found {
-			t.Fatalf("email %s: %v %v", c.Email, page.Rows, err)
+	}
+	// Ordered: by totalQuantity descending, the sequence never increases.
+	page, err := carts.Query(views.Query{Index: "totalQuantity", Desc: true, Limit: 1000})
+	rows, _ := views.Decode[sample.CartRow](page.Rows)
+	for i := 1; i < len(rows); i++ {
+		if err != nil || rows[i].TotalQuantity > rows[i-1].TotalQuantity {
+			t.Fatalf("descending order broken at %d: %d after %d (%v)", i, rows[i].TotalQuantity, rows[i-1].TotalQuantity, err)
 		}
-		break
 	}
 
 	// Restart the worker: the replicas resume from their stored offsets.
