@@ -412,13 +412,14 @@ func (r *Runtime) saramaConfig() (*sarama.Config, error) {
 }
 
 func (r *Runtime) newProcessor(d *core.Entity, partitions int32) (*goka.Processor, error) {
+	env := core.Env{Topics: r.topics, Now: time.Now, Sleep: time.Sleep}
 	h := &handler{
-		def:        d,
-		topics:     r.topics,
+		decide:     func(dl core.Delivery) core.Actions { return core.HandleEntity(env, d, dl) },
+		dlq:        r.topics.DeadLetters(),
 		partitions: partitions,
+		stateful:   d.Kind != core.Stateless,
 		stats:      &r.stats,
 		log:        r.cfg.Log.With("entity", d.Name),
-		env:        core.Env{Topics: r.topics, Now: time.Now, Sleep: time.Sleep},
 	}
 	bytes := new(gcodec.Bytes)
 	edges := []goka.Edge{goka.Output(goka.Stream(r.topics.DeadLetters()), bytes)}

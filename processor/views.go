@@ -2,23 +2,19 @@ package processor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
 	gcodec "github.com/lovoo/goka/codec"
-	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/internal/core"
-	"github.com/partita-dev/partita/internal/murmur2"
 	"github.com/partita-dev/partita/processor/broker"
 	"github.com/partita-dev/partita/views"
 )
@@ -63,102 +59,17 @@ func (r *Runtime) sourceTopic(s *core.ViewSource) string {
 	return s.Topic
 }
 
-// viewHandler is the goka callback of one view.
-type viewHandler struct {
-	view       *core.View
-	group      string
-	loop       string
-	dlq        string
-	partitions int32
-	byTopic    map[string]*core.ViewSource
-	stats      *Stats
-	log        *slog.Logger
-}
-
-func (h *viewHandler) handle(ctx goka.Context, msg any) {
-	h.stats.Processed.Add(1)
-	raw, _ := msg.([]byte)
-	headers := ctx.Headers()
-	rec := codec.Record{Key: []byte(ctx.Key()), Value: raw, Headers: headers}
-	topic := string(ctx.Topic())
-	if topic == h.loop {
-		topic = string(headers[headerOriginTopic])
-	}
-	src := h.byTopic[topic]
-	if src == nil {
-		h.deadLetter(ctx, rec, "record from a topic the view does not read: "+topic)
-		return
-	}
-	var (
-		subject = ctx.Key()
-		typ     string
-		seq     uint64
-		in      core.ViewInput
-	)
-	if src.Kind == core.FromState {
-		if raw == nil {
-			return // a compacted-away entity: nothing to apply
-		}
-		env, err := core.DecodeEnvelope(raw)
-		if err != nil {
-			h.deadLetter(ctx, rec, err.Error())
-			return
-		}
-		typ, seq, in.Data = core.StateChanged, env.Seq, env.State
-		if !env.Exists {
-			typ, in.Data = core.StateDeleted, nil
-		}
-	} else {
-		ev, err := codec.DecodeEvent(rec)
-		if err == nil {
-			err = codec.RequireSubject(ev)
-		}
-		if err != nil {
-			h.deadLetter(ctx, rec, err.Error())
-			return
-		}
-		subject, typ, in.Data, in.Event = ev.Subject(), ev.Type(), ev.Data(), ev
-		if s, ok := ev.Extensions()[codec.ExtSequence]; ok {
-			seq, _ = strconv.ParseUint(fmt.Sprint(s), 10, 64)
-		}
-		if string(ctx.Topic()) != h.loop && (ctx.Key() != subject || ctx.Partition() != murmur2.Partition([]byte(subject), h.partitions)) {
-			h.stats.Rerouted.Add(1)
-			fwd := goka.Headers{}.Merged(headers, goka.Headers{headerOriginTopic: []byte(topic), HeaderOrigin: []byte(origin(ctx))})
-			ctx.Loopback(subject, raw, goka.WithCtxEmitHeaders(fwd))
-			return
-		}
-	}
-	stored := &core.RowEnvelope{}
-	if v, _ := ctx.Value().([]byte); v != nil {
-		if err := json.Unmarshal(v, stored); err != nil {
-			h.deadLetter(ctx, rec, fmt.Sprintf("stored row of %q is unreadable: %v", subject, err))
-			return
-		}
-	}
-	next, reason := core.ProcessView(src, typ, subject, seq, stored, in)
-	switch {
-	case reason != "":
-		h.deadLetter(ctx, rec, reason)
-	case next != nil:
-		data, err := json.Marshal(next)
-		if err != nil {
-			h.deadLetter(ctx, rec, err.Error())
-			return
-		}
-		ctx.SetValue(data)
-	}
-}
-
-func (h *viewHandler) deadLetter(ctx goka.Context, rec codec.Record, reason string) {
-	h.stats.DeadLetters.Add(1)
-	h.log.Warn("dead letter", "reason", reason, "origin", origin(ctx))
-	ctx.Emit(goka.Stream(h.dlq), ctx.Key(), rec.Value, goka.WithCtxEmitHeaders(dlqHeaders(ctx, rec, h.group, reason)))
-}
-
 func (r *Runtime) newViewProcessor(v *core.View, partitions int32) (*goka.Processor, error) {
-	group := r.topics.Group(v.Name)
-	h := &viewHandler{view: v, group: group, dlq: r.topics.DeadLetters(), partitions: partitions,
-		byTopic: map[string]*core.ViewSource{}, stats: &r.stats, log: r.cfg.Log.With("view", v.Name)}
+	env := core.Env{Topics: r.topics, Now: time.Now, Sleep: time.Sleep}
+	byTopic := map[string]*core.ViewSource{}
+	h := &handler{
+		decide:     func(dl core.Delivery) core.Actions { return core.HandleView(env, v, byTopic, dl) },
+		dlq:        r.topics.DeadLetters(),
+		partitions: partitions,
+		stateful:   true,
+		stats:      &r.stats,
+		log:        r.cfg.Log.With("view", v.Name),
+	}
 	bytes := new(gcodec.Bytes)
 	edges := []goka.Edge{
 		goka.Loop(bytes, h.handle),
@@ -167,10 +78,10 @@ func (r *Runtime) newViewProcessor(v *core.View, partitions int32) (*goka.Proces
 	}
 	for _, s := range v.Sources {
 		t := r.sourceTopic(s)
-		h.byTopic[t] = s
+		byTopic[t] = s
 		edges = append(edges, goka.Input(goka.Stream(t), bytes, h.handle))
 	}
-	graph := goka.DefineGroup(goka.Group(group), edges...)
+	graph := goka.DefineGroup(goka.Group(r.topics.Group(v.Name)), edges...)
 	h.loop = graph.LoopStream().Topic()
 	return r.gokaProcessor(graph, v.Name)
 }

@@ -1,0 +1,200 @@
+package core
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/partita-dev/partita/codec"
+	"github.com/partita-dev/partita/internal/murmur2"
+)
+
+// Headers the runtime adds to records it re-routes or dead-letters.
+const (
+	HeaderOrigin      = "partita_origin"       // re-routed: "<topic>/<partition>/<offset>" it first arrived at
+	HeaderOriginTopic = "partita_origin_topic" // re-routed: the topic it first arrived at
+	HeaderDLQReason   = "partita_dlq_reason"   // why the record is a dead letter
+	HeaderDLQOrigin   = "partita_dlq_origin"   // "<topic>/<partition>/<offset>" it was read from
+	HeaderDLQGroup    = "partita_dlq_group"    // the group that gave up on it
+	HeaderDLQTime     = "partita_dlq_time"     // RFC 3339
+)
+
+// Delivery is one record handed to a group (an entity, a consumer or a
+// view), with what the group's table holds for the record's key.
+type Delivery struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Record    codec.Record // Key as received
+	// Loop is the group's loop topic ("" for a stateless consumer);
+	// Partitions the partition count of the group's co-partitioned topics.
+	Loop       string
+	Partitions int32
+	// Stored is the group table's value under the record's key (nil: none).
+	Stored []byte
+}
+
+// Origin is "<topic>/<partition>/<offset>".
+func (d Delivery) Origin() string {
+	return d.Topic + "/" + strconv.Itoa(int(d.Partition)) + "/" + strconv.FormatInt(d.Offset, 10)
+}
+
+// Actions is what a group does with a delivery. The runtime carries them
+// out in this order: Loopback, or DeadLetter, or Store then Outputs.
+type Actions struct {
+	// Loopback, when set, re-routes the record: write it to the loop topic
+	// under Loopback.Key (the subject), and do nothing else.
+	Loopback *codec.Record
+	// DeadLetter, when set, is the record for the dead-letter topic.
+	DeadLetter *codec.Record
+	Reason     string // why, with DeadLetter
+	// Store is the group table's new value for the key; nil: unchanged.
+	Store []byte
+	// Outputs are the records to write.
+	Outputs []Output
+	// Counters.
+	Duplicate bool
+}
+
+// routed reports whether a record of subject read under key on partition is
+// where its subject lives; loop-topic records always are.
+func routed(d Delivery, subject string) bool {
+	return string(d.Record.Key) == subject && d.Partition == murmur2.Partition([]byte(subject), d.Partitions)
+}
+
+// reroute returns the Loopback action for a record not on its subject's partition.
+func reroute(d Delivery, subject string) Actions {
+	h := make(map[string][]byte, len(d.Record.Headers)+2)
+	for k, v := range d.Record.Headers {
+		h[k] = v
+	}
+	h[HeaderOriginTopic] = []byte(d.Topic)
+	h[HeaderOrigin] = []byte(d.Origin())
+	return Actions{Loopback: &codec.Record{Key: []byte(subject), Value: d.Record.Value, Headers: h}}
+}
+
+// deadLetter returns the DeadLetter action: the record as received plus the
+// dead-letter headers.
+func deadLetter(d Delivery, group, reason string, now time.Time) Actions {
+	h := make(map[string][]byte, len(d.Record.Headers)+4)
+	for k, v := range d.Record.Headers {
+		h[k] = v
+	}
+	h[HeaderDLQReason] = []byte(reason)
+	h[HeaderDLQOrigin] = []byte(d.Origin())
+	h[HeaderDLQGroup] = []byte(group)
+	h[HeaderDLQTime] = []byte(now.UTC().Format(time.RFC3339Nano))
+	return Actions{DeadLetter: &codec.Record{Key: d.Record.Key, Value: d.Record.Value, Headers: h}, Reason: reason}
+}
+
+// decode reads the delivery's CloudEvent, requiring a subject.
+func decode(d Delivery) (codec.Event, error) {
+	ev, err := codec.DecodeEvent(d.Record)
+	if err == nil {
+		err = codec.RequireSubject(ev)
+	}
+	return ev, err
+}
+
+// HandleEntity is everything an entity (or stateless consumer) does with one
+// delivery: decode, re-route, dedup, decide, and what to store and write.
+func HandleEntity(env Env, def *Entity, d Delivery) Actions {
+	group := env.Topics.Group(def.Name)
+	ev, err := decode(d)
+	if err != nil {
+		return deadLetter(d, group, err.Error(), env.Now())
+	}
+	topic := d.Topic
+	stored := &Envelope{}
+	if def.Kind != Stateless { // a consumer has no state, so nothing binds it to a partition
+		subject := ev.Subject()
+		if topic == d.Loop {
+			topic = string(d.Record.Headers[HeaderOriginTopic])
+			if string(d.Record.Key) != subject || topic == "" {
+				return deadLetter(d, group, "record on the loop topic is not keyed by its subject or lacks its origin", env.Now())
+			}
+		} else if !routed(d, subject) {
+			return reroute(d, subject)
+		}
+		if stored, err = DecodeEnvelope(d.Stored); err != nil {
+			return deadLetter(d, group, fmt.Sprintf("subject %q: %v", subject, err), env.Now())
+		}
+	}
+	out := Process(env, def, topic, stored, ev)
+	if out.DeadLetter != "" {
+		return deadLetter(d, group, out.DeadLetter, env.Now())
+	}
+	a := Actions{Outputs: out.Outputs, Duplicate: out.Duplicate}
+	if out.Envelope != nil && def.Kind != Stateless {
+		data, err := out.Envelope.Encode()
+		if err != nil {
+			return deadLetter(d, group, fmt.Sprintf("encode state: %v", err), env.Now())
+		}
+		a.Store = data
+	}
+	return a
+}
+
+// HandleView is everything a view does with one delivery from one of its
+// sources (by topic) or its loop topic.
+func HandleView(env Env, v *View, sources map[string]*ViewSource, d Delivery) Actions {
+	group := env.Topics.Group(v.Name)
+	topic := d.Topic
+	if topic == d.Loop {
+		topic = string(d.Record.Headers[HeaderOriginTopic])
+	}
+	src := sources[topic]
+	if src == nil {
+		return deadLetter(d, group, "record from a topic the view does not read: "+topic, env.Now())
+	}
+	var (
+		subject = string(d.Record.Key)
+		typ     string
+		seq     uint64
+		in      ViewInput
+	)
+	if src.Kind == FromState {
+		if d.Record.Value == nil {
+			return Actions{} // a compacted-away entity: nothing to apply
+		}
+		e, err := DecodeEnvelope(d.Record.Value)
+		if err != nil {
+			return deadLetter(d, group, err.Error(), env.Now())
+		}
+		typ, seq, in.Data = StateChanged, e.Seq, e.State
+		if !e.Exists {
+			typ, in.Data = StateDeleted, nil
+		}
+	} else {
+		ev, err := decode(d)
+		if err != nil {
+			return deadLetter(d, group, err.Error(), env.Now())
+		}
+		subject, typ, in.Data, in.Event = ev.Subject(), ev.Type(), ev.Data(), ev
+		if s, ok := ev.Extensions()[codec.ExtSequence]; ok {
+			seq, _ = strconv.ParseUint(fmt.Sprint(s), 10, 64)
+		}
+		if d.Topic != d.Loop && !routed(d, subject) {
+			return reroute(d, subject)
+		}
+	}
+	stored := &RowEnvelope{}
+	if d.Stored != nil {
+		if err := json.Unmarshal(d.Stored, stored); err != nil {
+			return deadLetter(d, group, fmt.Sprintf("stored row of %q is unreadable: %v", subject, err), env.Now())
+		}
+	}
+	next, reason := ProcessView(src, typ, subject, seq, stored, in)
+	if reason != "" {
+		return deadLetter(d, group, reason, env.Now())
+	}
+	if next == nil {
+		return Actions{}
+	}
+	data, err := json.Marshal(next)
+	if err != nil {
+		return deadLetter(d, group, err.Error(), env.Now())
+	}
+	return Actions{Store: data}
+}
