@@ -1,293 +1,354 @@
-// Package partitatest (directory testing/) runs entity definitions in memory,
-// with no broker, through the same decision code as the Kafka runtime
-// (dedup, sequence numbers, effects, dead letters). It is named partitatest
-// so that it does not clash with the standard library's testing package.
+// Package partitatest (directory testing/) runs an application's entities
+// and views in memory, with no broker, and injects what at-least-once
+// delivery does to them. It is named partitatest so that it does not clash
+// with the standard library's testing package at the call site.
 //
-// Contract: a Harness is deterministic (its clock is fixed unless advanced)
-// and not safe for concurrent use. Commands are handled in the order sent;
-// commands that handlers send to other entities are handled right after the
-// command that sent them, in order.
+// The harness simulates Kafka's parts that matter to handlers: topics with
+// partitions and offsets, one consumer group per entity and view with
+// committed offsets, group tables restored from their topics after a crash,
+// and Partita's murmur2 partitioner. Every record goes through the same code
+// as in production (core.HandleEntity and core.HandleView: decoding,
+// re-routing, dedup, sequence numbers, effects, dead letters); only the
+// transport is in memory, so the harness cannot drift from the runtime.
 //
-// Fault injection (redelivery behind newer commands, lagging views,
-// misrouting, crash-restart, seeded schedules) arrives with issue 5; today
-// redelivery is expressed by sending the same command id again.
+// Faults, each explicit: [Redeliver] an earlier command behind newer ones,
+// send it [Duplicated] or [Misrouted] onto another partition, let a view lag
+// ([Harness.LagView]) so reads are stale, [Harness.Crash] a group back to its
+// last committed offsets (its uncommitted effects are replayed), make a
+// handler fail n times ([Harness.FailNext]); or all of them interleaved at
+// random from a seed ([Harness.RunSchedule]).
+//
+// Contract: a Harness is deterministic (fixed clock, fixed delivery order
+// unless a schedule's seed says otherwise) and not safe for concurrent use.
+// After each call that delivers (Send, Publish, Redeliver, Crash, CatchUp),
+// every group that is not lagging has processed everything it can.
 package partitatest
 
 import (
 	"encoding/json"
 	"fmt"
-	"strconv"
+	"sort"
+	"testing"
 	"time"
 
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/murmur2"
 	"github.com/partita-dev/partita/views"
 )
 
 // Part is an entity (package entities) or a view (package views).
 type Part interface{ Name() string }
 
-type entityDef interface {
-	Definition() *core.Entity
-}
+type entityDef interface{ Definition() *core.Entity }
 
-type viewDef interface {
-	ViewDefinition() *core.View
-}
+type viewDef interface{ ViewDefinition() *core.View }
 
-// view is a view run in memory: its rows (as the view table would hold
-// them) and its store.
-type view struct {
-	def   *core.View
-	rows  map[string]*core.RowEnvelope
-	store *views.Store
-	next  int64 // offset of the next record, as if one partition
-}
+// Option configures a Harness.
+type Option func(*Harness)
 
-// Harness runs entities in memory.
+// Partitions sets the partition count of every topic (default 4).
+func Partitions(n int32) Option { return func(h *Harness) { h.n = n } }
+
+// CommitEvery sets after how many records a group commits its offsets
+// (default 1: after every record). A larger value leaves more to replay
+// after a Crash.
+func CommitEvery(n int) Option { return func(h *Harness) { h.commitEvery = n } }
+
+// Harness runs an application in memory.
 type Harness struct {
-	topics  core.Topics
-	defs    map[string]*core.Entity
-	states  map[string]map[string]*core.Envelope // entity -> subject -> envelope
-	written map[string][]codec.Event             // topic -> events written, in order
-	dead    []DeadLetter
-	views   map[string]*view
-	now     time.Time
-	seq     int
+	topics      core.Topics
+	n           int32
+	commitEvery int
+	logs        map[string][][]codec.Record // topic -> partition -> records
+	groups      []*group
+	byName      map[string]*group
+	now         time.Time
+	seq         int
+	failNext    map[string]int // "<entity>/<type>" -> failures left
+	sent        map[string]sentCommand
+	duplicates  map[string]bool // command id -> its last delivery was a duplicate
+	violations  []string
+	delivered   int
 }
 
-// DeadLetter is a record the runtime would send to the dead-letter topic.
-type DeadLetter struct {
-	Entity string
-	Event  codec.Event
-	Reason string
+type sentCommand struct {
+	topic     string
+	partition int32
+	record    codec.Record
 }
 
-// New returns a harness running the given entities and views, for
-// application "app". A part that is neither is an error.
-func New(parts ...Part) (*Harness, error) {
+// group is one consumer group: an entity, a consumer or a view.
+type group struct {
+	name      string
+	entity    *core.Entity
+	view      *core.View
+	sources   map[string]*core.ViewSource
+	inputs    []string
+	loop      string
+	table     map[string][]byte // what the group table topic restores
+	pos       map[string][]int64
+	committed map[string][]int64
+	since     int
+	lagging   bool
+	store     *views.Store
+	seen      map[string]map[string]uint64 // view rows: the sequences last stored
+}
+
+// New returns a harness running the given entities and views of an
+// application named "app". A part that is neither is an error.
+func New(parts ...Part) (*Harness, error) { return NewWith(nil, parts...) }
+
+// Start is New for tests: it fails tb if the parts are wrong.
+func Start(tb testing.TB, parts ...Part) *Harness {
+	tb.Helper()
+	h, err := New(parts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return h
+}
+
+// NewWith is New with options.
+func NewWith(opts []Option, parts ...Part) (*Harness, error) {
 	h := &Harness{
-		topics:  core.Topics{App: "app"},
-		defs:    map[string]*core.Entity{},
-		states:  map[string]map[string]*core.Envelope{},
-		written: map[string][]codec.Event{},
-		views:   map[string]*view{},
-		now:     time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		topics: core.Topics{App: "app"}, n: 4, commitEvery: 1,
+		logs:   map[string][][]codec.Record{},
+		byName: map[string]*group{}, failNext: map[string]int{},
+		sent: map[string]sentCommand{}, duplicates: map[string]bool{},
+		now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+	}
+	for _, o := range opts {
+		o(h)
 	}
 	for _, p := range parts {
+		g := &group{name: p.Name(), table: map[string][]byte{}, pos: map[string][]int64{}, committed: map[string][]int64{}}
 		switch p := p.(type) {
 		case entityDef:
-			d := p.Definition()
-			h.defs[d.Name] = d
-			h.states[d.Name] = map[string]*core.Envelope{}
+			g.entity = h.instrument(p.Definition())
+			if g.entity.Kind != core.Stateless {
+				g.inputs = append(g.inputs, h.topics.Commands(g.name))
+				g.loop = h.topics.Loop(g.name)
+			}
+			for t := range g.entity.Subscriptions {
+				g.inputs = append(g.inputs, t)
+			}
 		case viewDef:
-			d := p.ViewDefinition()
-			store, err := views.OpenMemoryStore(d.Indexes...)
+			g.view = p.ViewDefinition()
+			g.sources = map[string]*core.ViewSource{}
+			for _, s := range g.view.Sources {
+				t := h.sourceTopic(s)
+				g.sources[t] = s
+				g.inputs = append(g.inputs, t)
+			}
+			g.loop = h.topics.Loop(g.name)
+			store, err := views.OpenMemoryStore(g.view.Indexes...)
 			if err != nil {
 				return nil, err
 			}
-			h.views[d.Name] = &view{def: d, rows: map[string]*core.RowEnvelope{}, store: store}
+			g.store = store
 		default:
 			return nil, fmt.Errorf("partitatest: %q (%T) is neither an entity nor a view", p.Name(), p)
 		}
+		if h.byName[g.name] != nil {
+			return nil, fmt.Errorf("partitatest: %q is defined twice", g.name)
+		}
+		sort.Strings(g.inputs)
+		if g.loop != "" {
+			g.inputs = append(g.inputs, g.loop)
+		}
+		for _, t := range g.inputs {
+			g.pos[t] = make([]int64, h.n)
+			g.committed[t] = make([]int64, h.n)
+		}
+		h.groups = append(h.groups, g)
+		h.byName[g.name] = g
 	}
 	return h, nil
 }
 
-// View returns the store of a view, for queries. Views are up to date after
-// every Send.
-func (h *Harness) View(name string) (*views.Store, error) {
-	v := h.views[name]
-	if v == nil {
-		return nil, fmt.Errorf("partitatest: no view %q", name)
-	}
-	return v.store, nil
-}
-
-// feed applies one source update to every view that reads it.
-func (h *Harness) feed(kind core.SourceKind, name, typ, subject string, seq uint64, in core.ViewInput) error {
-	for _, v := range h.views {
-		for _, src := range v.def.Sources {
-			if src.Kind != kind || src.Name() != name {
-				continue
+// instrument wraps every handler so FailNext can make it fail.
+func (h *Harness) instrument(def *core.Entity) *core.Entity {
+	d := *def
+	wrap := func(typ string, hd core.Handler) core.Handler {
+		key := d.Name + "/" + typ
+		return func(in core.Input) core.Decision {
+			if h.failNext[key] > 0 {
+				h.failNext[key]--
+				return core.Decision{Kind: core.Fail, Err: fmt.Errorf("partitatest: injected failure of %s", key)}
 			}
-			stored := v.rows[subject]
-			if stored == nil {
-				stored = &core.RowEnvelope{}
-			}
-			next, reason := core.ProcessView(src, typ, subject, seq, stored, in)
-			if reason != "" {
-				h.dead = append(h.dead, DeadLetter{Entity: v.def.Name, Event: in.Event, Reason: reason})
-				continue
-			}
-			if next == nil {
-				continue
-			}
-			v.rows[subject] = next
-			data, err := json.Marshal(next)
-			if err != nil {
-				return err
-			}
-			if err := v.store.Apply([]views.Record{{ID: subject, Envelope: data, Offset: v.next, Time: h.now}}); err != nil {
-				return err
-			}
-			v.next++
+			return hd(in)
 		}
 	}
-	return nil
+	d.Commands = map[string]core.Handler{}
+	for typ, hd := range def.Commands {
+		d.Commands[typ] = wrap(typ, hd)
+	}
+	d.Subscriptions = map[string]map[string]core.Handler{}
+	for topic, hs := range def.Subscriptions {
+		d.Subscriptions[topic] = map[string]core.Handler{}
+		for typ, hd := range hs {
+			d.Subscriptions[topic][typ] = wrap(typ, hd)
+		}
+	}
+	return &d
+}
+
+func (h *Harness) sourceTopic(s *core.ViewSource) string {
+	switch s.Kind {
+	case core.FromState:
+		return h.topics.Table(s.Entity)
+	case core.FromEvents:
+		return h.topics.Events(s.Entity)
+	}
+	return s.Topic
 }
 
 // Advance moves the harness clock forward.
 func (h *Harness) Advance(d time.Duration) { h.now = h.now.Add(d) }
 
-// SendOption changes a command sent with [Harness.Send].
-type SendOption func(*codec.Event)
-
-// ID sets the command's ce-id (default: a new id per send). Sending the
-// same id twice is a redelivery.
-func ID(id string) SendOption { return func(e *codec.Event) { e.SetID(id) } }
-
-// Reply is what a command got back.
-type Reply struct {
-	// Code is the error code of an error reply, "" on success.
-	Code    string
-	Message string
-	// Data is the reply's JSON payload (success) or error body.
-	Data json.RawMessage
-	// Seq is the subject's sequence number after the command.
-	Seq uint64
-	// DeadLetter is set, and the rest empty, when the command was dead-lettered.
-	DeadLetter string
-	// Duplicate is set when the command was a redelivery, answered from the record.
-	Duplicate bool
+func (h *Harness) env() core.Env {
+	return core.Env{Topics: h.topics, Now: func() time.Time { return h.now }, Sleep: func(time.Duration) {}}
 }
 
-// Decode decodes the reply's payload into v.
-func (r Reply) Decode(v any) error { return json.Unmarshal(r.Data, v) }
+// partition is where Partita's partitioner puts key.
+func (h *Harness) partition(key []byte) int32 { return murmur2.Partition(key, h.n) }
 
-// Send sends command (the ce-type) with payload (encoded as JSON) to the
-// entity's subject and returns its reply.
-func (h *Harness) Send(entity, subject, command string, payload any, opts ...SendOption) (Reply, error) {
-	def, ok := h.defs[entity]
-	if !ok {
-		return Reply{}, fmt.Errorf("partitatest: no entity %q", entity)
+// append writes r to topic's partition p and returns its offset.
+func (h *Harness) append(topic string, p int32, r codec.Record) int64 {
+	parts := h.logs[topic]
+	if parts == nil {
+		parts = make([][]codec.Record, h.n)
+		h.logs[topic] = parts
 	}
-	h.seq++
-	ev := codec.NewEvent()
-	ev.SetID("cmd-" + strconv.Itoa(h.seq))
-	ev.SetSource("partitatest")
-	ev.SetType(command)
-	ev.SetSubject(subject)
-	ev.SetTime(h.now)
-	if err := ev.SetData("application/json", payload); err != nil {
-		return Reply{}, fmt.Errorf("partitatest: encode payload: %w", err)
-	}
-	for _, o := range opts {
-		o(&ev)
-	}
-	return h.deliver(def, h.topics.Commands(entity), ev)
+	parts[p] = append(parts[p], r)
+	return int64(len(parts[p]) - 1)
 }
 
-func (h *Harness) deliver(def *core.Entity, topic string, ev codec.Event) (Reply, error) {
-	if err := codec.RequireSubject(ev); err != nil {
-		h.dead = append(h.dead, DeadLetter{Entity: def.Name, Event: ev, Reason: err.Error()})
-		return Reply{DeadLetter: err.Error()}, nil
-	}
-	stored := h.states[def.Name][ev.Subject()]
-	if stored == nil {
-		stored = &core.Envelope{}
-	}
-	env := core.Env{Topics: h.topics, Now: func() time.Time { return h.now }, Sleep: func(time.Duration) {}}
-	out := core.Process(env, def, topic, stored, ev)
-	if out.DeadLetter != "" {
-		h.dead = append(h.dead, DeadLetter{Entity: def.Name, Event: ev, Reason: out.DeadLetter})
-		return Reply{DeadLetter: out.DeadLetter}, nil
-	}
-	if out.Envelope != nil {
-		h.states[def.Name][ev.Subject()] = out.Envelope
-		if def.Kind == core.KeyValue && out.Envelope.Seq != stored.Seq {
-			typ := core.StateChanged
-			if !out.Envelope.Exists {
-				typ = core.StateDeleted
-			}
-			if err := h.feed(core.FromState, def.Name, typ, ev.Subject(), out.Envelope.Seq, core.ViewInput{Data: out.Envelope.State}); err != nil {
-				return Reply{}, err
-			}
+// pending lists the (group, topic, partition) that have records to process.
+type cursor struct {
+	g     *group
+	topic string
+	p     int32
+}
+
+func (h *Harness) pending(includeLagging bool) []cursor {
+	var out []cursor
+	for _, g := range h.groups {
+		if g.lagging && !includeLagging {
+			continue
 		}
-	}
-	reply := Reply{Duplicate: out.Duplicate}
-	type send struct {
-		def *core.Entity
-		ev  codec.Event
-	}
-	var sends []send
-	for _, o := range out.Outputs {
-		e, err := codec.DecodeEvent(o.Record)
-		if err != nil {
-			return Reply{}, fmt.Errorf("partitatest: runtime wrote an unreadable record: %w", err)
-		}
-		h.written[o.Topic] = append(h.written[o.Topic], e)
-		if err := h.feedEvent(def, o.Topic, e); err != nil {
-			return Reply{}, err
-		}
-		switch {
-		case o.Topic == h.topics.Replies():
-			reply.Data = e.Data()
-			reply.Seq, _ = strconv.ParseUint(fmt.Sprint(e.Extensions()[codec.ExtSequence]), 10, 64)
-			if e.Type() == core.TypeError {
-				var body struct{ Code, Message string }
-				_ = json.Unmarshal(e.Data(), &body)
-				reply.Code, reply.Message = body.Code, body.Message
-			}
-		default:
-			for _, d := range h.defs {
-				if o.Topic == h.topics.Commands(d.Name) {
-					sends = append(sends, send{d, e})
+		for _, t := range g.inputs {
+			for p := range h.n {
+				if g.pos[t][p] < h.size(t, p) {
+					out = append(out, cursor{g, t, p})
 				}
 			}
-		}
-	}
-	for _, s := range sends {
-		if _, err := h.deliver(s.def, h.topics.Commands(s.def.Name), s.ev); err != nil {
-			return Reply{}, err
-		}
-	}
-	return reply, nil
-}
-
-// feedEvent gives an event written to topic to the views that read it.
-func (h *Harness) feedEvent(def *core.Entity, topic string, e codec.Event) error {
-	seq, _ := strconv.ParseUint(fmt.Sprint(e.Extensions()[codec.ExtSequence]), 10, 64)
-	in := core.ViewInput{Data: e.Data(), Event: e}
-	if topic == h.topics.Events(def.Name) {
-		return h.feed(core.FromEvents, def.Name, e.Type(), e.Subject(), seq, in)
-	}
-	return h.feed(core.FromTopic, topic, e.Type(), e.Subject(), seq, in)
-}
-
-// State decodes the subject's current state into v and reports whether the
-// subject has state.
-func (h *Harness) State(entity, subject string, v any) (bool, error) {
-	env := h.states[entity][subject]
-	if env == nil || !env.Exists {
-		return false, nil
-	}
-	return true, json.Unmarshal(env.State, v)
-}
-
-// Events returns the events the entity wrote for subject, in order.
-func (h *Harness) Events(entity, subject string) []codec.Event {
-	var out []codec.Event
-	for _, e := range h.written[h.topics.Events(entity)] {
-		if e.Subject() == subject {
-			out = append(out, e)
 		}
 	}
 	return out
 }
 
-// Published returns every event written to topic, in order.
-func (h *Harness) Published(topic string) []codec.Event { return h.written[topic] }
+// settle delivers until no group that is not lagging has anything left.
+func (h *Harness) settle() {
+	for {
+		cs := h.pending(false)
+		if len(cs) == 0 {
+			return
+		}
+		for _, c := range cs {
+			h.step(c)
+		}
+	}
+}
 
-// DeadLetters returns the records dead-lettered so far.
-func (h *Harness) DeadLetters() []DeadLetter { return h.dead }
+// step delivers the next record at c.
+func (h *Harness) step(c cursor) {
+	g, off := c.g, c.g.pos[c.topic][c.p]
+	rec := h.logs[c.topic][c.p][off]
+	d := core.Delivery{Topic: c.topic, Partition: c.p, Offset: off, Record: rec, Loop: g.loop, Partitions: h.n}
+	stateful := g.view != nil || g.entity.Kind != core.Stateless
+	if stateful {
+		d.Stored = g.table[string(rec.Key)]
+	}
+	var a core.Actions
+	if g.view != nil {
+		a = core.HandleView(h.env(), g.view, g.sources, d)
+	} else {
+		a = core.HandleEntity(h.env(), g.entity, d)
+	}
+	h.delivered++
+	if c.topic == h.topics.Commands(g.name) {
+		if ev, err := codec.DecodeEvent(rec); err == nil {
+			h.duplicates[ev.ID()] = a.Duplicate
+		}
+	}
+	switch {
+	case a.Loopback != nil:
+		h.append(g.loop, h.partition(a.Loopback.Key), *a.Loopback)
+	case a.DeadLetter != nil:
+		h.append(h.topics.DeadLetters(), h.partition(a.DeadLetter.Key), *a.DeadLetter)
+	default:
+		if a.Store != nil {
+			key := string(rec.Key)
+			h.store(g, key, c.p, a.Store)
+		}
+		for _, o := range a.Outputs {
+			h.append(o.Topic, h.partition(o.Record.Key), o.Record)
+		}
+	}
+	g.pos[c.topic][c.p] = off + 1
+	g.since++
+	if g.since >= h.commitEvery {
+		h.commit(g)
+	}
+}
+
+// store writes a group table value: to the table (restored after a crash),
+// to the table topic (which views of the entity read), and for a view to
+// its store, checking that no row moves backwards.
+func (h *Harness) store(g *group, key string, p int32, value []byte) {
+	g.table[key] = value
+	h.append(h.topics.Table(g.name), p, codec.Record{Key: []byte(key), Value: value})
+	if g.view == nil {
+		return
+	}
+	if err := g.store.Apply([]views.Record{{ID: key, Envelope: value, Partition: p, Time: h.now}}); err != nil {
+		h.violations = append(h.violations, fmt.Sprintf("view %s: apply %s: %v", g.name, key, err))
+	}
+	h.checkMonotonic(g, key, value)
+}
+
+func (h *Harness) commit(g *group) {
+	for t, ps := range g.pos {
+		copy(g.committed[t], ps)
+	}
+	g.since = 0
+}
+
+// size is the number of records in topic's partition p.
+func (h *Harness) size(topic string, p int32) int64 {
+	if parts := h.logs[topic]; parts != nil {
+		return int64(len(parts[p]))
+	}
+	return 0
+}
+
+// checkMonotonic records a violation if a view row's sequence numbers went
+// backwards: the row would show an older state than it showed before.
+func (h *Harness) checkMonotonic(g *group, key string, value []byte) {
+	var env core.RowEnvelope
+	if json.Unmarshal(value, &env) != nil {
+		return
+	}
+	if g.seen == nil {
+		g.seen = map[string]map[string]uint64{}
+	}
+	last := g.seen[key]
+	for k, s := range env.Seqs {
+		if s < last[k] {
+			h.violations = append(h.violations, fmt.Sprintf("view %s row %s went back from sequence %d to %d", g.name, key, last[k], s))
+		}
+	}
+	g.seen[key] = env.Seqs
+}

@@ -1,0 +1,350 @@
+package partitatest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/partita-dev/partita/codec"
+	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/views"
+)
+
+// Errors of the harness.
+var (
+	// ErrUnknown: no entity, view or command of that name (or id).
+	ErrUnknown = errors.New("partitatest: unknown")
+	// ErrNoReply: a command got no reply (it was dead-lettered, re-routed
+	// into a lagging group, or its entity is lagging).
+	ErrNoReply = errors.New("partitatest: no reply")
+)
+
+// SendOption changes a command sent with [Harness.Send].
+type SendOption func(*sendOpts)
+
+type sendOpts struct {
+	id, source string
+	misrouted  bool
+	duplicated bool
+}
+
+// ID sets the command's ce-id (default: a new id per send). Sending the
+// same id (and source) again is a redelivery.
+func ID(id string) SendOption { return func(o *sendOpts) { o.id = id } }
+
+// Source sets the command's ce-source (default "partitatest").
+func Source(source string) SendOption { return func(o *sendOpts) { o.source = source } }
+
+// Misrouted puts the command on a partition other than its subject's, under
+// a key that is not its subject: what a producer with another partitioner,
+// random keys or no key does. Partita re-routes it through the loop topic.
+func Misrouted() SendOption { return func(o *sendOpts) { o.misrouted = true } }
+
+// Duplicated writes the command twice, as a producer retry can.
+func Duplicated() SendOption { return func(o *sendOpts) { o.duplicated = true } }
+
+// Reply is what a command got back.
+type Reply struct {
+	// Code is the error code of an error reply, "" on success.
+	Code    string
+	Message string
+	// Data is the reply's JSON payload (success) or error body.
+	Data json.RawMessage
+	// Seq is the subject's sequence number after the command, and Position
+	// its position token for read-your-writes queries.
+	Seq      uint64
+	Position string
+	// Duplicate is set when the last delivery of the command was recognised
+	// as a redelivery and answered from the record.
+	Duplicate bool
+}
+
+// Decode decodes the reply's payload into v.
+func (r Reply) Decode(v any) error { return json.Unmarshal(r.Data, v) }
+
+// Command builds the CloudEvent of a command (what Send sends).
+func (h *Harness) command(subject, command string, payload any, o sendOpts) (codec.Event, error) {
+	h.seq++
+	ev := codec.NewEvent()
+	ev.SetID(o.id)
+	if o.id == "" {
+		ev.SetID("cmd-" + strconv.Itoa(h.seq))
+	}
+	ev.SetSource(o.source)
+	if o.source == "" {
+		ev.SetSource("partitatest")
+	}
+	ev.SetType(command)
+	ev.SetSubject(subject)
+	ev.SetTime(h.now)
+	if err := ev.SetData("application/json", payload); err != nil {
+		return ev, fmt.Errorf("partitatest: encode payload: %w", err)
+	}
+	return ev, nil
+}
+
+// Send sends command (the ce-type) with payload (as JSON) to the entity's
+// subject, lets every group that is not lagging process what it can, and
+// returns the command's reply.
+func (h *Harness) Send(entity, subject, command string, payload any, opts ...SendOption) (Reply, error) {
+	if g := h.byName[entity]; g == nil || g.entity == nil || g.entity.Kind == core.Stateless {
+		return Reply{}, fmt.Errorf("%w entity %q", ErrUnknown, entity)
+	}
+	var o sendOpts
+	for _, f := range opts {
+		f(&o)
+	}
+	ev, err := h.command(subject, command, payload, o)
+	if err != nil {
+		return Reply{}, err
+	}
+	h.write(h.topics.Commands(entity), ev, o)
+	h.settle()
+	return h.reply(ev.ID())
+}
+
+// write appends ev to topic, on its subject's partition unless misrouted.
+func (h *Harness) write(topic string, ev codec.Event, o sendOpts) {
+	r, err := codec.EncodeEvent(ev)
+	if err != nil {
+		panic(err) // the harness built ev: it is valid
+	}
+	p := h.partition(r.Key)
+	if o.misrouted {
+		p = (p + 1) % h.n
+		r.Key = []byte("not-the-subject-" + ev.ID())
+	}
+	h.append(topic, p, r)
+	if o.duplicated {
+		h.append(topic, p, r)
+	}
+	h.sent[ev.Source()+"\x00"+ev.ID()] = sentCommand{topic: topic, partition: p, record: r}
+}
+
+// reply finds the last reply to command id.
+func (h *Harness) reply(id string) (Reply, error) {
+	parts := h.logs[h.topics.Replies()]
+	if parts == nil {
+		return Reply{}, fmt.Errorf("%w to %s", ErrNoReply, id)
+	}
+	recs := parts[h.partition([]byte(id))]
+	for i := len(recs) - 1; i >= 0; i-- {
+		if string(recs[i].Key) != id {
+			continue
+		}
+		e, err := codec.DecodeEvent(recs[i])
+		if err != nil {
+			return Reply{}, err
+		}
+		r := Reply{Data: e.Data(), Duplicate: h.duplicates[id]}
+		r.Seq, _ = strconv.ParseUint(fmt.Sprint(e.Extensions()[codec.ExtSequence]), 10, 64)
+		r.Position = fmt.Sprint(e.Extensions()[codec.ExtPosition])
+		if e.Type() == core.TypeError {
+			var body struct{ Code, Message string }
+			_ = json.Unmarshal(e.Data(), &body)
+			r.Code, r.Message = body.Code, body.Message
+		}
+		return r, nil
+	}
+	return Reply{}, fmt.Errorf("%w to %s", ErrNoReply, id)
+}
+
+// Redeliver writes an earlier command (by ce-id; source "partitatest"
+// unless given) again at the end of its partition, behind anything sent
+// since, and returns the reply it then gets.
+func (h *Harness) Redeliver(id string, source ...string) (Reply, error) {
+	src := "partitatest"
+	if len(source) > 0 {
+		src = source[0]
+	}
+	s, ok := h.sent[src+"\x00"+id]
+	if !ok {
+		return Reply{}, fmt.Errorf("%w command %s/%s", ErrUnknown, src, id)
+	}
+	h.append(s.topic, s.partition, s.record)
+	h.settle()
+	return h.reply(id)
+}
+
+// Publish writes a CloudEvent of eventType about subject, with payload (as
+// JSON), to topic, for the entities and views that subscribe to it.
+func (h *Harness) Publish(topic, eventType, subject string, payload any, opts ...SendOption) error {
+	var o sendOpts
+	for _, f := range opts {
+		f(&o)
+	}
+	ev, err := h.command(subject, eventType, payload, o)
+	if err != nil {
+		return err
+	}
+	h.write(topic, ev, o)
+	h.settle()
+	return nil
+}
+
+// FailNext makes the next n calls of the entity's handler of command (or
+// subscribed event type) fail as if a dependency were down. Within an
+// entity's retries the command still succeeds; beyond them it is
+// dead-lettered.
+func (h *Harness) FailNext(entity, command string, n int) { h.failNext[entity+"/"+command] += n }
+
+// LagView stops a view from processing: queries return what it showed
+// before, however much happens since. CatchUp ends it.
+func (h *Harness) LagView(view string) error {
+	g := h.byName[view]
+	if g == nil || g.view == nil {
+		return fmt.Errorf("%w view %q", ErrUnknown, view)
+	}
+	g.lagging = true
+	return nil
+}
+
+// CatchUp lets a lagging view process everything it missed.
+func (h *Harness) CatchUp(view string) error {
+	g := h.byName[view]
+	if g == nil || g.view == nil {
+		return fmt.Errorf("%w view %q", ErrUnknown, view)
+	}
+	g.lagging = false
+	h.settle()
+	return nil
+}
+
+// Crash crashes and restarts an entity's or view's group: it resumes from
+// its last committed offsets, so what it processed since (see CommitEvery)
+// is delivered again, against state that already holds its effects.
+func (h *Harness) Crash(name string) error {
+	g := h.byName[name]
+	if g == nil {
+		return fmt.Errorf("%w group %q", ErrUnknown, name)
+	}
+	for t, ps := range g.committed {
+		copy(g.pos[t], ps)
+	}
+	g.since = 0
+	h.settle()
+	return nil
+}
+
+// View returns a view's store, for queries (see package views).
+func (h *Harness) View(name string) (*views.Store, error) {
+	g := h.byName[name]
+	if g == nil || g.view == nil {
+		return nil, fmt.Errorf("%w view %q", ErrUnknown, name)
+	}
+	return g.store, nil
+}
+
+// ReadAfter returns the row id of a view once the view has applied the
+// position of a reply (read-your-writes): a lagging view is advanced, one
+// record at a time, until it has.
+func (h *Harness) ReadAfter(view, position, id string) (views.Row, bool, error) {
+	g := h.byName[view]
+	if g == nil || g.view == nil {
+		return views.Row{}, false, fmt.Errorf("%w view %q", ErrUnknown, view)
+	}
+	for {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // check without waiting
+		err := g.store.WaitFor(ctx, position)
+		if err == nil {
+			return g.store.Get(id)
+		}
+		if !errors.Is(err, views.ErrStale) {
+			return views.Row{}, false, err
+		}
+		var next *cursor
+		for _, c := range h.pending(true) {
+			if c.g == g {
+				next = &c
+				break
+			}
+		}
+		if next == nil {
+			return views.Row{}, false, fmt.Errorf("view %s has nothing left to apply: %w", view, err)
+		}
+		h.step(*next)
+	}
+}
+
+// State decodes the subject's current state into v and reports whether the
+// subject has state.
+func (h *Harness) State(entity, subject string, v any) (bool, error) {
+	g := h.byName[entity]
+	if g == nil || g.entity == nil {
+		return false, fmt.Errorf("%w entity %q", ErrUnknown, entity)
+	}
+	env, err := core.DecodeEnvelope(g.table[subject])
+	if err != nil || !env.Exists {
+		return false, err
+	}
+	return true, json.Unmarshal(env.State, v)
+}
+
+// Events returns the events the entity wrote about subject, in order
+// (re-published ones included).
+func (h *Harness) Events(entity, subject string) []codec.Event {
+	var out []codec.Event
+	for _, e := range h.Published(h.topics.Events(entity)) {
+		if e.Subject() == subject {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Published returns every event written to topic: partition by partition,
+// each in order.
+func (h *Harness) Published(topic string) []codec.Event {
+	var out []codec.Event
+	for _, part := range h.logs[topic] {
+		for _, r := range part {
+			if e, err := codec.DecodeEvent(r); err == nil {
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
+// DeadLetter is a record in the dead-letter topic.
+type DeadLetter struct {
+	Group  string // the entity or view that gave up on it
+	Reason string
+	Record codec.Record // as received, plus the partita_dlq_* headers
+}
+
+// DeadLetters returns the records dead-lettered so far.
+func (h *Harness) DeadLetters() []DeadLetter {
+	var out []DeadLetter
+	for _, part := range h.logs[h.topics.DeadLetters()] {
+		for _, r := range part {
+			out = append(out, DeadLetter{Group: string(r.Headers[core.HeaderDLQGroup]), Reason: string(r.Headers[core.HeaderDLQReason]), Record: r})
+		}
+	}
+	return out
+}
+
+// Violations lists breaches of the delivery contract the harness saw, such
+// as a view row moving backwards. It is empty when Partita holds.
+func (h *Harness) Violations() []string { return h.violations }
+
+// Topic is the full name of an application topic, for Publish and
+// Published: Topic("signups") is "app.signups".
+func (h *Harness) Topic(name string) string { return h.topics.App + "." + name }
+
+// Partition is the partition a subject's records and state live on.
+func (h *Harness) Partition(subject string) int32 { return h.partition([]byte(subject)) }
+
+// Rerouted counts the records re-routed through loop topics so far.
+func (h *Harness) Rerouted() int {
+	n := 0
+	for _, g := range h.groups {
+		for _, part := range h.logs[g.loop] {
+			n += len(part)
+		}
+	}
+	return n
+}
