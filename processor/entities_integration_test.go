@@ -1,168 +1,34 @@
 package processor_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"maps"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/shopmodel"
 	"github.com/partita-dev/partita/sample"
 )
 
-// model is the test's own fold of the sample domain's rules, written apart
-// from package sample so that the two check each other.
-type model struct {
-	customers map[string]*modelCustomer
-	carts     map[string]*modelCart
-	lastCmd   map[string]string // subject -> id of its last command
-}
-
-type modelCustomer struct {
-	exists      bool
-	email, name string
-	seq         uint64
-}
-
-type modelCart struct {
-	items      map[string]sample.Item
-	checkedOut bool
-	seq        uint64
-	events     []string // event types, in order
-}
-
-// apply folds one command and returns the error code it should get ("" for success).
-func (m *model) apply(entity, subject, typ string, data map[string]any) string {
-	if entity == "customer" {
-		c := m.customers[subject]
-		if c == nil {
-			c = &modelCustomer{}
-			m.customers[subject] = c
-		}
-		email, _ := data["email"].(string)
-		name, _ := data["name"].(string)
-		validEmail := strings.Contains(email, "@")
-		switch typ {
-		case "create":
-			switch {
-			case c.exists:
-				return "conflict"
-			case !validEmail || name == "":
-				return "invalid_argument"
-			}
-			c.exists, c.email, c.name = true, email, name
-		case "change-email":
-			switch {
-			case !c.exists:
-				return "not_found"
-			case !validEmail:
-				return "invalid_argument"
-			}
-			c.email = email
-		case "change-name":
-			if !c.exists {
-				return "not_found"
-			}
-			c.name = name
-		case "get":
-			if !c.exists {
-				return "not_found"
-			}
-			return ""
-		}
-		c.seq++
-		return ""
-	}
-	k := m.carts[subject]
-	if k == nil {
-		k = &modelCart{items: map[string]sample.Item{}}
-		m.carts[subject] = k
-	}
-	pid, _ := data["productId"].(string)
-	switch typ {
-	case "add-item":
-		q := int(data["quantity"].(float64))
-		switch {
-		case k.checkedOut:
-			return "failed_precondition"
-		case q <= 0:
-			return "invalid_argument"
-		}
-		it := k.items[pid]
-		k.items[pid] = sample.Item{ProductID: pid, Name: data["name"].(string), Quantity: it.Quantity + q}
-		k.events = append(k.events, "ItemAdded")
-	case "remove-item":
-		if k.checkedOut {
-			return "failed_precondition"
-		}
-		if _, ok := k.items[pid]; !ok {
-			return "not_found"
-		}
-		delete(k.items, pid)
-		k.events = append(k.events, "ItemRemoved")
-	case "checkout":
-		if k.checkedOut || len(k.items) == 0 {
-			return "failed_precondition"
-		}
-		k.checkedOut = true
-		k.events = append(k.events, "CheckedOut")
-	case "get":
-		if k.seq == 0 {
-			return "not_found"
-		}
-		return ""
-	}
-	k.seq++
-	return ""
-}
-
+// sent is a workload command as sent, with the error code the model expects.
 type sent struct {
 	entity, subject, typ, id string
 	data                     map[string]any
 	wantCode                 string
 }
 
-// workload makes n commands for subjects customers and carts, folding each
-// into m as it goes.
-func workload(r *rand.Rand, m *model, n, subjects int) []sent {
+// workload makes n commands over subjects, folding each into m in send order
+// and remembering each subject's last command.
+func workload(r *rand.Rand, m *shopmodel.Model, last map[string]string, n, subjects int) []sent {
 	var out []sent
-	for i := range n {
-		s := r.IntN(subjects)
-		var entity, subject, typ string
-		data := map[string]any{}
-		if s%2 == 0 {
-			entity, subject = "customer", "cust-"+strconv.Itoa(s)
-			typ = []string{"create", "create", "change-email", "change-name", "get"}[r.IntN(5)]
-			data["email"] = fmt.Sprintf("u%d@example.com", r.IntN(1000))
-			if r.IntN(10) == 0 {
-				data["email"] = "not-an-address"
-			}
-			data["name"] = fmt.Sprintf("Name %d", r.IntN(1000))
-		} else {
-			entity, subject = "cart", "cart-"+strconv.Itoa(s)
-			typ = []string{"add-item", "add-item", "add-item", "remove-item", "checkout", "get"}[r.IntN(6)]
-			if typ == "checkout" && r.IntN(3) > 0 {
-				typ = "add-item" // keep most carts open for longer
-			}
-			p := "p" + strconv.Itoa(r.IntN(5))
-			data["productId"] = p
-			if typ == "add-item" {
-				data["name"] = "Product " + p
-				data["quantity"] = float64(r.IntN(5) - 1)
-			}
-		}
+	for i, c := range shopmodel.Workload(r, n, subjects) {
 		id := fmt.Sprintf("load-%d", i)
-		js, _ := json.Marshal(data)
-		var decoded map[string]any
-		_ = json.Unmarshal(js, &decoded)
-		code := m.apply(entity, subject, typ, decoded)
-		m.lastCmd[subject] = "test\x00" + id
-		out = append(out, sent{entity: entity, subject: subject, typ: typ, id: id, data: decoded, wantCode: code})
+		last[c.Subject] = "test\x00" + id
+		out = append(out, sent{entity: c.Entity, subject: c.Subject, typ: c.Type, id: id, data: c.Data, wantCode: m.Apply(c)})
 	}
 	return out
 }
@@ -170,8 +36,8 @@ func workload(r *rand.Rand, m *model, n, subjects int) []sent {
 func TestLoadFinalStatesEqualTheFold(t *testing.T) {
 	a := newApp(t, sample.NewCustomer(), sample.NewCart())
 	a.start()
-	m := &model{customers: map[string]*modelCustomer{}, carts: map[string]*modelCart{}, lastCmd: map[string]string{}}
-	cmds := workload(rand.New(rand.NewPCG(1, 2)), m, 10_000, 1_000)
+	m, last := shopmodel.New(), map[string]string{}
+	cmds := workload(rand.New(rand.NewPCG(1, 2)), m, last, 10_000, 1_000)
 
 	start := time.Now()
 	var batch []*sarama.ProducerMessage
@@ -202,8 +68,8 @@ func TestLoadFinalStatesEqualTheFold(t *testing.T) {
 		return len(want) == 0
 	})
 	t.Logf("%d commands, %d replies in %v", len(cmds), got, time.Since(start))
-	assertStates(t, a, m)
-	assertCartEvents(t, a, m.carts)
+	assertStates(t, a, m, last)
+	assertCartEvents(t, a, m.Carts)
 	if d := a.rt.Stats().DeadLetters.Load(); d != 0 {
 		t.Errorf("%d dead letters, want none", d)
 	}
@@ -211,11 +77,11 @@ func TestLoadFinalStatesEqualTheFold(t *testing.T) {
 
 // assertCartEvents checks that each cart's events are on the events topic,
 // one per applied command, in sequence order, with deterministic ids.
-func assertCartEvents(t *testing.T, a *app, carts map[string]*modelCart) {
+func assertCartEvents(t *testing.T, a *app, carts map[string]*shopmodel.Cart) {
 	t.Helper()
 	total := 0
 	for _, k := range carts {
-		total += len(k.events)
+		total += len(k.Events)
 	}
 	got := map[string][]record{}
 	seen := 0
@@ -226,14 +92,14 @@ func assertCartEvents(t *testing.T, a *app, carts map[string]*modelCart) {
 	})
 	for subject, k := range carts {
 		evs := got[subject]
-		if len(evs) != len(k.events) {
-			t.Errorf("cart %s: %d events on the topic, want %d", subject, len(evs), len(k.events))
+		if len(evs) != len(k.Events) {
+			t.Errorf("cart %s: %d events on the topic, want %d", subject, len(evs), len(k.Events))
 			continue
 		}
 		for i, r := range evs {
 			seq := strconv.Itoa(i + 1)
-			if r.Headers["ce_partitaseq"] != seq || r.Headers["ce_id"] != subject+":"+seq || r.Headers["ce_type"] != k.events[i] {
-				t.Errorf("cart %s event %d: seq %s id %s type %s; want seq %s type %s", subject, i, r.Headers["ce_partitaseq"], r.Headers["ce_id"], r.Headers["ce_type"], seq, k.events[i])
+			if r.Headers["ce_partitaseq"] != seq || r.Headers["ce_id"] != subject+":"+seq || r.Headers["ce_type"] != k.Events[i] {
+				t.Errorf("cart %s event %d: seq %s id %s type %s; want seq %s type %s", subject, i, r.Headers["ce_partitaseq"], r.Headers["ce_id"], r.Headers["ce_type"], seq, k.Events[i])
 				break
 			}
 		}
@@ -242,46 +108,46 @@ func assertCartEvents(t *testing.T, a *app, carts map[string]*modelCart) {
 
 // assertStates reads both tables until every subject's latest envelope holds
 // its last command, then compares every state with the model.
-func assertStates(t *testing.T, a *app, m *model) {
+func assertStates(t *testing.T, a *app, m *shopmodel.Model, last map[string]string) {
 	t.Helper()
 	done := func(subjects []string) func(map[string]*core.Envelope) bool {
 		return func(latest map[string]*core.Envelope) bool {
 			for _, s := range subjects {
 				env := latest[s]
-				if env == nil || len(env.Applied) == 0 || env.Applied[len(env.Applied)-1].Key != m.lastCmd[s] {
+				if env == nil || len(env.Applied) == 0 || env.Applied[len(env.Applied)-1].Key != last[s] {
 					return false
 				}
 			}
 			return true
 		}
 	}
-	customers := a.table("customer", 8, 2*time.Minute, done(slicesKeys(m.customers)))
-	for s, c := range m.customers {
+	customers := a.table("customer", 8, 2*time.Minute, done(slicesKeys(m.Customers)))
+	for s, c := range m.Customers {
 		env := customers[s]
-		if env.Seq != c.seq || env.Exists != c.exists {
-			t.Errorf("customer %s: seq %d exists %v, want %d %v", s, env.Seq, env.Exists, c.seq, c.exists)
+		if env.Seq != c.Seq || env.Exists != c.Exists {
+			t.Errorf("customer %s: seq %d exists %v, want %d %v", s, env.Seq, env.Exists, c.Seq, c.Exists)
 			continue
 		}
-		if c.exists {
+		if c.Exists {
 			got := decodeJSON[sample.Customer](t, env.State)
-			if got != (sample.Customer{Email: c.email, Name: c.name}) {
-				t.Errorf("customer %s: %+v, want %s %s", s, got, c.email, c.name)
+			if got != (sample.Customer{Email: c.Email, Name: c.Name}) {
+				t.Errorf("customer %s: %+v, want %s %s", s, got, c.Email, c.Name)
 			}
 		}
 	}
-	carts := a.table("cart", 8, 2*time.Minute, done(slicesKeys(m.carts)))
-	for s, k := range m.carts {
+	carts := a.table("cart", 8, 2*time.Minute, done(slicesKeys(m.Carts)))
+	for s, k := range m.Carts {
 		env := carts[s]
-		if env.Seq != k.seq {
-			t.Errorf("cart %s: seq %d, want %d", s, env.Seq, k.seq)
+		if env.Seq != k.Seq {
+			t.Errorf("cart %s: seq %d, want %d", s, env.Seq, k.Seq)
 			continue
 		}
-		if k.seq == 0 {
+		if k.Seq == 0 {
 			continue
 		}
 		got := decodeJSON[sample.Cart](t, env.State)
-		if got.CheckedOut != k.checkedOut || !maps.Equal(got.Items, k.items) {
-			t.Errorf("cart %s: %+v, want %+v checkedOut=%v", s, got, k.items, k.checkedOut)
+		if got.CheckedOut != k.CheckedOut || !maps.Equal(got.Items, k.Items) {
+			t.Errorf("cart %s: %+v, want %+v checkedOut=%v", s, got, k.Items, k.CheckedOut)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/shopmodel"
 	"github.com/partita-dev/partita/sample"
 	"github.com/partita-dev/partita/views"
 )
@@ -35,34 +36,6 @@ func sendAll(t *testing.T, a *app, cmds []sent) {
 	}
 	a.send(batch...)
 	a.replies(3*time.Minute, ids...)
-}
-
-// wantCustomerRows and wantCartRows are the model's folds into view rows.
-func wantCustomerRows(m *model) map[string]sample.CustomerRow {
-	out := map[string]sample.CustomerRow{}
-	for s, c := range m.customers {
-		if c.exists {
-			out[s] = sample.CustomerRow{ID: s, Email: c.email, Name: c.name}
-		}
-	}
-	return out
-}
-
-func wantCartRows(m *model) map[string]sample.CartRow {
-	out := map[string]sample.CartRow{}
-	for s, k := range m.carts {
-		if k.seq == 0 {
-			continue
-		}
-		r := sample.CartRow{CartID: s, CheckedOut: k.checkedOut, Quantities: map[string]int{}}
-		for p, it := range k.items {
-			r.Quantities[p] = it.Quantity
-			r.TotalQuantity += it.Quantity
-		}
-		r.ItemCount = len(k.items)
-		out[s] = r
-	}
-	return out
 }
 
 // allRows pages through a view and fails if a row is visited twice.
@@ -91,13 +64,6 @@ func allRows[R any](t *testing.T, s *views.Store, q views.Query) map[string]R {
 	}
 }
 
-func equalCarts(a, b map[string]sample.CartRow) bool {
-	return maps.EqualFunc(a, b, func(x, y sample.CartRow) bool {
-		return x.CartID == y.CartID && x.ItemCount == y.ItemCount && x.TotalQuantity == y.TotalQuantity &&
-			x.CheckedOut == y.CheckedOut && maps.Equal(x.Quantities, y.Quantities)
-	})
-}
-
 // eventually polls cond every 100ms until it holds or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -113,8 +79,8 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 func TestViewsEqualTheFoldAndSurviveARestart(t *testing.T) {
 	a := newShop(t)
 	a.start()
-	m := &model{customers: map[string]*modelCustomer{}, carts: map[string]*modelCart{}, lastCmd: map[string]string{}}
-	cmds := workload(rand.New(rand.NewPCG(3, 4)), m, 10_000, 3_000)
+	m := shopmodel.New()
+	cmds := workload(rand.New(rand.NewPCG(3, 4)), m, map[string]string{}, 10_000, 3_000)
 	sendAll(t, a, cmds)
 
 	customers, err := a.rt.View("customers-by-email")
@@ -122,17 +88,17 @@ func TestViewsEqualTheFoldAndSurviveARestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	carts, _ := a.rt.View("carts")
-	wantCustomers, wantCarts := wantCustomerRows(m), wantCartRows(m)
+	wantCustomers, wantCarts := m.CustomerRows(), m.CartRows()
 	eventually(t, 2*time.Minute, "views equal the fold", func() bool {
 		return maps.Equal(allRows[sample.CustomerRow](t, customers, views.Query{Limit: 1000}), wantCustomers) &&
-			equalCarts(allRows[sample.CartRow](t, carts, views.Query{Limit: 1000}), wantCarts)
+			shopmodel.EqualCarts(allRows[sample.CartRow](t, carts, views.Query{Limit: 1000}), wantCarts)
 	})
 	if len(wantCarts) < 1000 {
 		t.Fatalf("only %d cart rows: the paging check wants more than 1,000", len(wantCarts))
 	}
 	// Paging in small pages, by index, in both orders, visits each row once.
 	for _, q := range []views.Query{{Index: "totalQuantity", Limit: 37}, {Index: "checkedOut", Desc: true, Limit: 50}} {
-		if got := allRows[sample.CartRow](t, carts, q); !equalCarts(got, wantCarts) {
+		if got := allRows[sample.CartRow](t, carts, q); !shopmodel.EqualCarts(got, wantCarts) {
 			t.Errorf("paging %+v: %d rows, want %d", q, len(got), len(wantCarts))
 		}
 	}
@@ -155,7 +121,7 @@ func TestViewsEqualTheFoldAndSurviveARestart(t *testing.T) {
 		}
 		return out
 	}
-	if got := allRows[sample.CartRow](t, carts, views.Query{Index: "totalQuantity", Gte: 3, Lt: 7, Limit: 100}); !equalCarts(got, matching(func(r sample.CartRow) bool {
+	if got := allRows[sample.CartRow](t, carts, views.Query{Index: "totalQuantity", Gte: 3, Lt: 7, Limit: 100}); !shopmodel.EqualCarts(got, matching(func(r sample.CartRow) bool {
 		return r.TotalQuantity >= 3 && r.TotalQuantity < 7
 	})) {
 		t.Errorf("totalQuantity in [3,7): %d rows", len(got))
@@ -216,7 +182,7 @@ func TestViewsEqualTheFoldAndSurviveARestart(t *testing.T) {
 	a.start()
 	carts, _ = a.rt.View("carts")
 	eventually(t, 2*time.Minute, "rebuilt carts view equals the fold", func() bool {
-		return equalCarts(allRows[sample.CartRow](t, carts, views.Query{Limit: 1000}), wantCarts)
+		return shopmodel.EqualCarts(allRows[sample.CartRow](t, carts, views.Query{Limit: 1000}), wantCarts)
 	})
 	if n := a.rt.Stats().ViewApplied.Load(); n < int64(len(wantCarts)) {
 		t.Errorf("the rebuild applied %d records; the carts view alone has %d rows", n, len(wantCarts))

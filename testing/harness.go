@@ -70,6 +70,7 @@ type Harness struct {
 	duplicates  map[string]bool // command id -> its last delivery was a duplicate
 	violations  []string
 	delivered   int
+	applied     map[string][]string // during RunSchedule: "<entity>/<subject>" -> ids first applied
 }
 
 type sentCommand struct {
@@ -278,9 +279,13 @@ func (h *Harness) step(c cursor) {
 		a = core.HandleEntity(h.env(), g.entity, d)
 	}
 	h.delivered++
-	if c.topic == h.topics.Commands(g.name) {
-		if ev, err := codec.DecodeEvent(rec); err == nil {
-			h.duplicates[ev.ID()] = a.Duplicate
+	command := c.topic == h.topics.Commands(g.name) ||
+		c.topic == g.loop && string(rec.Headers[core.HeaderOriginTopic]) == h.topics.Commands(g.name)
+	if ev, err := codec.DecodeEvent(rec); err == nil && command && a.Loopback == nil && a.DeadLetter == nil {
+		h.duplicates[ev.ID()] = a.Duplicate
+		if h.applied != nil && !a.Duplicate {
+			k := g.name + "/" + ev.Subject()
+			h.applied[k] = append(h.applied[k], ev.ID())
 		}
 	}
 	switch {

@@ -162,6 +162,12 @@ func HandleView(env Env, v *View, sources map[string]*ViewSource, d Delivery) Ac
 		if err != nil {
 			return deadLetter(d, group, err.Error(), env.Now())
 		}
+		if e.Seq == 0 {
+			// The subject never had state (only error replies were
+			// recorded): nothing for a view. Taking it for a deletion would
+			// let a replay of it remove a row that exists since.
+			return Actions{}
+		}
 		typ, seq, in.Data = StateChanged, e.Seq, e.State
 		if !e.Exists {
 			typ, in.Data = StateDeleted, nil
