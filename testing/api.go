@@ -168,6 +168,40 @@ func (h *Harness) Redeliver(id string, source ...string) (Reply, error) {
 	return h.reply(id)
 }
 
+// RedeliverEvent writes the event with ce-id id on topic again, behind
+// everything written to its partition since: the "old message behind new
+// ones" a consumer restart or a producer retry causes.
+func (h *Harness) RedeliverEvent(topic, id string) error {
+	for p, part := range h.logs[topic] {
+		for _, r := range part {
+			if string(r.Headers["ce_id"]) == id {
+				h.append(topic, int32(p), r)
+				h.settle()
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("%w event %s on %s", ErrUnknown, id, topic)
+}
+
+// Record is a record as written to a topic.
+type Record struct {
+	Partition int32
+	Offset    int64
+	codec.Record
+}
+
+// Records returns every record written to topic, partition by partition.
+func (h *Harness) Records(topic string) []Record {
+	var out []Record
+	for p, part := range h.logs[topic] {
+		for o, r := range part {
+			out = append(out, Record{Partition: int32(p), Offset: int64(o), Record: r})
+		}
+	}
+	return out
+}
+
 // Publish writes a CloudEvent of eventType about subject, with payload (as
 // JSON), to topic, for the entities and views that subscribe to it.
 func (h *Harness) Publish(topic, eventType, subject string, payload any, opts ...SendOption) error {
