@@ -2,6 +2,7 @@ package processor
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/lovoo/goka"
 	"github.com/partita-dev/partita/codec"
@@ -21,6 +22,8 @@ const (
 // (core.HandleEntity or core.HandleView), which the in-memory harness calls
 // too: this file only moves data between goka and core.
 type handler struct {
+	group      string
+	observe    Observer
 	decide     func(core.Delivery) core.Actions
 	dlq        string
 	loop       string
@@ -41,7 +44,11 @@ func (h *handler) handle(ctx goka.Context, msg any) {
 	if h.stateful {
 		d.Stored, _ = ctx.Value().([]byte)
 	}
+	start := time.Now()
 	a := h.decide(d)
+	if h.observe != nil {
+		h.observe.Handled(h.group, time.Since(start))
+	}
 	switch {
 	case a.Loopback != nil:
 		h.stats.Rerouted.Add(1)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +53,11 @@ type Config struct {
 	DataDir string
 	// Log receives the runtime's logs (default: discarded).
 	Log *slog.Logger
+	// HotStandby makes every worker keep a copy of all partitions' tables,
+	// not only its own, so that taking over a partition needs no restore.
+	HotStandby bool
+	// Observe, when set, receives handler latencies and rebalances.
+	Observe Observer
 	// ViewApplyDelay holds back every batch a view replica applies: it
 	// simulates a lagging view, for tests and demonstrations of stale reads.
 	ViewApplyDelay time.Duration
@@ -68,6 +74,7 @@ type Runtime struct {
 
 	mu       sync.Mutex
 	replicas map[string]*replica // by view name, while running
+	procs    []*goka.Processor   // while running
 }
 
 // Stats counts what the runtime did since it started. Safe for concurrent use.
@@ -271,6 +278,9 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	defer repClient.Close()
 
+	r.mu.Lock()
+	r.procs = procs
+	r.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, len(procs)+len(reps))
@@ -317,6 +327,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	close(errs)
 	r.mu.Lock()
 	r.replicas = map[string]*replica{}
+	r.procs = nil
 	r.mu.Unlock()
 	return errors.Join(collect(errs)...)
 }
@@ -414,6 +425,8 @@ func (r *Runtime) saramaConfig() (*sarama.Config, error) {
 func (r *Runtime) newProcessor(d *core.Entity, partitions int32) (*goka.Processor, error) {
 	env := core.Env{Topics: r.topics, Now: time.Now, Sleep: time.Sleep}
 	h := &handler{
+		group:      r.topics.Group(d.Name),
+		observe:    r.cfg.Observe,
 		decide:     func(dl core.Delivery) core.Actions { return core.HandleEntity(env, d, dl) },
 		dlq:        r.topics.DeadLetters(),
 		partitions: partitions,
@@ -464,7 +477,7 @@ func (r *Runtime) gokaProcessor(graph *goka.GroupGraph, name string) (*goka.Proc
 	// Run checked partition counts; settings of existing topics are the
 	// operator's to choose.
 	tmc.MismatchBehavior = goka.TMConfigMismatchBehaviorIgnore
-	return goka.NewProcessor(r.cfg.Kafka.BootstrapServers, graph,
+	opts := []goka.ProcessorOption{
 		goka.WithHasher(murmur2.New),
 		goka.WithClientID(r.cfg.Kafka.WithDefaults().ClientID+"-"+name),
 		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(sc())),
@@ -476,7 +489,20 @@ func (r *Runtime) gokaProcessor(graph *goka.GroupGraph, name string) (*goka.Proc
 		// goka drops records with a nil value by default: silently losing
 		// them. Partita dead-letters them like any other bad record.
 		goka.WithNilHandling(goka.NilProcess),
-	)
+		goka.WithRebalanceCallback(func(a goka.Assignment) {
+			if r.cfg.Observe != nil {
+				parts := make([]int32, 0, len(a))
+				for p := range a {
+					parts = append(parts, p)
+				}
+				r.cfg.Observe.Rebalanced(string(graph.Group()), parts)
+			}
+		}),
+	}
+	if r.cfg.HotStandby {
+		opts = append(opts, goka.WithHotStandby())
+	}
+	return goka.NewProcessor(r.cfg.Kafka.BootstrapServers, graph, opts...)
 }
 
 // groupDir holds goka's local copy of a group's table.
@@ -489,4 +515,50 @@ func (g gokaLogger) Print(v ...any)   { g.log.Debug(fmt.Sprint(v...), "component
 func (g gokaLogger) Println(v ...any) { g.log.Debug(fmt.Sprint(v...), "component", "goka") }
 func (g gokaLogger) Printf(format string, v ...any) {
 	g.log.Debug(fmt.Sprintf(format, v...), "component", "goka")
+}
+
+// Entities lists the application's entities (stateless consumers included)
+// with their command names, sorted.
+func (r *Runtime) Entities() map[string][]string {
+	out := map[string][]string{}
+	for _, d := range r.defs {
+		var cmds []string
+		for c := range d.Commands {
+			cmds = append(cmds, c)
+		}
+		sort.Strings(cmds)
+		if d.Kind == core.Stateless {
+			cmds = nil
+		}
+		out[d.Name] = cmds
+	}
+	return out
+}
+
+// Views lists the application's views with their indexed fields.
+func (r *Runtime) Views() map[string][]string {
+	out := map[string][]string{}
+	for _, v := range r.views {
+		out[v.Name] = append([]string(nil), v.Indexes...)
+	}
+	return out
+}
+
+// TopicNames names the application's topics.
+func (r *Runtime) TopicNames() core.Topics { return r.topics }
+
+// CreateTopics connects and creates the application's missing topics (it
+// does not check partition counts; Run does).
+func (r *Runtime) CreateTopics(ctx context.Context) error {
+	client, err := broker.Connect(ctx, r.cfg.Kafka, r.cfg.Log)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	replication := r.cfg.Replication
+	if replication == 0 {
+		replication = int16(min(3, len(client.Brokers())))
+	}
+	_, err = ensureTopics(client, r.Topics(replication), true)
+	return err
 }

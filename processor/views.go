@@ -63,6 +63,8 @@ func (r *Runtime) newViewProcessor(v *core.View, partitions int32) (*goka.Proces
 	env := core.Env{Topics: r.topics, Now: time.Now, Sleep: time.Sleep}
 	byTopic := map[string]*core.ViewSource{}
 	h := &handler{
+		group:      r.topics.Group(v.Name),
+		observe:    r.cfg.Observe,
 		decide:     func(dl core.Delivery) core.Actions { return core.HandleView(env, v, byTopic, dl) },
 		dlq:        r.topics.DeadLetters(),
 		partitions: partitions,

@@ -1,14 +1,9 @@
-// Command worker runs a Partita application: its entities and views, and the
-// HTTP door to them. With no Kafka bootstrap servers configured it starts an
-// embedded in-process broker, so `make run` needs no Kafka.
+// Command worker runs Partita's sample application (the customer and cart
+// entities and their views) with the worker's configuration, HTTP gateway,
+// metrics and dashboard. With no Kafka bootstrap servers configured it
+// starts an embedded in-process broker, so `make run` needs no Kafka.
 //
-//	worker [run]   start the worker (default)
-//	worker check   connect to Kafka and report the cluster, the brokers, the
-//	               auth in use and the topic permissions; exit 1 on failure
-//
-// Configuration, later sources overriding earlier ones: a YAML file
-// (--config), the environment (KAFKA_*, PARTITA_*), flags. Secrets come from
-// the environment or files only, never from flags.
+// It is also the template for a team's own worker: replace the parts.
 package main
 
 import (
@@ -16,11 +11,18 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/partita-dev/partita/processor"
+	"github.com/partita-dev/partita/sample"
+	"github.com/partita-dev/partita/worker"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
+	app := worker.App{Parts: []processor.Part{
+		sample.NewCustomer(), sample.NewCart(), sample.NewCustomersByEmail(), sample.NewCarts(),
+	}}
+	code := worker.Main(ctx, app, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }

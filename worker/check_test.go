@@ -1,4 +1,4 @@
-package main
+package worker
 
 import (
 	"bytes"
@@ -20,7 +20,7 @@ func runWorker(t *testing.T, envVars map[string]string, args ...string) (int, st
 	defer cancel()
 	var out bytes.Buffer
 	lookup := func(k string) (string, bool) { v, ok := envVars[k]; return v, ok }
-	code := run(ctx, args, lookup, &out, &out)
+	code := Main(ctx, App{}, args, lookup, &out, &out)
 	return code, out.String()
 }
 

@@ -1,0 +1,139 @@
+package worker
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/partita-dev/partita/internal/envyaml"
+	"github.com/partita-dev/partita/processor/broker"
+)
+
+// Config is the worker's configuration. Sources, later ones winning: the
+// YAML file (--config), the environment, flags. Secrets come from the
+// environment or files only.
+type Config struct {
+	// App prefixes every topic ("shop" -> "shop.cart.commands").
+	App string `yaml:"app"`
+	// HTTPAddr is where the gateway, health, metrics and dashboard listen.
+	HTTPAddr string `yaml:"http_addr"`
+	// DataDir holds local state: table copies, view replicas, and the
+	// embedded broker's data when no Kafka is configured.
+	DataDir string `yaml:"data_dir"`
+	// Partitions and Replication apply to topics the worker creates
+	// (defaults: 8, and 3 or the broker count when fewer).
+	Partitions  int32 `yaml:"partitions"`
+	Replication int16 `yaml:"replication"`
+	// CreateTopics lets the worker create missing topics (default true; set
+	// false on clusters where the application has no create ACL).
+	CreateTopics *bool `yaml:"create_topics"`
+	// HotStandby keeps a copy of every partition's tables, not only the
+	// assigned ones, so a rebalance does not wait for a restore.
+	HotStandby bool `yaml:"hot_standby"`
+	// ReplyTimeout bounds how long a command request waits for its reply.
+	ReplyTimeout time.Duration `yaml:"reply_timeout"`
+	// ReadTimeout bounds how long a query with after=<position> waits.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	Kafka       broker.Config `yaml:"kafka"`
+}
+
+// The worker's own environment variables (Kafka's are in package broker).
+const (
+	EnvHTTPAddr = "PARTITA_HTTP_ADDR"
+	EnvDataDir  = "PARTITA_DATA_DIR"
+	EnvApp      = "PARTITA_APP"
+)
+
+// Defaults of Config.
+const (
+	DefaultApp          = "shop"
+	DefaultHTTPAddr     = ":8080"
+	DefaultDataDir      = "data"
+	DefaultReplyTimeout = 10 * time.Second
+	DefaultReadTimeout  = 5 * time.Second
+)
+
+func (c Config) withDefaults() Config {
+	if c.App == "" {
+		c.App = DefaultApp
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = DefaultHTTPAddr
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.CreateTopics == nil {
+		yes := true
+		c.CreateTopics = &yes
+	}
+	if c.ReplyTimeout == 0 {
+		c.ReplyTimeout = DefaultReplyTimeout
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	return c
+}
+
+// load reads the file, then the environment, then the flags, and validates
+// the result, reporting every problem at once.
+func load(cmd string, args []string, lookup envyaml.Lookup, stderr io.Writer) (Config, []string, error) {
+	fs := flag.NewFlagSet("worker "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("config", "", "YAML configuration file")
+	brokers := fs.String("brokers", "", "Kafka bootstrap servers, comma-separated (none: embedded broker)")
+	httpAddr := fs.String("http-addr", "", "HTTP listen address (default "+DefaultHTTPAddr+")")
+	dataDir := fs.String("data-dir", "", "directory for local state (default ./"+DefaultDataDir+")")
+	app := fs.String("app", "", "application name, the topic prefix (default "+DefaultApp+")")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, nil, err
+	}
+	var cfg Config
+	var problems []error
+	if *file != "" {
+		data, err := os.ReadFile(*file)
+		if err == nil {
+			err = envyaml.Decode(data, lookup, &cfg)
+		}
+		if err != nil {
+			problems = append(problems, fmt.Errorf("config file %s: %w", *file, err))
+		}
+	}
+	kafka, err := broker.ApplyEnv(cfg.Kafka, lookup)
+	if err != nil {
+		problems = append(problems, err)
+	}
+	cfg.Kafka = kafka
+	for name, dst := range map[string]*string{EnvHTTPAddr: &cfg.HTTPAddr, EnvDataDir: &cfg.DataDir, EnvApp: &cfg.App} {
+		if v, ok := lookup(name); ok {
+			*dst = v
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "brokers":
+			cfg.Kafka.BootstrapServers = broker.SplitServers(*brokers)
+		case "http-addr":
+			cfg.HTTPAddr = *httpAddr
+		case "data-dir":
+			cfg.DataDir = *dataDir
+		case "app":
+			cfg.App = *app
+		}
+	})
+	cfg = cfg.withDefaults()
+	if err := cfg.Kafka.Validate(); err != nil {
+		problems = append(problems, err)
+	}
+	if cfg.Partitions < 0 || cfg.Replication < 0 {
+		problems = append(problems, errors.New("partitions and replication must not be negative"))
+	}
+	if len(problems) > 0 {
+		return Config{}, nil, errors.Join(problems...)
+	}
+	return cfg, fs.Args(), nil
+}

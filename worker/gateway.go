@@ -1,0 +1,555 @@
+package worker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/partita-dev/partita/codec"
+	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/murmur2"
+	"github.com/partita-dev/partita/processor"
+	"github.com/partita-dev/partita/processor/broker"
+	"github.com/partita-dev/partita/views"
+)
+
+// GatewaySource is the ce-source of commands the gateway sends. It is the
+// same on every worker, so a request retried with one Idempotency-Key
+// against any worker is recognised as the same command.
+const GatewaySource = "partita-gateway"
+
+// HeaderPosition carries a command reply's position token.
+const HeaderPosition = "Partita-Position"
+
+// gateway is the HTTP door: commands over Kafka with request/reply, view
+// queries, health, metrics and the dashboard.
+type gateway struct {
+	cfg     Config
+	rt      *processor.Runtime
+	topics  core.Topics
+	client  sarama.Client
+	prod    sarama.SyncProducer
+	metrics *metrics
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	pending map[string]chan result // command id -> waiting request
+	recent  []deadLetter           // the last dead letters seen, newest last
+}
+
+type result struct {
+	reply codec.Event
+	dead  *deadLetter
+}
+
+type deadLetter struct {
+	Time   time.Time `json:"time"`
+	Group  string    `json:"group"`
+	Reason string    `json:"reason"`
+	Key    string    `json:"key"`
+	ID     string    `json:"id,omitempty"`
+	Type   string    `json:"type,omitempty"`
+}
+
+func newGateway(ctx context.Context, cfg Config, kc broker.Config, rt *processor.Runtime, m *metrics, log *slog.Logger) (*gateway, error) {
+	client, err := broker.Connect(ctx, kc, log)
+	if err != nil {
+		return nil, err
+	}
+	client.Config().Producer.Partitioner = sarama.NewCustomHashPartitioner(murmur2.New)
+	client.Config().Producer.RequiredAcks = sarama.WaitForAll
+	prod, err := sarama.NewSyncProducerFromClient(client)
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	g := &gateway{cfg: cfg, rt: rt, topics: rt.TopicNames(), client: client, prod: prod, metrics: m, log: log, pending: map[string]chan result{}}
+	go g.listen(ctx)
+	return g, nil
+}
+
+func (g *gateway) close() {
+	g.prod.Close()
+	g.client.Close()
+}
+
+// listen follows the replies and dead-letter topics from their ends (as of
+// start-up) and hands each to the request waiting for it.
+func (g *gateway) listen(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := g.follow(ctx)
+		if ctx.Err() == nil {
+			g.log.Warn("reply listener stopped; restarting", "err", err)
+			time.Sleep(time.Second)
+		}
+	}
+}
+
+func (g *gateway) follow(ctx context.Context) error {
+	// Wait until the runtime created the topics.
+	for {
+		if err := g.client.RefreshMetadata(g.topics.Replies(), g.topics.DeadLetters()); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	consumer, err := sarama.NewConsumerFromClient(g.client)
+	if err != nil {
+		return err
+	}
+	defer consumer.Close()
+	msgs := make(chan *sarama.ConsumerMessage, 256)
+	for _, topic := range []string{g.topics.Replies(), g.topics.DeadLetters()} {
+		parts, err := g.client.Partitions(topic)
+		if err != nil {
+			return err
+		}
+		for _, p := range parts {
+			newest, err := g.client.GetOffset(topic, p, sarama.OffsetNewest)
+			if err != nil {
+				return err
+			}
+			pc, err := consumer.ConsumePartition(topic, p, newest)
+			if err != nil {
+				return err
+			}
+			defer pc.AsyncClose()
+			go func() {
+				for m := range pc.Messages() {
+					select {
+					case msgs <- m:
+					case <-ctx.Done():
+						return
+					}
+				}
+			}()
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case m := <-msgs:
+			g.deliver(m)
+		}
+	}
+}
+
+func (g *gateway) deliver(m *sarama.ConsumerMessage) {
+	headers := map[string][]byte{}
+	for _, h := range m.Headers {
+		headers[string(h.Key)] = h.Value
+	}
+	var id string
+	var res result
+	if m.Topic == g.topics.DeadLetters() {
+		d := deadLetter{Time: m.Timestamp, Group: string(headers[core.HeaderDLQGroup]), Reason: string(headers[core.HeaderDLQReason]),
+			Key: string(m.Key), ID: string(headers["ce_id"]), Type: string(headers["ce_type"])}
+		g.mu.Lock()
+		g.recent = append(g.recent, d)
+		if len(g.recent) > 50 {
+			g.recent = g.recent[1:]
+		}
+		g.mu.Unlock()
+		if string(headers["ce_source"]) != GatewaySource {
+			return
+		}
+		id, res.dead = d.ID, &d
+	} else {
+		ev, err := codec.DecodeEvent(codec.Record{Key: m.Key, Value: m.Value, Headers: headers})
+		if err != nil {
+			return
+		}
+		id, res.reply = string(m.Key), ev
+	}
+	g.mu.Lock()
+	ch := g.pending[id]
+	g.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- res:
+		default: // already answered (a redelivery's reply)
+		}
+	}
+}
+
+func (g *gateway) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /entities/{entity}/{id}/{command}", g.command)
+	mux.HandleFunc("GET /views/{view}/stream", g.stream)
+	mux.HandleFunc("GET /views/{view}/{id}", g.row)
+	mux.HandleFunc("GET /views/{view}", g.query)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", g.ready)
+	mux.Handle("GET /metrics", g.metrics.handler())
+	mux.HandleFunc("GET /api/status", g.status)
+	mux.Handle("GET /", dashboard())
+	return g.metrics.instrument(mux)
+}
+
+// httpError writes {"error":{"code":...,"message":...}}.
+func httpError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}
+
+// statusOf maps an entity error code to an HTTP status.
+func statusOf(code string) int {
+	switch code {
+	case string("invalid_argument"):
+		return http.StatusBadRequest
+	case "not_found":
+		return http.StatusNotFound
+	case "conflict":
+		return http.StatusConflict
+	case "failed_precondition":
+		return http.StatusPreconditionFailed
+	case "permission_denied":
+		return http.StatusForbidden
+	}
+	return http.StatusUnprocessableEntity
+}
+
+func (g *gateway) command(w http.ResponseWriter, r *http.Request) {
+	entity, subject, command := r.PathValue("entity"), r.PathValue("id"), r.PathValue("command")
+	cmds, ok := g.rt.Entities()[entity]
+	if !ok || cmds == nil {
+		httpError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no entity %q", entity))
+		return
+	}
+	if !slices.Contains(cmds, command) {
+		httpError(w, http.StatusNotFound, "not_found", fmt.Sprintf("entity %s has no command %q (commands: %v)", entity, command, cmds))
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20+1))
+	if err != nil || len(body) > 1<<20 {
+		httpError(w, http.StatusBadRequest, "invalid_argument", "the body is unreadable or larger than 1 MiB")
+		return
+	}
+	if len(body) == 0 {
+		body = []byte("{}")
+	}
+	if !json.Valid(body) {
+		httpError(w, http.StatusBadRequest, "invalid_argument", "the body is not JSON")
+		return
+	}
+	id := r.Header.Get("Idempotency-Key")
+	if id == "" {
+		id = newID()
+	}
+	ev := codec.NewEvent()
+	ev.SetID(id)
+	ev.SetSource(GatewaySource)
+	ev.SetType(command)
+	ev.SetSubject(subject)
+	ev.SetTime(time.Now())
+	ev.SetDataContentType("application/json")
+	ev.DataEncoded = body
+	rec, err := codec.EncodeEvent(ev)
+	if err == nil {
+		err = codec.RequireSubject(ev)
+	}
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "invalid_argument", err.Error())
+		return
+	}
+	ch := make(chan result, 1)
+	g.mu.Lock()
+	if g.pending[id] != nil {
+		g.mu.Unlock()
+		httpError(w, http.StatusConflict, "in_flight", "a request with this Idempotency-Key is in flight on this worker")
+		return
+	}
+	g.pending[id] = ch
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		delete(g.pending, id)
+		g.mu.Unlock()
+	}()
+	msg := &sarama.ProducerMessage{Topic: g.topics.Commands(entity), Key: sarama.ByteEncoder(rec.Key), Value: sarama.ByteEncoder(rec.Value)}
+	for k, v := range rec.Headers {
+		msg.Headers = append(msg.Headers, sarama.RecordHeader{Key: []byte(k), Value: v})
+	}
+	if _, _, err := g.prod.SendMessage(msg); err != nil {
+		httpError(w, http.StatusServiceUnavailable, "unavailable", "could not write the command to Kafka; retry with the same Idempotency-Key: "+err.Error())
+		return
+	}
+	select {
+	case res := <-ch:
+		if res.dead != nil {
+			httpError(w, http.StatusUnprocessableEntity, "dead_letter", res.dead.Reason)
+			return
+		}
+		writeReply(w, res.reply)
+	case <-time.After(g.cfg.ReplyTimeout):
+		httpError(w, http.StatusGatewayTimeout, "timeout",
+			fmt.Sprintf("no reply within %v; the command may still be applied: retry with Idempotency-Key %s", g.cfg.ReplyTimeout, id))
+	case <-r.Context().Done():
+	}
+}
+
+func writeReply(w http.ResponseWriter, reply codec.Event) {
+	if pos, ok := reply.Extensions()[codec.ExtPosition]; ok {
+		w.Header().Set(HeaderPosition, fmt.Sprint(pos))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if reply.Type() == core.TypeError {
+		var body struct{ Code, Message string }
+		_ = json.Unmarshal(reply.Data(), &body)
+		httpError(w, statusOf(body.Code), body.Code, body.Message)
+		return
+	}
+	_, _ = w.Write(reply.Data())
+	_, _ = w.Write([]byte("\n"))
+}
+
+func newID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// store returns the view's store, writing the error if there is none.
+func (g *gateway) store(w http.ResponseWriter, view string) *views.Store {
+	s, err := g.rt.View(view)
+	if err != nil {
+		httpError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no view %q", view))
+		return nil
+	}
+	return s
+}
+
+// waitAfter honours after=<position token>: read-your-writes.
+func (g *gateway) waitAfter(w http.ResponseWriter, r *http.Request, s *views.Store) bool {
+	token := r.URL.Query().Get("after")
+	if token == "" {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.ReadTimeout)
+	defer cancel()
+	err := s.WaitFor(ctx, token)
+	switch {
+	case errors.Is(err, views.ErrBadQuery):
+		httpError(w, http.StatusBadRequest, "invalid_argument", err.Error())
+	case errors.Is(err, views.ErrStale):
+		httpError(w, http.StatusGatewayTimeout, "stale", err.Error())
+	case err != nil:
+		httpError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+	}
+	return err == nil
+}
+
+func (g *gateway) row(w http.ResponseWriter, r *http.Request) {
+	s := g.store(w, r.PathValue("view"))
+	if s == nil || !g.waitAfter(w, r, s) {
+		return
+	}
+	row, ok, err := s.Get(r.PathValue("id"))
+	switch {
+	case err != nil:
+		httpError(w, http.StatusInternalServerError, "internal", err.Error())
+	case !ok:
+		httpError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no row %q in view %s", r.PathValue("id"), r.PathValue("view")))
+	default:
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(row)
+	}
+}
+
+// parseQuery reads a views.Query from URL parameters. A value is read as
+// JSON when it is JSON (numbers, true, false, null, "quoted"), else as a string.
+func parseQuery(r *http.Request) (views.Query, error) {
+	p := r.URL.Query()
+	q := views.Query{Index: p.Get("index"), Page: p.Get("page")}
+	val := func(name string) any {
+		if !p.Has(name) {
+			return nil
+		}
+		var v any
+		if err := json.Unmarshal([]byte(p.Get(name)), &v); err == nil && v != nil {
+			if _, isObj := v.(map[string]any); !isObj {
+				if _, isArr := v.([]any); !isArr {
+					return v
+				}
+			}
+		}
+		return p.Get(name)
+	}
+	q.Eq, q.Gt, q.Gte, q.Lt, q.Lte = val("eq"), val("gt"), val("gte"), val("lt"), val("lte")
+	if p.Has("prefix") {
+		prefix := p.Get("prefix")
+		q.Prefix = &prefix
+	}
+	switch p.Get("order") {
+	case "", "asc":
+	case "desc":
+		q.Desc = true
+	default:
+		return q, fmt.Errorf("%w: order must be asc or desc", views.ErrBadQuery)
+	}
+	if p.Has("limit") {
+		n, err := strconv.Atoi(p.Get("limit"))
+		if err != nil || n < 1 {
+			return q, fmt.Errorf("%w: limit must be a positive number", views.ErrBadQuery)
+		}
+		q.Limit = n
+	}
+	return q, nil
+}
+
+func (g *gateway) query(w http.ResponseWriter, r *http.Request) {
+	s := g.store(w, r.PathValue("view"))
+	if s == nil {
+		return
+	}
+	q, err := parseQuery(r)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "invalid_argument", err.Error())
+		return
+	}
+	if !g.waitAfter(w, r, s) {
+		return
+	}
+	page, err := s.Query(q)
+	if err != nil {
+		status := http.StatusInternalServerError
+		if errors.Is(err, views.ErrBadQuery) {
+			status = http.StatusBadRequest
+		}
+		httpError(w, status, "invalid_argument", err.Error())
+		return
+	}
+	if page.Rows == nil {
+		page.Rows = []views.Row{}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(page)
+}
+
+// stream serves a view query as server-sent events: "row" for each row of
+// the current result and each change, "remove" when a row leaves the
+// result, "current" once the current result has been sent.
+func (g *gateway) stream(w http.ResponseWriter, r *http.Request) {
+	s := g.store(w, r.PathValue("view"))
+	if s == nil {
+		return
+	}
+	q, err := parseQuery(r)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "invalid_argument", err.Error())
+		return
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		httpError(w, http.StatusInternalServerError, "internal", "streaming unsupported")
+		return
+	}
+	sub, err := s.Subscribe(r.Context(), q)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "invalid_argument", err.Error())
+		return
+	}
+	defer sub.Close()
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	flusher.Flush()
+	for c := range sub.C {
+		var event string
+		var data []byte
+		switch c.Kind {
+		case views.Upserted:
+			event, data = "row", mustJSON(c.Row)
+		case views.Removed:
+			event, data = "remove", mustJSON(map[string]string{"id": c.Row.ID})
+		case views.Current:
+			event, data = "current", []byte("{}")
+		}
+		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, data); err != nil {
+			return
+		}
+		flusher.Flush()
+	}
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+func (g *gateway) ready(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-g.rt.Ready():
+		fmt.Fprintln(w, "ready")
+	default:
+		var restored, total int64
+		for _, p := range g.rt.Partitions(r.Context()) {
+			restored += p.Restored
+			total += p.Total
+		}
+		http.Error(w, fmt.Sprintf("recovering: %d of %d table records restored", restored, total), http.StatusServiceUnavailable)
+	}
+}
+
+// status is the dashboard's data.
+func (g *gateway) status(w http.ResponseWriter, r *http.Request) {
+	type viewStatus struct {
+		Name    string                   `json:"name"`
+		Indexes []string                 `json:"indexes"`
+		Lag     []processor.PartitionLag `json:"lag"`
+	}
+	out := struct {
+		App         string                      `json:"app"`
+		Ready       bool                        `json:"ready"`
+		Entities    map[string][]string         `json:"entities"`
+		Views       []viewStatus                `json:"views"`
+		Partitions  []processor.PartitionStatus `json:"partitions"`
+		DeadLetters []deadLetter                `json:"deadLetters"`
+	}{App: g.cfg.App, Entities: g.rt.Entities(), Partitions: g.rt.Partitions(r.Context())}
+	select {
+	case <-g.rt.Ready():
+		out.Ready = true
+	default:
+	}
+	names := g.rt.Views()
+	for name, idx := range names {
+		lag, _ := g.rt.Lag(name)
+		out.Views = append(out.Views, viewStatus{Name: name, Indexes: idx, Lag: lag})
+	}
+	slices.SortFunc(out.Views, func(a, b viewStatus) int { return compare(a.Name, b.Name) })
+	g.mu.Lock()
+	out.DeadLetters = append([]deadLetter{}, g.recent...)
+	g.mu.Unlock()
+	if out.Partitions == nil {
+		out.Partitions = []processor.PartitionStatus{}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+func compare(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,265 @@
+// Package worker is the entry point of a Partita application: one call,
+// [Main], runs a team's entities and views with the worker's configuration,
+// embedded broker, HTTP gateway, metrics and dashboard. cmd/worker is the
+// sample application and the template to copy:
+//
+//	func main() {
+//		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+//		defer stop()
+//		os.Exit(worker.Main(ctx, worker.App{Parts: []processor.Part{myEntity(), myView()}},
+//			os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
+//	}
+//
+// Commands:
+//
+//	run            run the application (default)
+//	check          connect to Kafka; print the cluster, brokers, auth and topic permissions
+//	config         print the effective configuration, secrets redacted
+//	topics plan    print every topic with partitions, replication and config
+//	topics create  create the missing topics
+//
+// Contract: a bad configuration fails before anything starts, with every
+// problem listed (exit code 2); a failed command exits 1. Cancelling ctx
+// (SIGTERM) stops intake, lets requests in flight finish, then stops the
+// processors, which commit and leave their groups.
+package worker
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/partita-dev/partita/internal/envyaml"
+	"github.com/partita-dev/partita/processor"
+	"github.com/partita-dev/partita/processor/broker"
+	"gopkg.in/yaml.v3"
+)
+
+// App is what a worker runs: the application's entities and views.
+type App struct {
+	Parts []processor.Part
+}
+
+// Main runs the worker command given by args and returns its exit code.
+// lookup reads the environment (os.LookupEnv); logs go to stderr.
+func Main(ctx context.Context, app App, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	cmd := "run"
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	cfg, rest, err := load(cmd, args, envyaml.Lookup(lookup), stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: %v\n", err)
+		return 2
+	}
+	switch {
+	case cmd == "topics" && len(rest) == 1 && rest[0] == "plan":
+		err = plan(cfg, app, stdout)
+	case cmd == "topics" && len(rest) == 1 && rest[0] == "create":
+		err = createTopics(ctx, cfg, app, log)
+	case len(rest) > 0:
+		fmt.Fprintf(stderr, "worker: unexpected arguments %q\n", rest)
+		return 2
+	case cmd == "run":
+		err = serve(ctx, cfg, app, log)
+	case cmd == "check":
+		err = check(ctx, cfg, log, stdout)
+	case cmd == "config":
+		err = printConfig(cfg, stdout)
+	default:
+		fmt.Fprintf(stderr, "worker: unknown command %q (commands: run, check, config, topics plan, topics create)\n", cmd)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "worker %s: %v\n", cmd, err)
+		return 1
+	}
+	return 0
+}
+
+// kafka returns the connection to use, starting the embedded broker when no
+// bootstrap servers are configured. stop releases what it started.
+func kafka(cfg Config, log *slog.Logger) (broker.Config, func(), error) {
+	if !cfg.Kafka.Embedded() {
+		return cfg.Kafka, func() {}, nil
+	}
+	dir := filepath.Join(cfg.DataDir, "embedded-kafka")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return broker.Config{}, nil, err
+	}
+	e, err := broker.StartEmbedded(9092, dir)
+	if err != nil {
+		e, err = broker.StartEmbedded(0, dir) // 9092 taken: any free port
+	}
+	if err != nil {
+		return broker.Config{}, nil, err
+	}
+	log.Info("no Kafka bootstrap servers configured: started an embedded in-process broker (kfake); for development only",
+		"addr", e.Addr, "data_dir", dir)
+	return e.Config(cfg.Kafka), e.Close, nil
+}
+
+func runtime(cfg Config, kc broker.Config, app App, log *slog.Logger, obs processor.Observer) (*processor.Runtime, error) {
+	return processor.New(processor.Config{
+		App: cfg.App, Kafka: kc, Partitions: cfg.Partitions, Replication: cfg.Replication,
+		NoCreateTopics: !*cfg.CreateTopics, HotStandby: cfg.HotStandby,
+		DataDir: cfg.DataDir, Log: log, Observe: obs,
+	}, app.Parts...)
+}
+
+func check(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) error {
+	kc, stop, err := kafka(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	r, err := broker.Check(ctx, kc, log)
+	if err != nil {
+		return err
+	}
+	r.Write(stdout)
+	return nil
+}
+
+func printConfig(cfg Config, stdout io.Writer) error {
+	enc := yaml.NewEncoder(stdout)
+	enc.SetIndent(2)
+	defer enc.Close()
+	return enc.Encode(cfg) // broker.Secret marshals as [redacted]
+}
+
+func plan(cfg Config, app App, stdout io.Writer) error {
+	kc := cfg.Kafka
+	if kc.Embedded() {
+		kc.BootstrapServers = []string{"embedded:9092"} // planning needs no connection
+	}
+	rt, err := runtime(cfg, kc, app, nil, nil)
+	if err != nil {
+		return err
+	}
+	replication := cfg.Replication
+	if replication == 0 {
+		replication = 3
+		fmt.Fprintln(stdout, "# replication 3 unless the cluster has fewer brokers; set replication to choose")
+	}
+	specs := rt.Topics(replication)
+	sort.Slice(specs, func(i, j int) bool { return specs[i].Name < specs[j].Name })
+	for _, s := range specs {
+		fmt.Fprintln(stdout, s)
+	}
+	return nil
+}
+
+func createTopics(ctx context.Context, cfg Config, app App, log *slog.Logger) error {
+	kc, stop, err := kafka(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	rt, err := runtime(cfg, kc, app, log, nil)
+	if err != nil {
+		return err
+	}
+	return rt.CreateTopics(ctx)
+}
+
+// serve runs the application and its HTTP door until ctx ends.
+func serve(ctx context.Context, cfg Config, app App, log *slog.Logger) error {
+	kc, stop, err := kafka(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	report, err := broker.Check(cctx, kc, log)
+	cancel()
+	if err != nil {
+		return err
+	}
+	log.Info("connected to Kafka", "connection", report.Connection, "cluster_id", report.ClusterID, "brokers", report.Brokers)
+
+	m := newMetrics()
+	rt, err := runtime(cfg, kc, app, log, m)
+	if err != nil {
+		return err
+	}
+	m.attach(rt)
+	// The runtime outlives intake: it stops after the HTTP server has
+	// finished the requests in flight.
+	rtCtx, stopRuntime := context.WithCancel(context.Background())
+	defer stopRuntime()
+	runErr := make(chan error, 1)
+	go func() { runErr <- rt.Run(rtCtx) }()
+	go logRecovery(rtCtx, rt, log)
+
+	gw, err := newGateway(rtCtx, cfg, kc, rt, m, log)
+	if err != nil {
+		return err
+	}
+	defer gw.close()
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	srv := &http.Server{Handler: gw.routes(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	log.Info("worker running", "app", cfg.App, "http", ln.Addr().String())
+	select {
+	case <-ctx.Done():
+		log.Info("stopping: no new requests; finishing those in flight")
+	case err = <-runErr:
+		log.Error("runtime stopped", "err", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ReplyTimeout+5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	if err != nil {
+		return err
+	}
+	stopRuntime()
+	if err := <-runErr; err != nil {
+		return err
+	}
+	log.Info("worker stopped")
+	return nil
+}
+
+// logRecovery logs the restore progress until every partition has recovered.
+func logRecovery(ctx context.Context, rt *processor.Runtime, log *slog.Logger) {
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-rt.Ready():
+			return
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			var restored, total int64
+			for _, p := range rt.Partitions(ctx) {
+				restored += p.Restored
+				total += p.Total
+			}
+			log.Info("recovering tables", "restored", restored, "total", total)
+		}
+	}
+}
