@@ -479,7 +479,7 @@ func (r *Runtime) gokaProcessor(graph *goka.GroupGraph, name string) (*goka.Proc
 	tmc.MismatchBehavior = goka.TMConfigMismatchBehaviorIgnore
 	opts := []goka.ProcessorOption{
 		goka.WithHasher(murmur2.New),
-		goka.WithClientID(r.cfg.Kafka.WithDefaults().ClientID+"-"+name),
+		goka.WithClientID(r.cfg.Kafka.WithDefaults().ClientID + "-" + name),
 		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(sc())),
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc())),
 		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(sc())),

@@ -48,8 +48,10 @@ func (m *metrics) attach(rt *processor.Runtime) {
 }
 
 // Handled and Rebalanced implement processor.Observer.
-func (m *metrics) Handled(group string, d time.Duration) { m.handled.WithLabelValues(group).Observe(d.Seconds()) }
-func (m *metrics) Rebalanced(group string, _ []int32)    { m.rebalances.WithLabelValues(group).Inc() }
+func (m *metrics) Handled(group string, d time.Duration) {
+	m.handled.WithLabelValues(group).Observe(d.Seconds())
+}
+func (m *metrics) Rebalanced(group string, _ []int32) { m.rebalances.WithLabelValues(group).Inc() }
 
 var (
 	descProcessed   = prometheus.NewDesc("partita_records_processed_total", "Records handled by this worker's entities and views.", nil, nil)
