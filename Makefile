@@ -9,7 +9,7 @@ KAFKACTL    := $(BIN)/kafkactl
 STATICCHECK_VERSION := v0.8.2
 TEST_TIMEOUT ?= 30m
 
-.PHONY: all run test lint bench kafka-up kafka-down kafka-status kafkactl
+.PHONY: all run test lint bench walkthrough kafka-up kafka-down kafka-status kafkactl
 
 all: lint test
 
@@ -18,12 +18,20 @@ run:
 
 # The broker starts once for the whole run; test packages share it. It is
 # stopped afterwards unless it was already running before (make kafka-up).
+# After the Go tests: the seeded-schedule summary, and the README walkthrough
+# against `make run` (embedded broker) and against the real broker.
 test: kafkactl
 	@was_up=$$($(KAFKACTL) status >/dev/null 2>&1 && echo yes); \
 	$(KAFKACTL) up || exit 1; \
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...; rc=$$?; \
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./... && \
+	$(GO) test -count=1 -run TestSeededSchedules -v ./sample/ | grep -E 'schedules:|^(ok|FAIL)' && \
+	python3 scripts/walkthrough.py && \
+	KAFKA_BOOTSTRAP_SERVERS=$$($(KAFKACTL) addr) PARTITA_APP=walk$$(date +%s) python3 scripts/walkthrough.py; rc=$$?; \
 	if [ -z "$$was_up" ]; then $(KAFKACTL) down; fi; \
 	exit $$rc
+
+walkthrough:
+	python3 scripts/walkthrough.py
 
 # Benchmarks print ratios against a baseline measured in the same run.
 bench:

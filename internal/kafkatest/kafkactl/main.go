@@ -4,6 +4,7 @@
 //	kafkactl down    stop it
 //	kafkactl status  print the running broker's listeners, or exit 1
 //	kafkactl fetch   only fetch the jars into the cache
+//	kafkactl addr    print the running broker's PLAINTEXT address
 package main
 
 import (
@@ -20,7 +21,7 @@ import (
 func main() {
 	log.SetFlags(0)
 	if len(os.Args) != 2 {
-		log.Fatal("usage: kafkactl up|down|status|fetch")
+		log.Fatal("usage: kafkactl up|down|status|fetch|addr")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -34,12 +35,19 @@ func main() {
 		env, err = kafkatest.Up(ctx, paths, log.Printf)
 	case "status":
 		env, err = kafkatest.Running(ctx, paths)
+	case "addr":
+		e, err := kafkatest.Running(ctx, paths)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(e.Plaintext)
+		return
 	case "fetch":
 		err = kafkatest.Fetch(ctx, paths, log.Printf)
 	case "down":
 		err = kafkatest.Down(paths)
 	default:
-		log.Fatalf("unknown command %q: usage: kafkactl up|down|status|fetch", os.Args[1])
+		log.Fatalf("unknown command %q: usage: kafkactl up|down|status|fetch|addr", os.Args[1])
 	}
 	if err != nil {
 		log.Fatal(err)
