@@ -34,8 +34,9 @@ walkthrough:
 	python3 scripts/walkthrough.py
 
 # Benchmarks print ratios against a baseline measured in the same run.
-bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./views/
+bench: kafkactl
+	$(KAFKACTL) up >/dev/null
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./views/ ./worker/
 
 lint: $(BIN)/staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

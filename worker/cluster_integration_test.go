@@ -43,7 +43,7 @@ type proc struct {
 	done chan struct{}
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -55,7 +55,7 @@ func freeAddr(t *testing.T) string {
 
 // startWorker starts a worker process of application app on brokers ("" for
 // the embedded broker) and waits until it is ready.
-func startWorker(t *testing.T, app, brokers string) *proc {
+func startWorker(t testing.TB, app, brokers string) *proc {
 	t.Helper()
 	bin, err := workerBinary()
 	if err != nil {

@@ -1,0 +1,87 @@
+package worker_test
+
+import (
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/partita-dev/partita/internal/kafkatest"
+	"github.com/partita-dev/partita/sample"
+)
+
+// BenchmarkGatewayRoundTrip measures, on the real broker, the latency of a
+// command through the gateway (HTTP -> commands topic -> entity -> replies
+// topic -> HTTP) at fixed request rates, open loop, against the latency of
+// GET /healthz on the same worker at the same rate (the HTTP floor), and
+// prints p50/p99 and their ratios.
+func BenchmarkGatewayRoundTrip(b *testing.B) {
+	e := kafkatest.Require(b)
+	w := startWorker(b, fmt.Sprintf("b%d", time.Now().UnixNano()), e.Plaintext)
+	const seconds = 5
+	paced(100, 2, func(i int) error { // warm-up: connections, JIT-free but cache-cold paths
+		_, _, err := post(w.addr, fmt.Sprintf("/entities/cart/warm-%d/add-item", i), "", sample.AddItem{ProductID: "p", Name: "P", Quantity: 1})
+		return err
+	})
+	fmt.Printf("\ngateway round trip on the real broker, %d s per rate, open loop\n", seconds)
+	fmt.Printf("| rate/s | command p50 | command p99 | /healthz p50 | /healthz p99 | p50 ratio | p99 ratio | errors |\n|---|---|---|---|---|---|---|---|\n")
+	for _, rate := range []int{200, 1000} {
+		cmd, cmdErr := paced(rate, seconds, func(i int) error {
+			code, body, err := post(w.addr, fmt.Sprintf("/entities/cart/bench-%d/add-item", i%500), "", sample.AddItem{ProductID: "p", Name: "P", Quantity: 1})
+			if err == nil && code != http.StatusOK {
+				err = fmt.Errorf("%d %s", code, body)
+			}
+			return err
+		})
+		health, _ := paced(rate, seconds, func(int) error {
+			code, _ := get(w.addr, "/healthz")
+			if code != http.StatusOK {
+				return fmt.Errorf("%d", code)
+			}
+			return nil
+		})
+		c50, c99 := pct(cmd, 50), pct(cmd, 99)
+		h50, h99 := pct(health, 50), pct(health, 99)
+		fmt.Printf("| %d | %v | %v | %v | %v | %.1f | %.1f | %d |\n", rate, c50, c99, h50, h99,
+			float64(c50)/float64(h50), float64(c99)/float64(h99), cmdErr)
+	}
+	for i := 0; i < b.N; i++ { // the table above is the result
+	}
+}
+
+// paced calls f rate times a second for seconds, each call on its own
+// goroutine at its scheduled time, and returns the latencies.
+func paced(rate, seconds int, f func(i int) error) ([]time.Duration, int) {
+	n := rate * seconds
+	lat := make([]time.Duration, n)
+	var errs int
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	start := time.Now()
+	interval := time.Second / time.Duration(rate)
+	for i := range n {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t0 := time.Now()
+			err := f(i)
+			lat[i] = time.Since(t0)
+			if err != nil {
+				mu.Lock()
+				errs++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return lat, errs
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)*p/100].Round(10 * time.Microsecond)
+}
