@@ -9,6 +9,7 @@ import (
 
 	"github.com/partita-dev/partita/processor"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -37,7 +38,7 @@ func newMetrics() *metrics {
 			Name: "partita_http_requests_total", Help: "HTTP requests served, by status code.",
 		}, []string{"code"}),
 	}
-	m.reg.MustRegister(m.handled, m.rebalances, m.requests, m, prometheus.NewGoCollector())
+	m.reg.MustRegister(m.handled, m.rebalances, m.requests, m, collectors.NewGoCollector())
 	return m
 }
 
