@@ -57,6 +57,9 @@ func Main(ctx context.Context, app App, args []string, lookup func(string) (stri
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
+	if cmd == "topics" && len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		cmd, args = "topics "+args[0], args[1:]
+	}
 	cfg, rest, err := load(cmd, args, envyaml.Lookup(lookup), stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -66,10 +69,6 @@ func Main(ctx context.Context, app App, args []string, lookup func(string) (stri
 		return 2
 	}
 	switch {
-	case cmd == "topics" && len(rest) == 1 && rest[0] == "plan":
-		err = plan(cfg, app, stdout)
-	case cmd == "topics" && len(rest) == 1 && rest[0] == "create":
-		err = createTopics(ctx, cfg, app, log)
 	case len(rest) > 0:
 		fmt.Fprintf(stderr, "worker: unexpected arguments %q\n", rest)
 		return 2
@@ -79,6 +78,10 @@ func Main(ctx context.Context, app App, args []string, lookup func(string) (stri
 		err = check(ctx, cfg, log, stdout)
 	case cmd == "config":
 		err = printConfig(cfg, stdout)
+	case cmd == "topics plan":
+		err = plan(cfg, app, stdout)
+	case cmd == "topics create":
+		err = createTopics(ctx, cfg, app, log)
 	default:
 		fmt.Fprintf(stderr, "worker: unknown command %q (commands: run, check, config, topics plan, topics create)\n", cmd)
 		return 2
