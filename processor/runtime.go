@@ -195,7 +195,7 @@ func (r *Runtime) Topics(replication int16) []TopicSpec {
 			spec(r.topics.Loop(v.Name), del(7*24*time.Hour)),
 		)
 		for _, s := range v.Sources {
-			if t := r.sourceTopic(s); s.Kind == core.FromTopic && !seen[t] {
+			if t := r.topics.SourceTopic(s); s.Kind == core.FromTopic && !seen[t] {
 				seen[t] = true
 				specs = append(specs, TopicSpec{Name: t, External: true})
 			}
@@ -251,7 +251,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	for _, v := range r.views {
 		copart := []string{r.topics.Table(v.Name), r.topics.Loop(v.Name)}
 		for _, s := range v.Sources {
-			copart = append(copart, r.sourceTopic(s))
+			copart = append(copart, r.topics.SourceTopic(s))
 		}
 		n, err := checkCopartitioned(r.topics.Group(v.Name), copart, counts)
 		if err != nil {

@@ -48,17 +48,6 @@ func (r *Runtime) checkView(v *core.View) []error {
 	return problems
 }
 
-// sourceTopic is the topic a view source reads.
-func (r *Runtime) sourceTopic(s *core.ViewSource) string {
-	switch s.Kind {
-	case core.FromState:
-		return r.topics.Table(s.Entity)
-	case core.FromEvents:
-		return r.topics.Events(s.Entity)
-	}
-	return s.Topic
-}
-
 func (r *Runtime) newViewProcessor(v *core.View, partitions int32) (*goka.Processor, error) {
 	env := core.Env{Topics: r.topics, Now: time.Now, Sleep: time.Sleep}
 	byTopic := map[string]*core.ViewSource{}
@@ -79,7 +68,7 @@ func (r *Runtime) newViewProcessor(v *core.View, partitions int32) (*goka.Proces
 		goka.Output(goka.Stream(r.topics.DeadLetters()), bytes),
 	}
 	for _, s := range v.Sources {
-		t := r.sourceTopic(s)
+		t := r.topics.SourceTopic(s)
 		byTopic[t] = s
 		edges = append(edges, goka.Input(goka.Stream(t), bytes, h.handle))
 	}

@@ -138,7 +138,7 @@ func NewWith(opts []Option, parts ...Part) (*Harness, error) {
 			g.view = p.ViewDefinition()
 			g.sources = map[string]*core.ViewSource{}
 			for _, s := range g.view.Sources {
-				t := h.sourceTopic(s)
+				t := h.topics.SourceTopic(s)
 				g.sources[t] = s
 				g.inputs = append(g.inputs, t)
 			}
@@ -193,16 +193,6 @@ func (h *Harness) instrument(def *core.Entity) *core.Entity {
 		}
 	}
 	return &d
-}
-
-func (h *Harness) sourceTopic(s *core.ViewSource) string {
-	switch s.Kind {
-	case core.FromState:
-		return h.topics.Table(s.Entity)
-	case core.FromEvents:
-		return h.topics.Events(s.Entity)
-	}
-	return s.Topic
 }
 
 // Advance moves the harness clock forward.

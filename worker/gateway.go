@@ -414,17 +414,24 @@ func parseQuery(r *http.Request) (views.Query, error) {
 	return q, nil
 }
 
-func (g *gateway) query(w http.ResponseWriter, r *http.Request) {
+// viewQuery reads the view and the query of a request, writing the error
+// if either is wrong.
+func (g *gateway) viewQuery(w http.ResponseWriter, r *http.Request) (*views.Store, views.Query, bool) {
 	s := g.store(w, r.PathValue("view"))
 	if s == nil {
-		return
+		return nil, views.Query{}, false
 	}
 	q, err := parseQuery(r)
 	if err != nil {
 		httpError(w, http.StatusBadRequest, "invalid_argument", err.Error())
-		return
+		return nil, q, false
 	}
-	if !g.waitAfter(w, r, s) {
+	return s, q, true
+}
+
+func (g *gateway) query(w http.ResponseWriter, r *http.Request) {
+	s, q, ok := g.viewQuery(w, r)
+	if !ok || !g.waitAfter(w, r, s) {
 		return
 	}
 	page, err := s.Query(q)
@@ -447,13 +454,8 @@ func (g *gateway) query(w http.ResponseWriter, r *http.Request) {
 // the current result and each change, "remove" when a row leaves the
 // result, "current" once the current result has been sent.
 func (g *gateway) stream(w http.ResponseWriter, r *http.Request) {
-	s := g.store(w, r.PathValue("view"))
-	if s == nil {
-		return
-	}
-	q, err := parseQuery(r)
-	if err != nil {
-		httpError(w, http.StatusBadRequest, "invalid_argument", err.Error())
+	s, q, ok := g.viewQuery(w, r)
+	if !ok {
 		return
 	}
 	flusher, ok := w.(http.Flusher)

@@ -59,6 +59,17 @@ func (s *ViewSource) Name() string {
 	return s.Entity
 }
 
+// SourceTopic is the topic a view source reads.
+func (t Topics) SourceTopic(s *ViewSource) string {
+	switch s.Kind {
+	case FromState:
+		return t.Table(s.Entity)
+	case FromEvents:
+		return t.Events(s.Entity)
+	}
+	return s.Topic
+}
+
 // ViewInput is what a view handler sees.
 type ViewInput struct {
 	Subject string
