@@ -36,7 +36,7 @@ walkthrough:
 # Benchmarks print ratios against a baseline measured in the same run.
 bench: kafkactl
 	$(KAFKACTL) up >/dev/null
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./views/ ./worker/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./views/ ./worker/ ./bench/
 
 lint: $(BIN)/staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -142,20 +142,6 @@ type Applied struct {
 	Outputs []Output `json:"o"`
 }
 
-// DecodeEnvelope reads a stored envelope; nil data is an empty envelope.
-func DecodeEnvelope(data []byte) (*Envelope, error) {
-	env := &Envelope{}
-	if len(data) == 0 {
-		return env, nil
-	}
-	if err := json.Unmarshal(data, env); err != nil {
-		return nil, fmt.Errorf("stored state is unreadable: %w", err)
-	}
-	return env, nil
-}
-
-// Encode writes the envelope for the group table.
-func (e *Envelope) Encode() ([]byte, error) { return json.Marshal(e) }
 
 // Topics names the topics of an application.
 type Topics struct{ App string }

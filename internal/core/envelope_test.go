@@ -1,0 +1,64 @@
+package core
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/partita-dev/partita/codec"
+)
+
+func TestEnvelopeRoundTrip(t *testing.T) {
+	for _, env := range []*Envelope{
+		{},
+		{Seq: 7, Exists: true, State: []byte(`{"n":1}`)},
+		{Seq: 300, Exists: false, Applied: []Applied{
+			{Key: "src\x00id-1", Outputs: []Output{{Topic: "app.replies", Record: codec.Record{Key: []byte("id-1"), Value: []byte("{}"),
+				Headers: map[string][]byte{"ce_id": []byte("reply:src/id-1"), "ce_type": []byte("partita.reply")}}}}},
+			{Key: "src\x00id-2", Outputs: []Output{}},
+		}},
+	} {
+		data, err := env.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := DecodeEnvelope(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Seq != env.Seq || got.Exists != env.Exists || string(got.State) != string(env.State) || len(got.Applied) != len(env.Applied) {
+			t.Fatalf("round trip: %+v -> %+v", env, got)
+		}
+		for i := range env.Applied {
+			if got.Applied[i].Key != env.Applied[i].Key || len(got.Applied[i].Outputs) != len(env.Applied[i].Outputs) {
+				t.Fatalf("applied %d: %+v", i, got.Applied[i])
+			}
+			for j, o := range env.Applied[i].Outputs {
+				if g := got.Applied[i].Outputs[j]; g.Topic != o.Topic || !reflect.DeepEqual(g.Record, o.Record) {
+					t.Fatalf("output %d/%d: %+v, want %+v", i, j, g, o)
+				}
+			}
+		}
+	}
+}
+
+func FuzzDecodeEnvelope(f *testing.F) {
+	env := &Envelope{Seq: 3, Exists: true, State: []byte(`{"n":3}`), Applied: []Applied{{Key: "k", Outputs: []Output{{Topic: "t", Record: codec.Record{Key: []byte("k"), Value: []byte("v"), Headers: map[string][]byte{"h": []byte("x")}}}}}}}
+	good, _ := env.Encode()
+	f.Add(good)
+	f.Add([]byte{})
+	f.Add([]byte("P\x01"))
+	f.Add([]byte(`{"seq":1}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		env, err := DecodeEnvelope(data)
+		if err != nil {
+			return
+		}
+		again, err := env.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := DecodeEnvelope(again); err != nil {
+			t.Fatalf("re-encoded envelope does not decode: %v", err)
+		}
+	})
+}
