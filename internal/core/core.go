@@ -142,7 +142,6 @@ type Applied struct {
 	Outputs []Output `json:"o"`
 }
 
-
 // Topics names the topics of an application.
 type Topics struct{ App string }
 
