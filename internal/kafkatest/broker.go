@@ -54,7 +54,11 @@ type Env struct {
 	OtherCAFile    string `json:"other_ca_file"`
 	ClientCertFile string `json:"client_cert_file"`
 	ClientKeyFile  string `json:"client_key_file"`
-	LogFile        string `json:"log_file"`
+	// ExpiredCertFile and ExpiredKeyFile are a client certificate signed by
+	// CAFile that has expired.
+	ExpiredCertFile string `json:"expired_cert_file"`
+	ExpiredKeyFile  string `json:"expired_key_file"`
+	LogFile         string `json:"log_file"`
 }
 
 // Paths locates the cache: jars under Home/libs-<version>, the running broker under Home/run.
@@ -211,13 +215,15 @@ func start(ctx context.Context, p Paths, logf func(string, ...any)) (*Env, error
 	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[i]) }
 	env := &Env{
 		Plaintext: addr(0), SASLPlaintext: addr(1), SASLSSL: addr(2), SSL: addr(3),
-		User:           User{Name: "partita", Password: randomSecret()},
-		SCRAM256Only:   User{Name: "scram256only", Password: randomSecret()},
-		CAFile:         certs.CAFile,
-		OtherCAFile:    certs.OtherCAFile,
-		ClientCertFile: certs.ClientCertFile,
-		ClientKeyFile:  certs.ClientKeyFile,
-		LogFile:        filepath.Join(run, "kafka.log"),
+		User:            User{Name: "partita", Password: randomSecret()},
+		SCRAM256Only:    User{Name: "scram256only", Password: randomSecret()},
+		CAFile:          certs.CAFile,
+		OtherCAFile:     certs.OtherCAFile,
+		ClientCertFile:  certs.ClientCertFile,
+		ClientKeyFile:   certs.ClientKeyFile,
+		ExpiredCertFile: certs.ExpiredCertFile,
+		ExpiredKeyFile:  certs.ExpiredKeyFile,
+		LogFile:         filepath.Join(run, "kafka.log"),
 	}
 	props := filepath.Join(run, "server.properties")
 	if err := os.WriteFile(props, []byte(serverProperties(run, env, addr(4), certs)), 0o600); err != nil {

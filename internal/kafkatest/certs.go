@@ -21,6 +21,8 @@ type certSet struct {
 	ClientCertFile  string // client certificate signed by the CA (CN=partita-client)
 	ClientKeyFile   string
 	OtherCAFile     string // a CA that signed nothing the broker uses: "not trusted"
+	ExpiredCertFile string // a client certificate signed by the CA that expired yesterday
+	ExpiredKeyFile  string
 }
 
 type keyPair struct {
@@ -71,12 +73,27 @@ func writeCerts(dir string) (certSet, error) {
 	if err != nil {
 		return certSet{}, err
 	}
+	expired, err := newCert(ca, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "partita-expired-client"},
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		NotAfter:    time.Now().Add(-24 * time.Hour),
+	})
+	if err != nil {
+		return certSet{}, err
+	}
 	cs := certSet{
 		CAFile:          filepath.Join(dir, "ca.pem"),
 		BrokerStoreFile: filepath.Join(dir, "broker-keystore.pem"),
 		ClientCertFile:  filepath.Join(dir, "client.pem"),
 		ClientKeyFile:   filepath.Join(dir, "client-key.pem"),
 		OtherCAFile:     filepath.Join(dir, "other-ca.pem"),
+		ExpiredCertFile: filepath.Join(dir, "expired-client.pem"),
+		ExpiredKeyFile:  filepath.Join(dir, "expired-client-key.pem"),
+	}
+	expiredKey, err := keyPEM(expired.key)
+	if err != nil {
+		return certSet{}, err
 	}
 	brokerKey, err := keyPEM(broker.key)
 	if err != nil {
@@ -92,6 +109,8 @@ func writeCerts(dir string) (certSet, error) {
 		cs.BrokerStoreFile: append(brokerKey, append(certPEM(broker), certPEM(ca)...)...),
 		cs.ClientCertFile:  certPEM(client),
 		cs.ClientKeyFile:   clientKey,
+		cs.ExpiredCertFile: certPEM(expired),
+		cs.ExpiredKeyFile:  expiredKey,
 	}
 	for name, data := range files {
 		if err := os.WriteFile(name, data, 0o600); err != nil {
@@ -112,8 +131,12 @@ func newCert(parent *keyPair, tmpl *x509.Certificate) (*keyPair, error) {
 		return nil, err
 	}
 	tmpl.SerialNumber = serial
-	tmpl.NotBefore = time.Now().Add(-time.Hour)
-	tmpl.NotAfter = time.Now().Add(30 * 24 * time.Hour)
+	if tmpl.NotAfter.IsZero() {
+		tmpl.NotBefore = time.Now().Add(-time.Hour)
+		tmpl.NotAfter = time.Now().Add(30 * 24 * time.Hour)
+	} else {
+		tmpl.NotBefore = tmpl.NotAfter.Add(-30 * 24 * time.Hour)
+	}
 	signer, signerCert := key, tmpl
 	if parent != nil {
 		signer, signerCert = parent.key, parent.cert

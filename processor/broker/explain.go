@@ -78,14 +78,28 @@ func Explain(ctx context.Context, c Config, err error) error {
 			hostErr.Host, hostErr)
 	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
 		return ce(ErrCertificateExpired, "the broker's certificate is expired or not yet valid (%v)", invalid)
-	case strings.Contains(msg, "remote error: tls: certificate expired"):
+	case strings.Contains(msg, "remote error: tls: expired certificate"):
 		return ce(ErrCertificateExpired, "the broker rejected the client certificate %s as expired or not yet valid; renew it", c.TLS.CertFile)
 	case strings.Contains(msg, "remote error: tls: bad certificate"),
 		strings.Contains(msg, "remote error: tls: certificate required"),
 		strings.Contains(msg, "remote error: tls: unknown certificate authority"),
-		strings.Contains(msg, "remote error: tls: certificate unknown"):
+		strings.Contains(msg, "remote error: tls: unknown certificate"),
+		strings.Contains(msg, "remote error: tls: revoked certificate"),
+		strings.Contains(msg, "remote error: tls: unsupported certificate"):
 		if c.TLS.CertFile == "" {
 			return ce(ErrClientCertRequired, "the listener requires a TLS client certificate and none was sent; set auth to mtls with tls.cert_file and tls.key_file (KAFKA_CERT_FILE, KAFKA_KEY_FILE)")
+		}
+		// Brokers rarely say why they refuse a certificate: check the one we sent.
+		if cert, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile); err == nil && cert.Leaf != nil {
+			now := time.Now()
+			if now.After(cert.Leaf.NotAfter) {
+				return ce(ErrCertificateExpired, "the broker rejected the client certificate %s, which expired on %s; renew it",
+					c.TLS.CertFile, cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+			}
+			if now.Before(cert.Leaf.NotBefore) {
+				return ce(ErrCertificateExpired, "the broker rejected the client certificate %s, which is not valid before %s; check the clock",
+					c.TLS.CertFile, cert.Leaf.NotBefore.UTC().Format(time.RFC3339))
+			}
 		}
 		return ce(ErrClientCertRejected, "the listener did not accept the client certificate %s; check that a CA the broker trusts signed it", c.TLS.CertFile)
 	case errors.Is(err, syscall.ECONNREFUSED):

@@ -164,6 +164,12 @@ func TestConnectFailuresNameTheCause(t *testing.T) {
 			broker.ErrPlaintextToTLS, []string{"speaks TLS", "KAFKA_TLS=true"}},
 		{"no SASL on the SASL port", broker.Config{BootstrapServers: []string{e.SASLPlaintext}},
 			broker.ErrSASLRequired, []string{"requires SASL", "KAFKA_AUTH"}},
+		{"expired client certificate", broker.Config{BootstrapServers: []string{e.SSL}, Auth: broker.AuthMTLS,
+			TLS: broker.TLS{CAFile: e.CAFile, CertFile: e.ExpiredCertFile, KeyFile: e.ExpiredKeyFile}},
+			broker.ErrCertificateExpired, []string{"expired", e.ExpiredCertFile}},
+		{"host-name mismatch", broker.Config{BootstrapServers: []string{e.SASLSSL}, Auth: broker.AuthPlain, Username: e.User.Name, Password: broker.Secret(e.User.Password),
+			TLS: broker.TLS{Enabled: true, CAFile: e.CAFile, ServerName: "kafka.wrong.example"}},
+			broker.ErrServerNameMismatch, []string{"not valid for", "kafka.wrong.example", "tls.server_name"}},
 		{"nothing listening", broker.Config{BootstrapServers: []string{kafkatest.ClosedAddr(t)}},
 			broker.ErrNoBroker, []string{"nothing listens there", "connection refused", "KAFKA_BOOTSTRAP_SERVERS"}},
 	}
