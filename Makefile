@@ -9,7 +9,7 @@ KAFKACTL    := $(BIN)/kafkactl
 STATICCHECK_VERSION := v0.8.2
 TEST_TIMEOUT ?= 30m
 
-.PHONY: all run test lint bench walkthrough kafka-up kafka-down kafka-status kafkactl
+.PHONY: all run test lint bench walkthrough fuzz kafka-up kafka-down kafka-status kafkactl
 
 all: lint test
 
@@ -32,6 +32,14 @@ test: kafkactl
 
 walkthrough:
 	python3 scripts/walkthrough.py
+
+# A short run of every fuzz target (seed corpora: f.Add and testdata/fuzz).
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) ./codec/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) ./internal/core/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseYAML$$' -fuzztime $(FUZZTIME) ./processor/broker/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseQuery$$' -fuzztime $(FUZZTIME) ./worker/
 
 # Benchmarks print ratios against a baseline measured in the same run.
 bench: kafkactl
