@@ -9,7 +9,7 @@ KAFKACTL    := $(BIN)/kafkactl
 STATICCHECK_VERSION := v0.8.2
 TEST_TIMEOUT ?= 30m
 
-.PHONY: all run test lint bench walkthrough fuzz kafka-up kafka-down kafka-status kafkactl
+.PHONY: all run test lint bench walkthrough fuzz reliability kafka-up kafka-down kafka-status kafkactl
 
 all: lint test
 
@@ -32,6 +32,11 @@ test: kafkactl
 
 walkthrough:
 	python3 scripts/walkthrough.py
+
+# The full reliability suite (the short form runs in make test): prints a
+# table of figures and fails if a promise does.
+reliability:
+	RELIABILITY=full $(GO) test -count=1 -run TestReliability -v -timeout 60m ./reliability/ | grep -vE '^=== |^\s+(broker|kafkatest)'
 
 # A short run of every fuzz target (seed corpora: f.Add and testdata/fuzz).
 FUZZTIME ?= 10s

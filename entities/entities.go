@@ -34,6 +34,7 @@ const (
 	DefaultRetries        = 3
 	DefaultBackoff        = 100 * time.Millisecond
 	DefaultHandlerTimeout = 10 * time.Second
+	DefaultMaxValue       = 256 << 10
 )
 
 // Entity is an entity definition over state type S. Build one with
@@ -69,6 +70,10 @@ func Retries(n int, backoff time.Duration) Option {
 // HandlerTimeout bounds one handler call (default 10s); a handler that
 // takes longer is abandoned and its command dead-lettered.
 func HandlerTimeout(d time.Duration) Option { return func(e *core.Entity) { e.Timeout = d } }
+
+// MaxValue bounds the size of a command's (or subscribed event's) record
+// value (default 256 KiB); a larger one is dead-lettered unread.
+func MaxValue(bytes int) Option { return func(e *core.Entity) { e.MaxValue = bytes } }
 
 // IgnoreUnknownTypes drops records whose ce-type has no handler instead of
 // dead-lettering them.
@@ -144,6 +149,7 @@ func newEntity[S any](name string, kind core.Kind, opts []Option) *Entity[S] {
 			Commands:      map[string]core.Handler{},
 			Subscriptions: map[string]map[string]core.Handler{},
 			Window:        DefaultDedupWindow, Retries: DefaultRetries, Backoff: DefaultBackoff, Timeout: DefaultHandlerTimeout,
+			MaxValue: DefaultMaxValue,
 		},
 		stateCodec: codec.JSON[S](),
 	}

@@ -84,6 +84,7 @@ type Stats struct {
 	DeadLetters atomic.Int64 // records sent to the dead-letter topic
 	Rerouted    atomic.Int64 // records re-routed through a loop topic
 	ViewApplied atomic.Int64 // view table records applied to this worker's replicas
+	Restarts    atomic.Int64 // processors and replicas restarted after they stopped early
 }
 
 // ErrConfig is wrapped by New's error for an invalid runtime configuration.
@@ -226,6 +227,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 		return err
 	}
 	var procs []*goka.Processor
+	var builds []func() (*goka.Processor, error)
 	for _, d := range r.defs {
 		group := r.topics.Group(d.Name)
 		var copart []string
@@ -242,11 +244,12 @@ func (r *Runtime) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		p, err := r.newProcessor(d, n)
+		build := func() (*goka.Processor, error) { return r.newProcessor(d, n) }
+		p, err := build()
 		if err != nil {
 			return fmt.Errorf("entity %s: %w", d.Name, err)
 		}
-		procs = append(procs, p)
+		procs, builds = append(procs, p), append(builds, build)
 	}
 	for _, v := range r.views {
 		copart := []string{r.topics.Table(v.Name), r.topics.Loop(v.Name)}
@@ -257,11 +260,12 @@ func (r *Runtime) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		p, err := r.newViewProcessor(v, n)
+		build := func() (*goka.Processor, error) { return r.newViewProcessor(v, n) }
+		p, err := build()
 		if err != nil {
 			return fmt.Errorf("view %s: %w", v.Name, err)
 		}
-		procs = append(procs, p)
+		procs, builds = append(procs, p), append(builds, build)
 	}
 	var reps []*replica
 	for _, v := range r.views {
@@ -279,38 +283,68 @@ func (r *Runtime) Run(ctx context.Context) error {
 	defer repClient.Close()
 
 	r.mu.Lock()
-	r.procs = procs
+	r.procs = append([]*goka.Processor(nil), procs...)
 	r.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errs := make(chan error, len(procs)+len(reps))
+	// Every processor and replica is supervised: when one stops with an
+	// error (the broker restarted, a rebalance failed) it is started again
+	// with backoff, so the worker outlives what Kafka does to it.
 	var wg sync.WaitGroup
 	caughtUp := make([]chan struct{}, len(reps))
 	for i, rep := range reps {
 		caughtUp[i] = make(chan struct{})
+		var once sync.Once
+		done := func() { once.Do(func() { close(caughtUp[i]) }) }
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := rep.run(ctx, repClient, caughtUp[i], &r.stats, log); err != nil {
-				errs <- err
-				cancel()
-			}
+			supervise(ctx, log, &r.stats, "view replica "+rep.name, func() error {
+				return rep.run(ctx, repClient, done, &r.stats, log)
+			})
 		}()
 	}
-	for _, p := range procs {
+	for i := range procs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := p.Run(ctx); err != nil {
-				errs <- fmt.Errorf("processor %s: %w", p.Graph().Group(), err)
-				cancel()
-			}
+			p := procs[i]
+			supervise(ctx, log, &r.stats, "processor "+string(p.Graph().Group()), func() error {
+				if p == nil { // the previous run stopped: build a fresh processor
+					np, err := builds[i]()
+					if err != nil {
+						return err
+					}
+					p = np
+					r.mu.Lock()
+					if r.procs != nil {
+						r.procs[i] = np
+					}
+					r.mu.Unlock()
+				}
+				err := p.Run(ctx)
+				p = nil // a goka processor runs once
+				return err
+			})
 		}()
 	}
 	go func() {
-		for _, p := range procs {
-			if p.WaitForReadyContext(ctx) != nil {
-				return
+		// Wait on the current processor of each group: a supervised one
+		// may have been replaced since.
+		for i := range procs {
+			for {
+				r.mu.Lock()
+				p := r.procs[i]
+				r.mu.Unlock()
+				wait, cancel := context.WithTimeout(ctx, time.Second)
+				err := p.WaitForReadyContext(wait)
+				cancel()
+				if err == nil {
+					break
+				}
+				if ctx.Err() != nil {
+					return
+				}
 			}
 		}
 		for _, c := range caughtUp {
@@ -324,20 +358,31 @@ func (r *Runtime) Run(ctx context.Context) error {
 		close(r.ready)
 	}()
 	wg.Wait()
-	close(errs)
 	r.mu.Lock()
 	r.replicas = map[string]*replica{}
 	r.procs = nil
 	r.mu.Unlock()
-	return errors.Join(collect(errs)...)
+	return nil
 }
 
-func collect(ch <-chan error) []error {
-	var out []error
-	for err := range ch {
-		out = append(out, err)
+// supervise runs run until ctx ends, running it again with backoff (1s,
+// doubling to 30s) whenever it returns early.
+func supervise(ctx context.Context, log *slog.Logger, stats *Stats, what string, run func() error) {
+	backoff := time.Second
+	for {
+		err := run()
+		if ctx.Err() != nil {
+			return
+		}
+		stats.Restarts.Add(1)
+		log.Warn("stopped; restarting", "what", what, "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
 	}
-	return out
 }
 
 // startLatest commits the newest offsets, for the partitions of topics

@@ -152,9 +152,9 @@ func (r *Runtime) openReplica(v *core.View) (*replica, error) {
 }
 
 // run consumes the view table from where the store stopped and applies it
-// in batches until ctx ends. caughtUp is closed once every partition has
-// reached the high-water mark it had at start.
-func (rep *replica) run(ctx context.Context, client sarama.Client, caughtUp chan<- struct{}, stats *Stats, log *slog.Logger) error {
+// in batches until ctx ends or the consumer fails. caughtUp is called once
+// every partition has reached the high-water mark it had at start.
+func (rep *replica) run(ctx context.Context, client sarama.Client, caughtUp func(), stats *Stats, log *slog.Logger) error {
 	consumer, err := sarama.NewConsumerFromClient(client)
 	if err != nil {
 		return err
@@ -200,11 +200,9 @@ func (rep *replica) run(ctx context.Context, client sarama.Client, caughtUp chan
 		}()
 	}
 	log.Debug("view replica started", "view", rep.name, "resume", applied)
-	signalled := false
 	signal := func() {
-		if !signalled && len(pending) == 0 {
-			signalled = true
-			close(caughtUp)
+		if len(pending) == 0 {
+			caughtUp()
 		}
 	}
 	signal()

@@ -188,9 +188,7 @@ func serve(ctx context.Context, cfg Config, app App, log *slog.Logger) error {
 		return err
 	}
 	defer stop()
-	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	report, err := broker.Check(cctx, kc, log)
-	cancel()
+	report, err := connect(ctx, kc, log)
 	if err != nil {
 		return err
 	}
@@ -207,10 +205,16 @@ func serve(ctx context.Context, cfg Config, app App, log *slog.Logger) error {
 	rtCtx, stopRuntime := context.WithCancel(context.Background())
 	defer stopRuntime()
 	runErr := make(chan error, 1)
-	go func() { runErr <- rt.Run(rtCtx) }()
+	go func() {
+		runErr <- retryUnreachable(rtCtx, log, "runtime", func() error { return rt.Run(rtCtx) })
+	}()
 	go logRecovery(rtCtx, rt, log)
 
-	gw, err := newGateway(rtCtx, cfg, kc, rt, m, log)
+	var gw *gateway
+	err = retryUnreachable(rtCtx, log, "gateway", func() (err error) {
+		gw, err = newGateway(rtCtx, cfg, kc, rt, m, log)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -244,6 +248,36 @@ func serve(ctx context.Context, cfg Config, app App, log *slog.Logger) error {
 	}
 	log.Info("worker stopped")
 	return nil
+}
+
+// retryUnreachable runs f again while it fails because no broker is
+// reachable (the broker is restarting), and returns any other outcome.
+func retryUnreachable(ctx context.Context, log *slog.Logger, what string, f func() error) error {
+	for {
+		err := f()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, broker.ErrNoBroker) {
+			return err
+		}
+		log.Warn("no Kafka broker reachable; retrying", "what", what, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// connect checks the connection, waiting for the brokers while none is
+// reachable (a worker started during a broker restart must not exit); any
+// other failure (credentials, TLS) is returned at once.
+func connect(ctx context.Context, kc broker.Config, log *slog.Logger) (report *broker.Report, err error) {
+	err = retryUnreachable(ctx, log, "connection check", func() error {
+		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		report, err = broker.Check(cctx, kc, log)
+		return err
+	})
+	return report, err
 }
 
 // logRecovery logs the restore progress until every partition has recovered.

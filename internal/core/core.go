@@ -56,6 +56,8 @@ type Entity struct {
 	Backoff time.Duration
 	// Timeout bounds one handler call.
 	Timeout time.Duration
+	// MaxValue bounds the size of a record's value; larger ones are dead letters.
+	MaxValue int
 	// PublishTopics and SendsTo declare where effects may write.
 	PublishTopics []string
 	SendsTo       []string

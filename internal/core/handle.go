@@ -101,6 +101,9 @@ func decode(d Delivery) (codec.Event, error) {
 // delivery: decode, re-route, dedup, decide, and what to store and write.
 func HandleEntity(env Env, def *Entity, d Delivery) Actions {
 	group := env.Topics.Group(def.Name)
+	if max := def.MaxValue; max > 0 && len(d.Record.Value) > max {
+		return deadLetter(d, group, fmt.Sprintf("value is %d bytes, more than the %d the entity accepts (entities.MaxValue)", len(d.Record.Value), max), env.Now())
+	}
 	ev, err := decode(d)
 	if err != nil {
 		return deadLetter(d, group, err.Error(), env.Now())

@@ -244,27 +244,10 @@ func start(ctx context.Context, p Paths, logf func(string, ...any)) (*Env, error
 	if out, err := format.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("format storage: %w\n%s", err, out)
 	}
-	out, err := os.Create(filepath.Join(run, "kafka.out"))
-	if err != nil {
-		return nil, err
-	}
-	defer out.Close()
 	logf("kafkatest: starting Kafka %s (PLAINTEXT %s, SASL_PLAINTEXT %s, SASL_SSL %s, SSL %s)",
 		KafkaVersion, env.Plaintext, env.SASLPlaintext, env.SASLSSL, env.SSL)
-	cmd := exec.Command("java", "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-		"-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
-		"-Dlog4j2.configurationFile="+log4j, "-cp", classpath, "kafka.Kafka", props)
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlive the test process
-	if err := cmd.Start(); err != nil {
+	if err := launch(ctx, p, env); err != nil {
 		return nil, err
-	}
-	env.PID = cmd.Process.Pid
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	if err := waitReady(ctx, env, exited); err != nil {
-		stopProcess(env.PID, 5*time.Second)
-		return nil, fmt.Errorf("%w (broker log: %s)", err, env.LogFile)
 	}
 	data, err := json.MarshalIndent(env, "", "  ")
 	if err != nil {
@@ -275,6 +258,57 @@ func start(ctx context.Context, p Paths, logf func(string, ...any)) (*Env, error
 	}
 	logf("kafkatest: broker ready (pid %d)", env.PID)
 	return env, nil
+}
+
+// launch starts the broker of an existing run directory and waits until it
+// answers; env.PID is set to the new process.
+func launch(ctx context.Context, p Paths, env *Env) error {
+	run := p.run()
+	out, err := os.OpenFile(filepath.Join(run, "kafka.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	log4j := filepath.Join(run, "log4j2.properties")
+	cmd := exec.Command("java", "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+		"-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+		"-Dlog4j2.configurationFile="+log4j, "-cp", filepath.Join(p.libs(), "*"), "kafka.Kafka", filepath.Join(run, "server.properties"))
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlive the test process
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	env.PID = cmd.Process.Pid
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	if err := waitReady(ctx, env, exited); err != nil {
+		stopProcess(env.PID, 5*time.Second)
+		return fmt.Errorf("%w (broker log: %s)", err, env.LogFile)
+	}
+	return nil
+}
+
+// Restart stops the running broker cleanly and starts it again on the same
+// ports with the same data, as an operator's rolling restart would.
+func Restart(ctx context.Context, p Paths) (*Env, error) {
+	unlock, err := lock(p.Home)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	env, err := readEnv(p)
+	if err != nil {
+		return nil, err
+	}
+	stopProcess(env.PID, 30*time.Second)
+	if err := launch(ctx, p, env); err != nil {
+		return nil, err
+	}
+	data, err := json.MarshalIndent(env, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return env, os.WriteFile(p.envFile(), data, 0o600)
 }
 
 func waitReady(ctx context.Context, env *Env, exited <-chan error) error {
