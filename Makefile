@@ -2,6 +2,9 @@
 # Kafka is configured); `make test` runs every test, the real-Kafka
 # integration tests included (the broker is fetched and started by kafkactl).
 
+SHELL       := /bin/bash
+.SHELLFLAGS := -o pipefail -c   # a pipeline fails when its first command does
+
 GO          ?= go
 CACHE       := $(CURDIR)/.cache
 BIN         := $(CACHE)/bin
