@@ -32,6 +32,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/partita-dev/partita/codec"
+	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/internal/kafkatest"
 	"github.com/partita-dev/partita/internal/murmur2"
 	"github.com/partita-dev/partita/processor"
@@ -260,22 +261,28 @@ func TestReliability(t *testing.T) {
 		waitReady(t, w.addr, 3*time.Minute)
 	}
 	var lost, twice int64
-	for c := range p.carts {
-		want := sent[c].Load()
-		var got int64
-		deadline := time.Now().Add(3 * time.Minute)
-		for {
-			got = quantity(t, workers, c)
-			if got >= want || time.Now().After(deadline) {
-				break
+	var got map[string]int64
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		got = quantities(t, env.Plaintext, app+".cart-table")
+		behind := 0
+		for c := range p.carts {
+			if got[fmt.Sprintf("cart-%d", c)] < sent[c].Load() {
+				behind++
 			}
-			time.Sleep(500 * time.Millisecond)
 		}
-		if got < want {
-			lost += want - got
+		if behind == 0 || time.Now().After(deadline) {
+			break
 		}
-		if got > want {
-			twice += got - want
+		time.Sleep(time.Second)
+	}
+	for c := range p.carts {
+		want, have := sent[c].Load(), got[fmt.Sprintf("cart-%d", c)]
+		if have < want {
+			lost += want - have
+		}
+		if have > want {
+			twice += have - want
 		}
 	}
 
@@ -409,24 +416,52 @@ func sendViaGateway(ws []*worker, app string, i, cart int, retriable *atomic.Int
 	return false
 }
 
-// quantity asks a live worker for cart c's quantity of product p.
-func quantity(t *testing.T, ws []*worker, c int) int64 {
-	for _, w := range ws {
-		resp, err := httpc.Post(fmt.Sprintf("http://%s/entities/cart/cart-%d/get", w.addr, c), "application/json", strings.NewReader("{}"))
+// quantities reads the cart entity's table topic to its end and returns
+// each cart's quantity of product p, from the latest state of each.
+func quantities(t *testing.T, addr, topic string) map[string]int64 {
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V3_6_0_0
+	client, err := sarama.NewClient([]string{addr}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	parts, err := client.Partitions(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, p := range parts {
+		end, err := client.GetOffset(topic, p, sarama.OffsetNewest)
 		if err != nil {
+			t.Fatal(err)
+		}
+		if end == 0 {
 			continue
 		}
-		var cart sample.Cart
-		err = json.NewDecoder(resp.Body).Decode(&cart)
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK && err == nil {
-			return int64(cart.Items["p"].Quantity)
+		pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if resp.StatusCode == http.StatusNotFound {
-			return 0
+		for m := range pc.Messages() {
+			if env, err := core.DecodeEnvelope(m.Value); err == nil && env.Exists {
+				var cart sample.Cart
+				if json.Unmarshal(env.State, &cart) == nil {
+					out[string(m.Key)] = int64(cart.Items["p"].Quantity)
+				}
+			}
+			if m.Offset+1 >= end {
+				break
+			}
 		}
+		pc.Close()
 	}
-	return -1
+	return out
 }
 
 type bad struct {

@@ -114,6 +114,7 @@ func (g *gateway) follow(ctx context.Context) error {
 	}
 	defer consumer.Close()
 	msgs := make(chan *sarama.ConsumerMessage, 256)
+	stopped := make(chan struct{}, 1) // a partition consumer ended: start over
 	for _, topic := range []string{g.topics.Replies(), g.topics.DeadLetters()} {
 		parts, err := g.client.Partitions(topic)
 		if err != nil {
@@ -137,6 +138,10 @@ func (g *gateway) follow(ctx context.Context) error {
 						return
 					}
 				}
+				select {
+				case stopped <- struct{}{}:
+				default:
+				}
 			}()
 		}
 	}
@@ -144,6 +149,8 @@ func (g *gateway) follow(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-stopped:
+			return errors.New("a reply or dead-letter partition consumer stopped")
 		case m := <-msgs:
 			g.deliver(m)
 		}
