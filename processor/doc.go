@@ -22,6 +22,9 @@
 //     dead-lettered too (goka would drop them).
 //   - New groups start at the oldest record of their inputs, except
 //     subscriptions declared to start at the latest.
+//   - Every processor and view replica is supervised: when one stops with an
+//     error (a broker restart, a failed rebalance) it starts again with
+//     backoff; Run returns when its context ends.
 //
 // Replies to commands go to <app>.replies keyed by the command's ce-id, as
 // CloudEvents of type partita.reply or partita.error (code in the
