@@ -14,6 +14,7 @@ import (
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/entities"
 	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/recordtest"
 	"github.com/partita-dev/partita/processor"
 	"github.com/partita-dev/partita/sample"
 )
@@ -218,22 +219,7 @@ func TestBadRecordsGoToTheDeadLetterTopic(t *testing.T) {
 		r, _ := codec.EncodeEvent(cmd(subject, "create", id, sample.CreateCustomer{Email: "a@b.c", Name: "A"}))
 		return r
 	}
-	with := func(r codec.Record, kv ...any) codec.Record {
-		h := map[string][]byte{}
-		for k, v := range r.Headers {
-			h[k] = v
-		}
-		for i := 0; i < len(kv); i += 2 {
-			if kv[i+1] == nil {
-				delete(h, kv[i].(string))
-			} else if b, ok := kv[i+1].([]byte); ok {
-				h[kv[i].(string)] = b
-			} else {
-				h[kv[i].(string)] = []byte(kv[i+1].(string))
-			}
-		}
-		return codec.Record{Key: r.Key, Value: r.Value, Headers: h}
-	}
+	with := recordtest.With
 	long := strings.Repeat("x", 2000)
 	cases := []struct {
 		kind   string

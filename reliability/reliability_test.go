@@ -35,6 +35,7 @@ import (
 	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/internal/kafkatest"
 	"github.com/partita-dev/partita/internal/murmur2"
+	"github.com/partita-dev/partita/internal/recordtest"
 	"github.com/partita-dev/partita/processor"
 	"github.com/partita-dev/partita/processor/broker"
 	"github.com/partita-dev/partita/sample"
@@ -478,23 +479,7 @@ func badInput(app string) []bad {
 		r, _ := codec.EncodeEvent(e)
 		return r
 	}
-	with := func(r codec.Record, kv ...any) codec.Record {
-		h := map[string][]byte{}
-		for k, v := range r.Headers {
-			h[k] = v
-		}
-		for i := 0; i < len(kv); i += 2 {
-			switch v := kv[i+1].(type) {
-			case nil:
-				delete(h, kv[i].(string))
-			case []byte:
-				h[kv[i].(string)] = v
-			case string:
-				h[kv[i].(string)] = []byte(v)
-			}
-		}
-		return codec.Record{Key: r.Key, Value: r.Value, Headers: h}
-	}
+	with := recordtest.With
 	cmds, boom := app+".cart.commands", app+".boom.commands"
 	g := good("bad-cart", "add-item")
 	list := []bad{
