@@ -1,3 +1,5 @@
+//go:build reliability
+
 // Package reliability holds the suite that proves Partita's promises on the
 // real broker and reports a figure for each: workers killed with SIGKILL
 // while commands flow, the broker restarted mid-run, bad input mixed into

@@ -100,7 +100,15 @@ func TestProduceConsumeThroughEveryListener(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := "hello over " + name
-			part, off, err := producer.SendMessage(&sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder("k"), Value: sarama.StringEncoder(want)})
+			var part int32
+			var off int64
+			for try := 0; ; try++ { // a new topic's metadata can take a moment to reach every listener
+				part, off, err = producer.SendMessage(&sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder("k"), Value: sarama.StringEncoder(want)})
+				if !errors.Is(err, sarama.ErrUnknownTopicOrPartition) || try == 50 {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
 			tr.record(err)
 			if err != nil {
 				t.Fatal(err)
