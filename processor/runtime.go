@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -464,11 +465,16 @@ func (r *Runtime) saramaConfig() (*sarama.Config, error) {
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
 	sc.Producer.Retry.Max = 10
+	// One request in flight per broker: a retried batch cannot land behind
+	// a later one, so a subject's events stay in sequence order.
+	sc.Net.MaxOpenRequests = 1
 	return sc, nil
 }
 
 func (r *Runtime) newProcessor(d *core.Entity, partitions int32) (*goka.Processor, error) {
-	env := core.Env{Topics: r.topics, Now: time.Now, Sleep: time.Sleep}
+	// Each processor is a new epoch (see core.Env): supervision replaces a
+	// failed one with a new processor, so a new epoch.
+	env := core.Env{Topics: r.topics, Now: time.Now, Sleep: time.Sleep, Epoch: rand.Uint64() | 1}
 	h := &handler{
 		group:      r.topics.Group(d.Name),
 		observe:    r.cfg.Observe,

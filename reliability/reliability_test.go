@@ -263,29 +263,25 @@ func TestReliability(t *testing.T) {
 	for _, w := range workers {
 		waitReady(t, w.addr, 3*time.Minute)
 	}
-	var lost, twice int64
-	var got map[string]int64
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		got = quantities(t, env.Plaintext, app+".cart-table")
-		behind := 0
-		for c := range p.carts {
-			if got[fmt.Sprintf("cart-%d", c)] < sent[c].Load() {
-				behind++
-			}
-		}
-		if behind == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(time.Second)
-	}
+	// The cart's state (its table topic) and the carts view (its table
+	// topic, folded from the cart's events) must both match the ledger.
+	var lost, twice, viewOff int64
+	state := settled(p.carts, sent, func() map[string]int64 {
+		return latest(t, env.Plaintext, app+".cart-table", cartQuantity)
+	})
+	view := settled(p.carts, sent, func() map[string]int64 {
+		return latest(t, env.Plaintext, app+".carts-table", rowQuantity)
+	})
 	for c := range p.carts {
-		want, have := sent[c].Load(), got[fmt.Sprintf("cart-%d", c)]
+		want, have := sent[c].Load(), state[fmt.Sprintf("cart-%d", c)]
 		if have < want {
 			lost += want - have
 		}
 		if have > want {
 			twice += have - want
+		}
+		if view[fmt.Sprintf("cart-%d", c)] != want {
+			viewOff++
 		}
 	}
 
@@ -315,6 +311,7 @@ func TestReliability(t *testing.T) {
 	fmt.Printf("| figure | value |\n|---|---|\n")
 	fmt.Printf("| commands sent | %d (%d through the gateway, %d straight onto the topic) in %v |\n", viaGateway.Load()+direct.Load(), viaGateway.Load(), direct.Load(), sendDuration.Round(time.Second))
 	fmt.Printf("| lost | %d |\n| applied twice | %d |\n", lost, twice)
+	fmt.Printf("| carts view rows differing from the ledger | %d of %d |\n", viewOff, p.carts)
 	fmt.Printf("| workers killed with SIGKILL (and restarted) | %d |\n| broker restarts | %d |\n", kills.Load(), restarts.Load())
 	fmt.Printf("| retriable errors met and retried | %d |\n| workers that exited on their own | %d |\n", retriable.Load(), crashes)
 	fmt.Printf("| bad-input kinds routed to the dead-letter topic with a reason | %d of %d |\n", kindsRouted, len(kinds))
@@ -329,9 +326,9 @@ func TestReliability(t *testing.T) {
 	}
 	fmt.Printf("| passwords found in any log, error or output of the suite | %d |\n", leaks)
 	fmt.Println(strings.Join(rows, "\n"))
-	if lost != 0 || twice != 0 || crashes != 0 || kills.Load() != int64(p.kills) || restarts.Load() != 1 || authNamed != authCases || leaks != 0 {
-		t.Errorf("a promise failed: lost %d, applied twice %d, crashed workers %d, kills %d of %d, broker restarts %d, auth %d of %d, leaks %d",
-			lost, twice, crashes, kills.Load(), p.kills, restarts.Load(), authNamed, authCases, leaks)
+	if lost != 0 || twice != 0 || viewOff != 0 || crashes != 0 || kills.Load() != int64(p.kills) || restarts.Load() != 1 || authNamed != authCases || leaks != 0 {
+		t.Errorf("a promise failed: lost %d, applied twice %d, view rows off %d, crashed workers %d, kills %d of %d, broker restarts %d, auth %d of %d, leaks %d",
+			lost, twice, viewOff, crashes, kills.Load(), p.kills, restarts.Load(), authNamed, authCases, leaks)
 	}
 }
 
@@ -419,9 +416,47 @@ func sendViaGateway(ws []*worker, app string, i, cart int, retriable *atomic.Int
 	return false
 }
 
-// quantities reads the cart entity's table topic to its end and returns
-// each cart's quantity of product p, from the latest state of each.
-func quantities(t *testing.T, addr, topic string) map[string]int64 {
+// settled reads per-cart quantities with read until none is behind the
+// ledger, or for at most three minutes.
+func settled(carts int, sent []atomic.Int64, read func() map[string]int64) map[string]int64 {
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		got := read()
+		behind := 0
+		for c := range carts {
+			if got[fmt.Sprintf("cart-%d", c)] < sent[c].Load() {
+				behind++
+			}
+		}
+		if behind == 0 || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// cartQuantity reads product p's quantity from a cart table record.
+func cartQuantity(value []byte) (int64, bool) {
+	env, err := core.DecodeEnvelope(value)
+	var cart sample.Cart
+	if err != nil || !env.Exists || json.Unmarshal(env.State, &cart) != nil {
+		return 0, false
+	}
+	return int64(cart.Items["p"].Quantity), true
+}
+
+// rowQuantity reads product p's quantity from a carts view table record.
+func rowQuantity(value []byte) (int64, bool) {
+	var env struct{ Row *sample.CartRow }
+	if json.Unmarshal(value, &env) != nil || env.Row == nil {
+		return 0, false
+	}
+	return int64(env.Row.Quantities["p"]), true
+}
+
+// latest reads a table topic to its end and returns, per key, what quantity
+// makes of the latest record it can read.
+func latest(t *testing.T, addr, topic string, quantity func([]byte) (int64, bool)) map[string]int64 {
 	cfg := sarama.NewConfig()
 	cfg.Version = sarama.V3_6_0_0
 	client, err := sarama.NewClient([]string{addr}, cfg)
@@ -452,11 +487,8 @@ func quantities(t *testing.T, addr, topic string) map[string]int64 {
 			t.Fatal(err)
 		}
 		for m := range pc.Messages() {
-			if env, err := core.DecodeEnvelope(m.Value); err == nil && env.Exists {
-				var cart sample.Cart
-				if json.Unmarshal(env.State, &cart) == nil {
-					out[string(m.Key)] = int64(cart.Items["p"].Quantity)
-				}
+			if q, ok := quantity(m.Value); ok {
+				out[string(m.Key)] = q
 			}
 			if m.Offset+1 >= end {
 				break

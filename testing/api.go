@@ -101,7 +101,7 @@ func (h *Harness) Send(entity, subject, command string, payload any, opts ...Sen
 		return Reply{}, err
 	}
 	h.write(h.topics.Commands(entity), ev, o)
-	h.settle()
+	h.settle(nil)
 	return h.reply(ev.ID())
 }
 
@@ -164,7 +164,7 @@ func (h *Harness) Redeliver(id string, source ...string) (Reply, error) {
 		return Reply{}, fmt.Errorf("%w command %s/%s", ErrUnknown, src, id)
 	}
 	h.append(s.topic, s.partition, s.record)
-	h.settle()
+	h.settle(nil)
 	return h.reply(id)
 }
 
@@ -176,7 +176,7 @@ func (h *Harness) RedeliverEvent(topic, id string) error {
 		for _, r := range part {
 			if string(r.Headers["ce_id"]) == id {
 				h.append(topic, int32(p), r)
-				h.settle()
+				h.settle(nil)
 				return nil
 			}
 		}
@@ -214,7 +214,7 @@ func (h *Harness) Publish(topic, eventType, subject string, payload any, opts ..
 		return err
 	}
 	h.write(topic, ev, o)
-	h.settle()
+	h.settle(nil)
 	return nil
 }
 
@@ -242,23 +242,25 @@ func (h *Harness) CatchUp(view string) error {
 		return fmt.Errorf("%w view %q", ErrUnknown, view)
 	}
 	g.lagging = false
-	h.settle()
+	h.settle(nil)
 	return nil
 }
 
-// Crash crashes and restarts an entity's or view's group: it resumes from
-// its last committed offsets, so what it processed since (see CommitEvery)
-// is delivered again, against state that already holds its effects.
+// Crash kills the worker running a group and starts it again: the writes
+// its broker had not yet acknowledged are lost (see CommitEvery), it
+// resumes from its last committed offsets, so what it processed since is
+// delivered again, and its local store still holds the effects of those
+// records, ahead of the table topic, as goka's does. After the replay, every
+// key's state must be on the table topic again (else [Harness.Violations]
+// says which).
 func (h *Harness) Crash(name string) error {
 	g := h.byName[name]
 	if g == nil {
 		return fmt.Errorf("%w group %q", ErrUnknown, name)
 	}
-	for t, ps := range g.committed {
-		copy(g.pos[t], ps)
-	}
-	g.since = 0
-	h.settle()
+	h.crash(g, false)
+	h.settle(nil)
+	h.checkDurable()
 	return nil
 }
 

@@ -5,16 +5,17 @@
 //
 // The harness simulates Kafka's parts that matter to handlers: topics with
 // partitions and offsets, one consumer group per entity and view with
-// committed offsets, group tables restored from their topics after a crash,
-// and Partita's murmur2 partitioner. Every record goes through the same code
+// committed offsets, writes that land only when the broker acknowledges
+// them, group tables kept in a local store that a crash can leave ahead of
+// the table topic (as goka's LevelDB), and Partita's murmur2 partitioner. Every record goes through the same code
 // as in production (core.HandleEntity and core.HandleView: decoding,
 // re-routing, dedup, sequence numbers, effects, dead letters); only the
 // transport is in memory, so the harness cannot drift from the runtime.
 //
 // Faults, each explicit: [Redeliver] an earlier command behind newer ones,
 // send it [Duplicated] or [Misrouted] onto another partition, let a view lag
-// ([Harness.LagView]) so reads are stale, [Harness.Crash] a group back to its
-// last committed offsets (its uncommitted effects are replayed), make a
+// ([Harness.LagView]) so reads are stale, [Harness.Crash] a group's worker
+// (writes in flight lost, uncommitted records replayed), make a
 // handler fail n times ([Harness.FailNext]); or all of them interleaved at
 // random from a seed ([Harness.RunSchedule]).
 //
@@ -27,6 +28,7 @@ package partitatest
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -73,6 +75,15 @@ type Harness struct {
 	applied     map[string][]string // during RunSchedule: "<entity>/<subject>" -> ids first applied
 }
 
+// write is a record a group has produced and the broker has not yet
+// acknowledged: it lands at the group's next commit, or when everything is
+// quiet, and a crash before then loses it.
+type write struct {
+	topic string
+	p     int32
+	rec   codec.Record
+}
+
 type sentCommand struct {
 	topic     string
 	partition int32
@@ -87,10 +98,13 @@ type group struct {
 	sources   map[string]*core.ViewSource
 	inputs    []string
 	loop      string
-	table     map[string][]byte // what the group table topic restores
+	table     map[string][]byte // the group's local store (goka's LevelDB)
+	unflushed []write           // writes produced but not yet acknowledged
+	volatile  [][2]string       // during RunSchedule: applications ("<entity>/<subject>", id) in the store, not yet on the table topic
 	pos       map[string][]int64
 	committed map[string][]int64
 	since     int
+	epoch     uint64 // the run of the group's processor: a new one after each crash
 	lagging   bool
 	store     *views.Store
 	seen      map[string]map[string]uint64 // view rows: the sequences last stored
@@ -123,7 +137,7 @@ func NewWith(opts []Option, parts ...Part) (*Harness, error) {
 		o(h)
 	}
 	for _, p := range parts {
-		g := &group{name: p.Name(), table: map[string][]byte{}, pos: map[string][]int64{}, committed: map[string][]int64{}}
+		g := &group{name: p.Name(), epoch: 1, table: map[string][]byte{}, pos: map[string][]int64{}, committed: map[string][]int64{}}
 		switch p := p.(type) {
 		case entityDef:
 			g.entity = h.instrument(p.Definition())
@@ -198,8 +212,8 @@ func (h *Harness) instrument(def *core.Entity) *core.Entity {
 // Advance moves the harness clock forward.
 func (h *Harness) Advance(d time.Duration) { h.now = h.now.Add(d) }
 
-func (h *Harness) env() core.Env {
-	return core.Env{Topics: h.topics, Now: func() time.Time { return h.now }, Sleep: func(time.Duration) {}}
+func (h *Harness) env(g *group) core.Env {
+	return core.Env{Topics: h.topics, Now: func() time.Time { return h.now }, Sleep: func(time.Duration) {}, Epoch: g.epoch}
 }
 
 // partition is where Partita's partitioner puts key.
@@ -240,15 +254,27 @@ func (h *Harness) pending(includeLagging bool) []cursor {
 	return out
 }
 
-// settle delivers until no group that is not lagging has anything left.
-func (h *Harness) settle() {
+// settle delivers until no group that is not lagging has anything left and
+// every write has landed; pick chooses which of the pending cursors to step
+// next (nil: all of them in turn).
+func (h *Harness) settle(pick func([]cursor) []cursor) {
 	for {
-		cs := h.pending(false)
-		if len(cs) == 0 {
-			return
+		if cs := h.pending(false); len(cs) > 0 {
+			if pick != nil {
+				cs = pick(cs)
+			}
+			for _, c := range cs {
+				h.step(c)
+			}
+			continue
 		}
-		for _, c := range cs {
-			h.step(c)
+		landed := false
+		for _, g := range h.groups {
+			landed = len(g.unflushed) > 0 || landed
+			h.flush(g)
+		}
+		if !landed {
+			return
 		}
 	}
 }
@@ -264,9 +290,9 @@ func (h *Harness) step(c cursor) {
 	}
 	var a core.Actions
 	if g.view != nil {
-		a = core.HandleView(h.env(), g.view, g.sources, d)
+		a = core.HandleView(h.env(g), g.view, g.sources, d)
 	} else {
-		a = core.HandleEntity(h.env(), g.entity, d)
+		a = core.HandleEntity(h.env(g), g.entity, d)
 	}
 	h.delivered++
 	command := c.topic == h.topics.Commands(g.name) ||
@@ -276,20 +302,26 @@ func (h *Harness) step(c cursor) {
 		if h.applied != nil && !a.Duplicate {
 			k := g.name + "/" + ev.Subject()
 			h.applied[k] = append(h.applied[k], ev.ID())
+			g.volatile = append(g.volatile, [2]string{k, ev.ID()})
 		}
+	}
+	produce := func(topic string, p int32, r codec.Record) {
+		g.unflushed = append(g.unflushed, write{topic: topic, p: p, rec: r})
 	}
 	switch {
 	case a.Loopback != nil:
-		h.append(g.loop, h.partition(a.Loopback.Key), *a.Loopback)
+		produce(g.loop, h.partition(a.Loopback.Key), *a.Loopback)
 	case a.DeadLetter != nil:
-		h.append(h.topics.DeadLetters(), h.partition(a.DeadLetter.Key), *a.DeadLetter)
+		produce(h.topics.DeadLetters(), h.partition(a.DeadLetter.Key), *a.DeadLetter)
 	default:
 		if a.Store != nil {
-			key := string(rec.Key)
-			h.store(g, key, c.p, a.Store)
+			// Like goka: the local store first, the table topic when the
+			// write is acknowledged.
+			g.table[string(rec.Key)] = a.Store
+			produce(h.topics.Table(g.name), c.p, codec.Record{Key: rec.Key, Value: a.Store})
 		}
 		for _, o := range a.Outputs {
-			h.append(o.Topic, h.partition(o.Record.Key), o.Record)
+			produce(o.Topic, h.partition(o.Record.Key), o.Record)
 		}
 	}
 	g.pos[c.topic][c.p] = off + 1
@@ -299,26 +331,91 @@ func (h *Harness) step(c cursor) {
 	}
 }
 
-// store writes a group table value: to the table (restored after a crash),
-// to the table topic (which views of the entity read), and for a view to
-// its store, checking that no row moves backwards.
-func (h *Harness) store(g *group, key string, p int32, value []byte) {
-	g.table[key] = value
-	h.append(h.topics.Table(g.name), p, codec.Record{Key: []byte(key), Value: value})
-	if g.view == nil {
-		return
+// flush lands a group's writes; a view's store reads its table topic, so it
+// applies each row as it lands, checking that no row moves backwards.
+func (h *Harness) flush(g *group) {
+	table := h.topics.Table(g.name)
+	for _, w := range g.unflushed {
+		h.append(w.topic, w.p, w.rec)
+		if g.view == nil || w.topic != table {
+			continue
+		}
+		key := string(w.rec.Key)
+		if err := g.store.Apply([]views.Record{{ID: key, Envelope: w.rec.Value, Partition: w.p, Time: h.now}}); err != nil {
+			h.violations = append(h.violations, fmt.Sprintf("view %s: apply %s: %v", g.name, key, err))
+		}
+		h.checkMonotonic(g, key, w.rec.Value)
 	}
-	if err := g.store.Apply([]views.Record{{ID: key, Envelope: value, Partition: p, Time: h.now}}); err != nil {
-		h.violations = append(h.violations, fmt.Sprintf("view %s: apply %s: %v", g.name, key, err))
-	}
-	h.checkMonotonic(g, key, value)
+	g.unflushed = nil
+	g.volatile = nil
 }
 
+// commit lands the group's writes, then commits its offsets (goka commits
+// an offset once the writes of its record are acknowledged).
 func (h *Harness) commit(g *group) {
+	h.flush(g)
 	for t, ps := range g.pos {
 		copy(g.committed[t], ps)
 	}
 	g.since = 0
+}
+
+// crash kills the group's worker: writes not yet acknowledged are lost and
+// the group resumes from its committed offsets. On the same worker
+// (restore false) the local store still holds what it wrote, ahead of the
+// table topic; on another worker (restore true) the store is restored from
+// the table topic.
+func (h *Harness) crash(g *group, restore bool) {
+	if restore {
+		// Applications whose state never reached the table topic are undone.
+		for _, a := range g.volatile {
+			if i := slices.Index(h.applied[a[0]], a[1]); i >= 0 {
+				h.applied[a[0]] = slices.Delete(h.applied[a[0]], i, i+1)
+			}
+		}
+		g.volatile = nil
+	}
+	g.unflushed = nil
+	g.epoch++
+	for t, ps := range g.committed {
+		copy(g.pos[t], ps)
+	}
+	g.since = 0
+	if restore {
+		g.table = h.restore(g)
+	}
+}
+
+// restore reads a group's table topic: the latest value of each key.
+func (h *Harness) restore(g *group) map[string][]byte {
+	out := map[string][]byte{}
+	for _, part := range h.logs[h.topics.Table(g.name)] {
+		for _, r := range part {
+			if r.Value == nil {
+				delete(out, string(r.Key))
+			} else {
+				out[string(r.Key)] = r.Value
+			}
+		}
+	}
+	return out
+}
+
+// checkDurable records a violation for every key whose value in a group's
+// local store is not the latest on its table topic: a worker restoring the
+// group from the topic would lose that write.
+func (h *Harness) checkDurable() {
+	for _, g := range h.groups {
+		if g.view == nil && g.entity.Kind == core.Stateless {
+			continue
+		}
+		topic := h.restore(g)
+		for k, v := range g.table {
+			if string(topic[k]) != string(v) {
+				h.violations = append(h.violations, fmt.Sprintf("%s: the table topic does not hold the state of %q that the group's store holds; a worker restoring from it would lose a write", g.name, k))
+			}
+		}
+	}
 }
 
 // size is the number of records in topic's partition p.

@@ -18,7 +18,7 @@ type Faults struct {
 	Redeliver float64 // an earlier command is written again behind newer ones
 	Duplicate float64 // the command is written twice
 	Misroute  float64 // the command lands on another partition under another key
-	Crash     float64 // a random group crashes back to its committed offsets
+	Crash     float64 // a random group's worker dies (see Harness.Crash), restarting on the same worker or another
 	Lag       float64 // a random view starts or stops lagging
 }
 
@@ -70,13 +70,14 @@ func (h *Harness) RunSchedule(seed uint64, workload []Command, f Faults) (Report
 			viewNames = append(viewNames, g.name)
 		}
 	}
+	pick := func(cs []cursor) []cursor { return []cursor{cs[r.IntN(len(cs))]} }
 	deliver := func(n int) {
 		for ; n > 0; n-- {
 			cs := h.pending(false)
 			if len(cs) == 0 {
 				return
 			}
-			h.step(cs[r.IntN(len(cs))])
+			h.step(pick(cs)[0])
 		}
 	}
 	before := h.delivered
@@ -107,11 +108,7 @@ func (h *Harness) RunSchedule(seed uint64, workload []Command, f Faults) (Report
 			rep.Redelivered++
 		}
 		if r.Float64() < f.Crash {
-			g := h.byName[groupNames[r.IntN(len(groupNames))]]
-			for t, ps := range g.committed {
-				copy(g.pos[t], ps)
-			}
-			g.since = 0
+			h.crash(h.byName[groupNames[r.IntN(len(groupNames))]], r.IntN(2) == 0)
 			rep.Crashes++
 		}
 		if r.Float64() < f.Lag && len(viewNames) > 0 {
@@ -123,9 +120,8 @@ func (h *Harness) RunSchedule(seed uint64, workload []Command, f Faults) (Report
 	for _, v := range viewNames {
 		h.byName[v].lagging = false
 	}
-	for len(h.pending(false)) > 0 {
-		deliver(1 << 30)
-	}
+	h.settle(pick)
+	h.checkDurable()
 	rep.Deliveries = h.delivered - before
 	for k := range rep.Applied {
 		rep.Applied[k] = slices.Clip(rep.Applied[k])

@@ -132,8 +132,10 @@ type Output struct {
 
 // Envelope is what the group table stores for a subject.
 type Envelope struct {
-	Seq     uint64          `json:"seq"`
-	Exists  bool            `json:"exists"`
+	Seq    uint64 `json:"seq"`
+	Exists bool   `json:"exists"`
+	// Epoch is the Env.Epoch of the processor that wrote the envelope.
+	Epoch   uint64          `json:"epoch,omitempty"`
 	State   json.RawMessage `json:"state,omitempty"`
 	Applied []Applied       `json:"applied,omitempty"`
 }

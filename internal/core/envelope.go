@@ -11,13 +11,13 @@ import (
 // applied window's records would be base64 and maps, and decoding and
 // encoding them dominated the entity path; see docs/decisions.md):
 //
-//	'P' 1 | uvarint seq | exists byte | bytes state | uvarint n | n × applied
+//	'P' 2 | uvarint seq | exists byte | uvarint epoch | bytes state | uvarint n | n × applied
 //	applied: bytes key | uvarint m | m × (bytes topic | bytes key | bytes value | uvarint h | h × (bytes k | bytes v))
 //
 // where bytes is a uvarint length and the bytes. The state is the entity's
-// own encoding (JSON). Decoding aliases the input; goka hands each callback
+// own encoding (JSON). Version 1 (no epoch) is still read. Decoding aliases the input; goka hands each callback
 // its own copy.
-const envelopeMagic, envelopeVersion = 'P', 1
+const envelopeMagic, envelopeVersion = 'P', 2
 
 var errEnvelope = errors.New("stored state is unreadable")
 
@@ -41,6 +41,7 @@ func (e *Envelope) Encode() ([]byte, error) {
 	} else {
 		b = append(b, 0)
 	}
+	b = binary.AppendUvarint(b, e.Epoch)
 	b = appendBytes(b, e.State)
 	b = binary.AppendUvarint(b, uint64(len(e.Applied)))
 	for _, a := range e.Applied {
@@ -77,11 +78,15 @@ func DecodeEnvelope(data []byte) (*Envelope, error) {
 		return env, nil
 	}
 	r := reader{b: data}
-	if r.byte() != envelopeMagic || r.byte() != envelopeVersion {
-		return nil, fmt.Errorf("%w: not a Partita envelope (version %d)", errEnvelope, envelopeVersion)
+	magic, version := r.byte(), r.byte()
+	if magic != envelopeMagic || version < 1 || version > envelopeVersion {
+		return nil, fmt.Errorf("%w: not a Partita envelope (versions 1 to %d)", errEnvelope, envelopeVersion)
 	}
 	env.Seq = r.uvarint()
 	env.Exists = r.byte() == 1
+	if version >= 2 {
+		env.Epoch = r.uvarint()
+	}
 	if st := r.bytes(); len(st) > 0 {
 		env.State = st
 	}

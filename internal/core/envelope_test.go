@@ -10,7 +10,7 @@ import (
 func TestEnvelopeRoundTrip(t *testing.T) {
 	for _, env := range []*Envelope{
 		{},
-		{Seq: 7, Exists: true, State: []byte(`{"n":1}`)},
+		{Seq: 7, Exists: true, State: []byte(`{"n":1}`), Epoch: 1<<63 | 5},
 		{Seq: 300, Exists: false, Applied: []Applied{
 			{Key: "src\x00id-1", Outputs: []Output{{Topic: "app.replies", Record: codec.Record{Key: []byte("id-1"), Value: []byte("{}"),
 				Headers: map[string][]byte{"ce_id": []byte("reply:src/id-1"), "ce_type": []byte("partita.reply")}}}}},
@@ -25,7 +25,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Seq != env.Seq || got.Exists != env.Exists || string(got.State) != string(env.State) || len(got.Applied) != len(env.Applied) {
+		if got.Seq != env.Seq || got.Exists != env.Exists || got.Epoch != env.Epoch || string(got.State) != string(env.State) || len(got.Applied) != len(env.Applied) {
 			t.Fatalf("round trip: %+v -> %+v", env, got)
 		}
 		for i := range env.Applied {
@@ -38,6 +38,21 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// Envelopes written before the epoch (version 1) are still read.
+func TestEnvelopeReadsVersion1(t *testing.T) {
+	v1 := []byte("P\x01\x03\x01\x07{\"n\":3}\x00")
+	got, err := DecodeEnvelope(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Seq != 3 || !got.Exists || string(got.State) != `{"n":3}` || got.Epoch != 0 || len(got.Applied) != 0 {
+		t.Fatalf("version 1: %+v", got)
+	}
+	if _, err := DecodeEnvelope([]byte("P\x03\x03")); err == nil {
+		t.Fatal("an envelope of a later version decoded")
 	}
 }
 

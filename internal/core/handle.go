@@ -199,7 +199,12 @@ func HandleView(env Env, v *View, sources map[string]*ViewSource, d Delivery) Ac
 		return deadLetter(d, group, reason, env.Now())
 	}
 	if next == nil {
-		return Actions{}
+		// Not newer than what the row holds: a redelivery, or an update
+		// overtaken by a later one. Write the row again as it is: after a
+		// crash the local store can hold a write the table topic never got,
+		// and writing it again makes it durable (as HandleEntity does for a
+		// duplicate command).
+		return Actions{Store: d.Stored}
 	}
 	data, err := json.Marshal(next)
 	if err != nil {

@@ -32,17 +32,41 @@ type Env struct {
 	Topics Topics
 	Now    func() time.Time
 	Sleep  func(time.Duration) // between retries; the harness passes a no-op
+	// Epoch names this run of the processor: a new value each time a
+	// processor starts (after a crash, a restart, a move to another
+	// worker), never 0. See Process.
+	Epoch uint64
 }
 
 // Process handles one validated CloudEvent (it has a subject) for def,
 // arriving on topic (the commands topic or a subscribed one), against the
 // subject's stored envelope.
 func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Event) Outcome {
+	// A processor that died may have left the envelope in its local store
+	// with writes that never reached the broker: the table record itself,
+	// and the outputs (events) of the commands it recorded. The first time
+	// a new epoch touches a subject, it writes the envelope again and, ahead
+	// of anything new, the recorded outputs but replies, so the events topic
+	// holds every event in sequence order (a view drops what is not newer
+	// than what it holds, so an event written behind a later one would be
+	// lost to it). Replies are not repeated: a caller that missed one sends
+	// the command again and gets it as a duplicate.
+	var again []Output
+	first := stored.Epoch != env.Epoch && len(stored.Applied) > 0
+	if first {
+		again = recorded(stored.Applied, env.Topics.Replies())
+	}
 	key := ev.Source() + "\x00" + ev.ID()
 	for _, a := range stored.Applied {
-		if a.Key == key {
+		if a.Key != key {
+			continue
+		}
+		if !first {
 			return Outcome{Outputs: a.Outputs, Duplicate: true}
 		}
+		restamped := *stored
+		restamped.Epoch = env.Epoch
+		return Outcome{Envelope: &restamped, Outputs: append(again, replies(a.Outputs, env.Topics.Replies())...), Duplicate: true}
 	}
 	handlers := def.Commands
 	isCommand := topic == env.Topics.Commands(def.Name)
@@ -68,11 +92,37 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Even
 	if err != nil {
 		return Outcome{DeadLetter: err.Error()}
 	}
+	next.Epoch = env.Epoch
 	next.Applied = append(slices.Clone(stored.Applied), Applied{Key: key, Outputs: outs})
 	if over := len(next.Applied) - def.Window; over > 0 {
 		next.Applied = next.Applied[over:]
 	}
-	return Outcome{Envelope: next, Outputs: outs}
+	return Outcome{Envelope: next, Outputs: append(again, outs...)}
+}
+
+// recorded lists the outputs of the recorded commands, in the order they
+// were written, but those to the replies topic.
+func recorded(window []Applied, repliesTopic string) []Output {
+	var out []Output
+	for _, a := range window {
+		for _, o := range a.Outputs {
+			if o.Topic != repliesTopic {
+				out = append(out, o)
+			}
+		}
+	}
+	return out
+}
+
+// replies keeps the outputs to the replies topic.
+func replies(outs []Output, repliesTopic string) []Output {
+	var out []Output
+	for _, o := range outs {
+		if o.Topic == repliesTopic {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // call runs the handler with panic recovery, a timeout and bounded retries.

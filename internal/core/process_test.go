@@ -1,0 +1,77 @@
+package core
+
+import (
+	"testing"
+	"time"
+
+	"github.com/partita-dev/partita/codec"
+)
+
+// A processor that died can leave an envelope in its local store whose
+// writes never reached the broker. The next epoch writes the envelope and the
+// recorded events again, ahead of anything new, so the events topic keeps
+// sequence order; within one epoch nothing is repeated.
+func TestNewEpochWritesRecordedOutputsAgain(t *testing.T) {
+	def := &Entity{Name: "counter", Kind: EventSourced, Window: 16, Commands: map[string]Handler{
+		"add": func(in Input) Decision {
+			return Decision{Kind: Persist, State: []byte(`{}`), Events: []OutEvent{{Type: "added", Data: []byte(`{}`), ContentType: "application/json"}}}
+		},
+	}}
+	topics := Topics{App: "app"}
+	env := func(epoch uint64) Env {
+		return Env{Topics: topics, Now: func() time.Time { return time.Unix(0, 0) }, Sleep: func(time.Duration) {}, Epoch: epoch}
+	}
+	cmd := func(id string) codec.Event {
+		e := codec.NewEvent()
+		e.SetID(id)
+		e.SetSource("test")
+		e.SetType("add")
+		e.SetSubject("s")
+		return e
+	}
+	events := func(outs []Output) (seqs []string) {
+		for _, o := range outs {
+			if o.Topic == topics.Events("counter") {
+				seqs = append(seqs, string(o.Record.Headers["ce_partitaseq"]))
+			}
+		}
+		return seqs
+	}
+	replies := func(outs []Output) (n int) {
+		for _, o := range outs {
+			if o.Topic == topics.Replies() {
+				n++
+			}
+		}
+		return n
+	}
+	commands := topics.Commands("counter")
+
+	first := Process(env(1), def, commands, &Envelope{}, cmd("a"))
+	second := Process(env(1), def, commands, first.Envelope, cmd("b"))
+	if got := events(second.Outputs); len(got) != 1 || got[0] != "2" {
+		t.Fatalf("same epoch, new command: events %v, want just [2]", got)
+	}
+	if dup := Process(env(1), def, commands, second.Envelope, cmd("a")); dup.Envelope != nil || len(events(dup.Outputs)) != 1 {
+		t.Fatalf("same epoch, duplicate: envelope %v, events %v; want no write and its own event", dup.Envelope, events(dup.Outputs))
+	}
+
+	// New epoch, a new command: the recorded events first, then its own.
+	third := Process(env(2), def, commands, second.Envelope, cmd("c"))
+	if got := events(third.Outputs); len(got) != 3 || got[0] != "1" || got[1] != "2" || got[2] != "3" {
+		t.Fatalf("new epoch, new command: events %v, want [1 2 3]", got)
+	}
+	if replies(third.Outputs) != 1 || third.Envelope.Epoch != 2 {
+		t.Fatalf("new epoch, new command: %d replies, epoch %d; want its own reply only, epoch 2", replies(third.Outputs), third.Envelope.Epoch)
+	}
+
+	// New epoch, a duplicate: the envelope written again (stamped) and the
+	// recorded events, with the duplicate's own reply.
+	dup := Process(env(3), def, commands, second.Envelope, cmd("a"))
+	if !dup.Duplicate || dup.Envelope == nil || dup.Envelope.Epoch != 3 || dup.Envelope.Seq != 2 {
+		t.Fatalf("new epoch, duplicate: %+v; want the envelope at seq 2 stamped with epoch 3", dup)
+	}
+	if got := events(dup.Outputs); len(got) != 2 || replies(dup.Outputs) != 1 {
+		t.Fatalf("new epoch, duplicate: events %v, %d replies; want [1 2] and one reply", got, replies(dup.Outputs))
+	}
+}
