@@ -1,6 +1,3 @@
-// Package bench holds the benchmarks that compare Partita with its peers on
-// the real broker: `make bench` runs them and prints ratios measured in the
-// same run.
 package bench
 
 import (
@@ -20,24 +17,12 @@ import (
 	"github.com/lovoo/goka/storage"
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/entities"
+	"github.com/partita-dev/partita/internal/benchresult"
 	"github.com/partita-dev/partita/internal/kafkatest"
 	"github.com/partita-dev/partita/internal/murmur2"
 	"github.com/partita-dev/partita/processor"
 	"github.com/partita-dev/partita/processor/broker"
 )
-
-// Workload size: BENCH_COMMANDS commands over BENCH_SUBJECTS subjects on 8
-// partitions (defaults 1,000,000 and 100,000).
-func size() (commands, subjects int) {
-	commands, subjects = 1_000_000, 100_000
-	if n, err := strconv.Atoi(os.Getenv("BENCH_COMMANDS")); err == nil && n > 0 {
-		commands = n
-	}
-	if n, err := strconv.Atoi(os.Getenv("BENCH_SUBJECTS")); err == nil && n > 0 {
-		subjects = n
-	}
-	return
-}
 
 type Counter struct {
 	N int `json:"n"`
@@ -48,32 +33,11 @@ type Add struct {
 }
 
 // fill writes the workload to topic (8 partitions): binary-mode CloudEvents
-// "add" {"by":1}, keyed by subject, murmur2-partitioned.
-func fill(b *testing.B, client sarama.Client, topic string, commands, subjects int) {
-	admin, err := sarama.NewClusterAdminFromClient(client)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 8, ReplicationFactor: 1}, false); err != nil {
-		b.Fatal(err)
-	}
-	client.Config().Producer.Partitioner = sarama.NewCustomHashPartitioner(murmur2.New)
-	client.Config().Producer.Flush.Messages = 1000
-	client.Config().Producer.Flush.Frequency = 10 * time.Millisecond
-	prod, err := sarama.NewAsyncProducerFromClient(client)
-	if err != nil {
-		b.Fatal(err)
-	}
-	go func() {
-		for range prod.Successes() {
-		}
-	}()
-	go func() {
-		for err := range prod.Errors() {
-			b.Error(err)
-		}
-	}()
-	for i := range commands {
+// "add" {"by":1}, keyed by subject, murmur2-partitioned; it returns how long
+// the writing took.
+func fill(b *testing.B, client sarama.Client, topic string, commands, subjects int) time.Duration {
+	createTopic(b, client, topic, nil)
+	return produceAll(b, client, topic, commands, func(i int) *sarama.ProducerMessage {
 		e := codec.NewEvent()
 		e.SetID("c" + strconv.Itoa(i))
 		e.SetSource("bench")
@@ -86,9 +50,8 @@ func fill(b *testing.B, client sarama.Client, topic string, commands, subjects i
 		for k, v := range r.Headers {
 			m.Headers = append(m.Headers, sarama.RecordHeader{Key: []byte(k), Value: v})
 		}
-		prod.Input() <- m
-	}
-	prod.Close()
+		return m
+	})
 }
 
 // rawGoka runs a hand-written goka processor doing the same keyed update
@@ -129,34 +92,6 @@ func rawGoka(b *testing.B, brokers []string, topic string, commands int, dir str
 	return runUntil(b, func(ctx context.Context) error { return p.Run(ctx) }, func() int64 { return done.Load() }, int64(commands))
 }
 
-type quiet struct{}
-
-func (quiet) Print(...any)          {}
-func (quiet) Println(...any)        {}
-func (quiet) Printf(string, ...any) {}
-
-// runUntil runs run until count reaches n and returns the time it took.
-func runUntil(b *testing.B, run func(context.Context) error, count func() int64, n int64) time.Duration {
-	ctx, cancel := context.WithCancel(context.Background())
-	errs := make(chan error, 1)
-	start := time.Now()
-	go func() { errs <- run(ctx) }()
-	for count() < n {
-		select {
-		case err := <-errs:
-			b.Fatalf("stopped early after %d: %v", count(), err)
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Since(start) > 15*time.Minute {
-			b.Fatalf("only %d of %d in 15 minutes", count(), n)
-		}
-	}
-	d := time.Since(start)
-	cancel()
-	<-errs
-	return d
-}
-
 func counterEntity() *entities.Entity[Counter] {
 	e := entities.KeyValue[Counter]("counter")
 	entities.Command(e, "add", func(ctx *entities.Context[Counter], a Add) entities.Effect {
@@ -166,8 +101,9 @@ func counterEntity() *entities.Entity[Counter] {
 }
 
 // BenchmarkEntityThroughput compares, on the real broker and in one run,
-// Partita's key-value entity with a raw goka processor doing the same keyed
-// update over the same pre-written commands.
+// Partita's key-value entity with a raw goka processor and a Kafka Streams
+// application (bench/kstreams) doing the same keyed update over the same
+// pre-written commands.
 func BenchmarkEntityThroughput(b *testing.B) {
 	e := kafkatest.Require(b)
 	commands, subjects := size()
@@ -180,9 +116,7 @@ func BenchmarkEntityThroughput(b *testing.B) {
 	defer client.Close()
 	app := fmt.Sprintf("bench%d", time.Now().UnixNano())
 	topic := app + ".counter.commands"
-	t0 := time.Now()
-	fill(b, client, topic, commands, subjects)
-	fillTime := time.Since(t0)
+	fillTime := fill(b, client, topic, commands, subjects)
 
 	raw := rawGoka(b, kc.BootstrapServers, topic, commands, b.TempDir())
 
@@ -193,12 +127,22 @@ func BenchmarkEntityThroughput(b *testing.B) {
 	}
 	partita := runUntil(b, rt.Run, rt.Stats().Processed.Load, int64(commands))
 
+	kstreams := javaMillis(b, java(b, "dev.partita.bench.KeyedUpdate", "process", kc.BootstrapServers[0], topic, app+"-kstreams", b.TempDir(), strconv.Itoa(commands)), "processed")
+
+	setup := fmt.Sprintf("%s commands over %s subjects, 8 partitions, real broker", thousands(commands), thousands(subjects))
 	rate := func(d time.Duration) float64 { return float64(commands) / d.Seconds() }
-	fmt.Printf("\nentity throughput, %d commands over %d subjects, 8 partitions, real broker\n", commands, subjects)
-	fmt.Printf("| system | commands/s | ratio to raw goka |\n|---|---|---|\n")
-	fmt.Printf("| sarama async producer (writing the workload) | %.0f | %.2f |\n", rate(fillTime), rate(fillTime)/rate(raw))
-	fmt.Printf("| raw goka processor | %.0f | 1.00 |\n", rate(raw))
-	fmt.Printf("| Partita key-value entity | %.0f | %.2f |\n", rate(partita), rate(partita)/rate(raw))
+	res := func(measure string, d time.Duration) benchresult.Result {
+		return benchresult.Result{Section: "entity throughput", Setup: setup, Measure: measure, Value: rate(d), Unit: "commands/s",
+			Ratio: rate(d) / rate(raw), Baseline: "raw goka processor"}
+	}
+	for _, r := range []benchresult.Result{
+		res("raw goka processor", raw),
+		res("Partita key-value entity", partita),
+		res("Kafka Streams (RocksDB store + changelog, 2 threads)", kstreams),
+		res("sarama async producer writing the workload", fillTime),
+	} {
+		benchresult.Print(os.Stdout, r)
+	}
 	for i := 0; i < b.N; i++ {
 	}
 }

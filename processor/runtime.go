@@ -225,7 +225,9 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	client.Close()
 	if err != nil {
-		return err
+		// The broker can go away between connecting and here (a restart):
+		// named as such, the worker waits for it instead of exiting.
+		return broker.Explain(ctx, r.cfg.Kafka, err)
 	}
 	var procs []*goka.Processor
 	var builds []func() (*goka.Processor, error)

@@ -7,7 +7,8 @@
 // packages are not disturbed.
 //
 // `make test` runs the short form; `make reliability` (RELIABILITY=full) the
-// full one: 100,000 commands and more kills.
+// full one: 100,000 commands and more kills. The build tag keeps it out of
+// `go test ./...`, which runs packages side by side: it runs alone.
 package reliability
 
 import (

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/partita-dev/partita/internal/benchresult"
 	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/views"
 	"github.com/syndtr/goleveldb/leveldb"
@@ -120,12 +121,24 @@ func BenchmarkViewStore(b *testing.B) {
 	b.ReportMetric(viewRate, "view-rows/s")
 	b.ReportMetric(rawRate, "leveldb-rows/s")
 	b.ReportMetric(viewRate/rawRate, "ratio")
-	fmt.Printf("\nview store, %d rows, 2 indexes, batches of %d\n", n, batch)
-	fmt.Printf("| measure | value |\n|---|---|\n")
-	fmt.Printf("| materialization | %.0f rows/s |\n| goleveldb batched Put, same rows | %.0f rows/s |\n| ratio view / goleveldb | %.2f |\n", viewRate, rawRate, viewRate/rawRate)
-	fmt.Printf("| get by id p50 / p99 | %v / %v |\n", getP50, getP99)
-	fmt.Printf("| index eq (unique email, limit 10) p50 / p99 | %v / %v |\n", eqP50, eqP99)
-	fmt.Printf("| index eq (status, 1/3 of rows, limit 10) p50 / p99 | %v / %v |\n", stP50, stP99)
+	setup := fmt.Sprintf("%d rows, 2 indexes, batches of %d", n, batch)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	for _, r := range []benchresult.Result{
+		{Section: "view materialization", Measure: "goleveldb batched Put, same rows", Value: rawRate, Unit: "rows/s", Ratio: 1},
+		{Section: "view materialization", Measure: "Partita view store", Value: viewRate, Unit: "rows/s", Ratio: viewRate / rawRate},
+		{Section: "view queries", Measure: "get by id, p50", Value: ms(getP50), Unit: "ms"},
+		{Section: "view queries", Measure: "get by id, p99", Value: ms(getP99), Unit: "ms"},
+		{Section: "view queries", Measure: "index eq (unique email, limit 10), p50", Value: ms(eqP50), Unit: "ms"},
+		{Section: "view queries", Measure: "index eq (unique email, limit 10), p99", Value: ms(eqP99), Unit: "ms"},
+		{Section: "view queries", Measure: "index eq (status, 1/3 of rows, limit 10), p50", Value: ms(stP50), Unit: "ms"},
+		{Section: "view queries", Measure: "index eq (status, 1/3 of rows, limit 10), p99", Value: ms(stP99), Unit: "ms"},
+	} {
+		r.Setup = setup
+		if r.Ratio != 0 {
+			r.Baseline = "goleveldb batched Put, same rows"
+		}
+		benchresult.Print(os.Stdout, r)
+	}
 	for i := 0; i < b.N; i++ { // the figures above are the result; b.N is irrelevant
 	}
 }

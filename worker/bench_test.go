@@ -3,11 +3,13 @@ package worker_test
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"sort"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/partita-dev/partita/internal/benchresult"
 	"github.com/partita-dev/partita/internal/kafkatest"
 	"github.com/partita-dev/partita/sample"
 )
@@ -25,8 +27,6 @@ func BenchmarkGatewayRoundTrip(b *testing.B) {
 		_, _, err := post(w.addr, fmt.Sprintf("/entities/cart/warm-%d/add-item", i), "", sample.AddItem{ProductID: "p", Name: "P", Quantity: 1})
 		return err
 	})
-	fmt.Printf("\ngateway round trip on the real broker, %d s per rate, open loop\n", seconds)
-	fmt.Printf("| rate/s | command p50 | command p99 | /healthz p50 | /healthz p99 | p50 ratio | p99 ratio | errors |\n|---|---|---|---|---|---|---|---|\n")
 	for _, rate := range []int{200, 1000} {
 		cmd, cmdErr := paced(rate, seconds, func(i int) error {
 			code, body, err := post(w.addr, fmt.Sprintf("/entities/cart/bench-%d/add-item", i%500), "", sample.AddItem{ProductID: "p", Name: "P", Quantity: 1})
@@ -44,10 +44,26 @@ func BenchmarkGatewayRoundTrip(b *testing.B) {
 		})
 		c50, c99 := pct(cmd, 50), pct(cmd, 99)
 		h50, h99 := pct(health, 50), pct(health, 99)
-		fmt.Printf("| %d | %v | %v | %v | %v | %.1f | %.1f | %d |\n", rate, c50, c99, h50, h99,
-			float64(c50)/float64(h50), float64(c99)/float64(h99), cmdErr)
+		ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+		for _, r := range []benchresult.Result{
+			{Measure: fmt.Sprintf("GET /healthz at %d/s, p50", rate), Value: ms(h50), Ratio: 1},
+			{Measure: fmt.Sprintf("command at %d/s, p50", rate), Value: ms(c50), Ratio: ms(c50) / ms(h50), Baseline: fmt.Sprintf("GET /healthz at %d/s, p50", rate)},
+			{Measure: fmt.Sprintf("GET /healthz at %d/s, p99", rate), Value: ms(h99), Ratio: 1},
+			{Measure: fmt.Sprintf("command at %d/s, p99", rate), Value: ms(c99), Ratio: ms(c99) / ms(h99), Baseline: fmt.Sprintf("GET /healthz at %d/s, p99", rate)},
+			{Measure: fmt.Sprintf("command errors at %d/s", rate), Value: float64(cmdErr), Unit: "errors"},
+		} {
+			r.Section = "gateway round trip (lower is better)"
+			r.Setup = fmt.Sprintf("HTTP -> commands topic -> entity -> replies topic -> HTTP, open loop, %d s per rate, real broker", seconds)
+			if r.Unit == "" {
+				r.Unit = "ms"
+			}
+			if r.Ratio == 1 {
+				r.Baseline = r.Measure
+			}
+			benchresult.Print(os.Stdout, r)
+		}
 	}
-	for i := 0; i < b.N; i++ { // the table above is the result
+	for i := 0; i < b.N; i++ { // the figures above are the result
 	}
 }
 
