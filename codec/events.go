@@ -48,6 +48,18 @@ const (
 	ExtPosition = "partitaposition"
 )
 
+// ExtReply, on a command, asks for a reply on the application's replies
+// topic (any value but "false"); the gateway sets it. A command without it
+// is applied the same way, and no reply is written: most producers do not
+// listen for one, and a reply per command would double the writes.
+const ExtReply = "partitareply"
+
+// WantsReply reports whether a command asks for a reply (see ExtReply).
+func WantsReply(e Event) bool {
+	v, ok := e.Extensions()[ExtReply]
+	return ok && fmt.Sprint(v) != "false"
+}
+
 // MaxSubjectLength bounds ce-subject (it is also the Kafka key and the
 // table key).
 const MaxSubjectLength = 1024

@@ -33,11 +33,13 @@ func ExampleRuntime() {
 	<-rt.Ready()
 
 	// Any producer may send commands: a CloudEvent keyed by its subject.
+	// This one asks for a reply.
 	cmd := codec.NewEvent()
 	cmd.SetID("req-1")
 	cmd.SetSource("example")
 	cmd.SetType("create")
 	cmd.SetSubject("c-1")
+	cmd.SetExtension(codec.ExtReply, "true")
 	_ = cmd.SetData("application/json", sample.CreateCustomer{Email: "ada@example.com", Name: "Ada"})
 	rec, _ := codec.EncodeEvent(cmd)
 	cfg, _ := kafka.Config(broker.Config{}).Sarama(nil)

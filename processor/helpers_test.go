@@ -118,6 +118,7 @@ func cmd(subject, typ, id string, data any) codec.Event {
 	e.SetSource("test")
 	e.SetType(typ)
 	e.SetSubject(subject)
+	e.SetExtension(codec.ExtReply, "true")
 	if data != nil {
 		_ = e.SetData("application/json", data)
 	}

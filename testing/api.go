@@ -79,6 +79,8 @@ func (h *Harness) command(subject, command string, payload any, o sendOpts) (cod
 	ev.SetType(command)
 	ev.SetSubject(subject)
 	ev.SetTime(h.now)
+	ev.SetExtension(codec.ExtReply, "true") // as the gateway does
+
 	if err := ev.SetData("application/json", payload); err != nil {
 		return ev, fmt.Errorf("partitatest: encode payload: %w", err)
 	}

@@ -266,6 +266,7 @@ func (g *gateway) command(w http.ResponseWriter, r *http.Request) {
 	ev.SetType(command)
 	ev.SetSubject(subject)
 	ev.SetTime(time.Now())
+	ev.SetExtension(codec.ExtReply, "true")
 	ev.SetDataContentType("application/json")
 	ev.DataEncoded = body
 	rec, err := codec.EncodeEvent(ev)

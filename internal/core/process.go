@@ -246,7 +246,7 @@ func apply(env Env, def *Entity, stored *Envelope, cmd codec.Event, d Decision, 
 			return nil, nil, err
 		}
 	}
-	if isCommand {
+	if isCommand && codec.WantsReply(cmd) {
 		pos := Position{Entity: def.Name, Subject: subject, Seq: next.Seq}
 		if err := emit(env.Topics.Replies(), reply(source, cmd, d, pos, now)); err != nil {
 			return nil, nil, err

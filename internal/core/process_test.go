@@ -27,6 +27,7 @@ func TestNewEpochWritesRecordedOutputsAgain(t *testing.T) {
 		e.SetSource("test")
 		e.SetType("add")
 		e.SetSubject("s")
+		e.SetExtension(codec.ExtReply, "true")
 		return e
 	}
 	events := func(outs []Output) (seqs []string) {
@@ -73,5 +74,32 @@ func TestNewEpochWritesRecordedOutputsAgain(t *testing.T) {
 	}
 	if got := events(dup.Outputs); len(got) != 2 || replies(dup.Outputs) != 1 {
 		t.Fatalf("new epoch, duplicate: events %v, %d replies; want [1 2] and one reply", got, replies(dup.Outputs))
+	}
+}
+
+// A command gets a reply only when it asks for one; without, nothing is
+// written for it and its dedup record holds no output.
+func TestReplyOnlyWhenAsked(t *testing.T) {
+	def := &Entity{Name: "counter", Kind: KeyValue, Window: 16, Commands: map[string]Handler{
+		"set": func(in Input) Decision { return Decision{Kind: Update, State: []byte(`{}`), Reply: []byte(`{}`)} },
+	}}
+	env := Env{Topics: Topics{App: "app"}, Now: func() time.Time { return time.Unix(0, 0) }, Epoch: 1}
+	for _, ask := range []string{"", "false", "true"} {
+		e := codec.NewEvent()
+		e.SetID("a")
+		e.SetSource("test")
+		e.SetType("set")
+		e.SetSubject("s")
+		if ask != "" {
+			e.SetExtension(codec.ExtReply, ask)
+		}
+		out := Process(env, def, env.Topics.Commands("counter"), &Envelope{}, e)
+		want := 0
+		if ask == "true" {
+			want = 1
+		}
+		if len(out.Outputs) != want || len(out.Envelope.Applied[0].Outputs) != want {
+			t.Errorf("%s %q: %d outputs, %d recorded; want %d", codec.ExtReply, ask, len(out.Outputs), len(out.Envelope.Applied[0].Outputs), want)
+		}
 	}
 }
