@@ -14,7 +14,6 @@
 package codec
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -60,12 +59,9 @@ func (jsonCodec[T]) Decode(data []byte) (T, error) {
 	if len(data) == 0 {
 		return v, fmt.Errorf("%w: empty JSON payload", ErrPayload)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&v); err != nil {
+	// Unmarshal also rejects data after the value.
+	if err := json.Unmarshal(data, &v); err != nil {
 		return v, fmt.Errorf("%w: %v", ErrPayload, err)
-	}
-	if dec.More() {
-		return v, fmt.Errorf("%w: data after the JSON value", ErrPayload)
 	}
 	return v, nil
 }

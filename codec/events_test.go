@@ -95,6 +95,9 @@ func TestJSONCodec(t *testing.T) {
 	if _, err := c.Decode(nil); !errors.Is(err, codec.ErrPayload) {
 		t.Errorf("empty: %v", err)
 	}
+	if _, err := c.Decode([]byte(`{"quantity":3} {"quantity":4}`)); !errors.Is(err, codec.ErrPayload) {
+		t.Errorf("data after the value: %v", err)
+	}
 	if v, err := c.Decode([]byte(`{"quantity":3,"extra":1}`)); err != nil || v.Quantity != 3 {
 		t.Errorf("unknown fields are ignored: %v %v", v, err)
 	}

@@ -72,6 +72,9 @@ type Runtime struct {
 	views  []*core.View
 	stats  Stats
 	ready  chan struct{}
+	// runners run handler calls on goroutines that outlive a call (see
+	// core.Runners); closed when Run returns.
+	runners *core.Runners
 
 	mu       sync.Mutex
 	replicas map[string]*replica // by view name, while running
@@ -113,7 +116,8 @@ func New(cfg Config, parts ...Part) (*Runtime, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	r := &Runtime{cfg: cfg, topics: core.Topics{App: cfg.App}, ready: make(chan struct{}), replicas: map[string]*replica{}}
+	r := &Runtime{cfg: cfg, topics: core.Topics{App: cfg.App}, ready: make(chan struct{}), replicas: map[string]*replica{},
+		runners: core.NewRunners(64)}
 	names := map[string]bool{}
 	for _, p := range parts {
 		if names[p.Name()] {
@@ -210,6 +214,7 @@ func (r *Runtime) Topics(replication int16) []TopicSpec {
 // or one fails. A partition-count mismatch or a missing topic fails start-up
 // with a message naming the topics.
 func (r *Runtime) Run(ctx context.Context) error {
+	defer r.runners.Close()
 	log := r.cfg.Log
 	client, err := broker.Connect(ctx, r.cfg.Kafka, log)
 	if err != nil {
@@ -476,7 +481,7 @@ func (r *Runtime) saramaConfig() (*sarama.Config, error) {
 func (r *Runtime) newProcessor(d *core.Entity, partitions int32) (*goka.Processor, error) {
 	// Each processor is a new epoch (see core.Env): supervision replaces a
 	// failed one with a new processor, so a new epoch.
-	env := core.Env{Topics: r.topics, Now: time.Now, Sleep: time.Sleep, Epoch: rand.Uint64() | 1}
+	env := core.Env{Topics: r.topics, Now: time.Now, Sleep: time.Sleep, Epoch: rand.Uint64() | 1, Runners: r.runners}
 	h := &handler{
 		group:      r.topics.Group(d.Name),
 		observe:    r.cfg.Observe,

@@ -32,6 +32,8 @@ type Env struct {
 	Topics Topics
 	Now    func() time.Time
 	Sleep  func(time.Duration) // between retries; the harness passes a no-op
+	// Runners run the handler calls (nil: a goroutine per call).
+	Runners *Runners
 	// Epoch names this run of the processor: a new value each time a
 	// processor starts (after a crash, a restart, a move to another
 	// worker), never 0. See Process.
@@ -130,7 +132,7 @@ func replies(outs []Output, repliesTopic string) []Output {
 func call(env Env, def *Entity, h Handler, in Input) (Decision, string) {
 	wait := def.Backoff
 	for attempt := 0; ; attempt++ {
-		d, reason := callOnce(def, h, in)
+		d, reason := callOnce(env, def, h, in)
 		if reason != "" {
 			return d, reason
 		}
@@ -148,20 +150,20 @@ func call(env Env, def *Entity, h Handler, in Input) (Decision, string) {
 	}
 }
 
-func callOnce(def *Entity, h Handler, in Input) (Decision, string) {
+func callOnce(env Env, def *Entity, h Handler, in Input) (Decision, string) {
 	type result struct {
 		d      Decision
 		reason string
 	}
 	done := make(chan result, 1)
-	go func() {
+	env.Runners.Go(func() {
 		defer func() {
 			if p := recover(); p != nil {
 				done <- result{reason: fmt.Sprintf("handler panicked: %v\n%s", p, debug.Stack())}
 			}
 		}()
 		done <- result{d: h(in)}
-	}()
+	})
 	if def.Timeout <= 0 {
 		r := <-done
 		return r.d, r.reason
