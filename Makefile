@@ -53,10 +53,17 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseYAML$$' -fuzztime $(FUZZTIME) ./processor/broker/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseQuery$$' -fuzztime $(FUZZTIME) ./worker/
 
-# Benchmarks print ratios against a baseline measured in the same run.
+# Benchmarks print ratios against a baseline measured in the same run, one
+# package at a time; bench/report renders them into bench/results/ and the
+# README. BENCH_COMMANDS, BENCH_SUBJECTS, BENCH_RECORDS and BENCH_ENTITIES
+# size the workloads (see bench/).
 bench: kafkactl
-	$(KAFKACTL) up >/dev/null
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./views/ ./worker/ ./bench/
+	@was_up=$$($(KAFKACTL) status >/dev/null 2>&1 && echo yes); \
+	$(KAFKACTL) up >/dev/null || exit 1; \
+	$(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./views/ ./worker/ ./bench/ | tee $(CACHE)/bench.log && \
+	$(GO) run ./bench/report -in $(CACHE)/bench.log -out bench/results -readme README.md; rc=$$?; \
+	if [ -z "$$was_up" ]; then $(KAFKACTL) down; fi; \
+	exit $$rc
 
 lint: $(BIN)/staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

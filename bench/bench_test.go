@@ -8,12 +8,16 @@ package bench
 import (
 	"context"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/partita-dev/partita/internal/kafkatest"
 	"github.com/partita-dev/partita/internal/murmur2"
+	"github.com/partita-dev/partita/processor/broker"
 )
 
 // envInt reads a positive integer from the environment, or returns def.
@@ -22,6 +26,23 @@ func envInt(name string, def int) int {
 		return n
 	}
 	return def
+}
+
+// connect returns the test broker's plaintext connection settings and a
+// client on it, closed when b ends.
+func connect(b *testing.B) (broker.Config, sarama.Client) {
+	b.Helper()
+	kc := broker.Config{BootstrapServers: []string{kafkatest.Require(b).Plaintext}}
+	sc, err := kc.Sarama(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	client, err := sarama.NewClient(kc.BootstrapServers, sc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { client.Close() })
+	return kc, client
 }
 
 // createTopic creates topic with 8 partitions and the given config.
@@ -83,7 +104,20 @@ func (quiet) Println(...any)        {}
 func (quiet) Printf(string, ...any) {}
 
 // runUntil runs run until count reaches n and returns the time it took.
-func runUntil(b *testing.B, run func(context.Context) error, count func() int64, n int64) time.Duration {
+// With BENCH_PROFILE=dir it writes a CPU profile of the run to
+// dir/<name>.pprof.
+func runUntil(b *testing.B, name string, run func(context.Context) error, count func() int64, n int64) time.Duration {
+	if dir := os.Getenv("BENCH_PROFILE"); dir != "" {
+		f, err := os.Create(filepath.Join(dir, name+".pprof"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errs := make(chan error, 1)
 	start := time.Now()

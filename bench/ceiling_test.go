@@ -11,7 +11,6 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/partita-dev/partita/internal/benchresult"
-	"github.com/partita-dev/partita/internal/kafkatest"
 )
 
 // BenchmarkBrokerCeiling measures what the broker itself takes and gives on
@@ -19,15 +18,9 @@ import (
 // bytes, against Kafka's own producer and consumer performance tools in the
 // same run.
 func BenchmarkBrokerCeiling(b *testing.B) {
-	e := kafkatest.Require(b)
+	kc, client := connect(b)
+	addr := kc.BootstrapServers[0]
 	n := envInt("BENCH_RECORDS", 1_000_000)
-	cfg := sarama.NewConfig()
-	cfg.Version = sarama.V3_6_0_0
-	client, err := sarama.NewClient([]string{e.Plaintext}, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer client.Close()
 	run := time.Now().UnixNano()
 	saramaTopic, toolTopic := fmt.Sprintf("ceiling%d-sarama", run), fmt.Sprintf("ceiling%d-tool", run)
 	createTopic(b, client, saramaTopic, nil)
@@ -41,14 +34,14 @@ func BenchmarkBrokerCeiling(b *testing.B) {
 
 	// "1000000 records sent, 251256.3 records/sec (23.96 MB/sec), ..."
 	out := java(b, "org.apache.kafka.tools.ProducerPerformance", "--topic", toolTopic, "--num-records", strconv.Itoa(n),
-		"--record-size", "100", "--throughput", "-1", "--producer-props", "bootstrap.servers="+e.Plaintext, "acks=all")
+		"--record-size", "100", "--throughput", "-1", "--producer-props", "bootstrap.servers="+addr, "acks=all")
 	toolProduce := toolRate(b, out, " records sent, ", func(line string) string {
 		_, after, _ := strings.Cut(line, " records sent, ")
 		rate, _, _ := strings.Cut(after, " ")
 		return rate
 	})
 	// CSV: start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, ...
-	out = java(b, "org.apache.kafka.tools.ConsumerPerformance", "--bootstrap-server", e.Plaintext, "--topic", toolTopic,
+	out = java(b, "org.apache.kafka.tools.ConsumerPerformance", "--bootstrap-server", addr, "--topic", toolTopic,
 		"--messages", strconv.Itoa(n), "--timeout", "60000")
 	toolConsume := toolRate(b, out, ", ", func(line string) string {
 		fields := strings.Split(line, ", ")

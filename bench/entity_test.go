@@ -18,10 +18,8 @@ import (
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/entities"
 	"github.com/partita-dev/partita/internal/benchresult"
-	"github.com/partita-dev/partita/internal/kafkatest"
 	"github.com/partita-dev/partita/internal/murmur2"
 	"github.com/partita-dev/partita/processor"
-	"github.com/partita-dev/partita/processor/broker"
 )
 
 type Counter struct {
@@ -89,7 +87,7 @@ func rawGoka(b *testing.B, brokers []string, topic string, commands int, dir str
 	if err != nil {
 		b.Fatal(err)
 	}
-	return runUntil(b, func(ctx context.Context) error { return p.Run(ctx) }, func() int64 { return done.Load() }, int64(commands))
+	return runUntil(b, "rawgoka", func(ctx context.Context) error { return p.Run(ctx) }, func() int64 { return done.Load() }, int64(commands))
 }
 
 func counterEntity() *entities.Entity[Counter] {
@@ -105,15 +103,8 @@ func counterEntity() *entities.Entity[Counter] {
 // application (bench/kstreams) doing the same keyed update over the same
 // pre-written commands.
 func BenchmarkEntityThroughput(b *testing.B) {
-	e := kafkatest.Require(b)
+	kc, client := connect(b)
 	commands, subjects := size()
-	kc := broker.Config{BootstrapServers: []string{e.Plaintext}}
-	sc, _ := kc.Sarama(nil)
-	client, err := sarama.NewClient(kc.BootstrapServers, sc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer client.Close()
 	app := fmt.Sprintf("bench%d", time.Now().UnixNano())
 	topic := app + ".counter.commands"
 	fillTime := fill(b, client, topic, commands, subjects)
@@ -125,7 +116,7 @@ func BenchmarkEntityThroughput(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	partita := runUntil(b, rt.Run, rt.Stats().Processed.Load, int64(commands))
+	partita := runUntil(b, "partita", rt.Run, rt.Stats().Processed.Load, int64(commands))
 
 	kstreams := javaMillis(b, java(b, "dev.partita.bench.KeyedUpdate", "process", kc.BootstrapServers[0], topic, app+"-kstreams", b.TempDir(), strconv.Itoa(commands)), "processed")
 
