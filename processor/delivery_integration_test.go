@@ -166,7 +166,7 @@ func TestInteropWithKcat(t *testing.T) {
 	topic := a.topics.Commands("cart")
 	kcat(t, a.env.Plaintext, topic, "murmur2_random", "cart-i", cmd("cart-i", "add-item", "k-1", sample.AddItem{ProductID: "p", Name: "P", Quantity: 1}))
 	structured := &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder("cart-i"),
-		Value:   sarama.StringEncoder(`{"specversion":"1.0","id":"s-1","source":"structured","type":"checkout","subject":"cart-i","datacontenttype":"application/json","data":{}}`),
+		Value:   sarama.StringEncoder(`{"specversion":"1.0","id":"s-1","source":"structured","type":"checkout","subject":"cart-i","partitareply":"true","datacontenttype":"application/json","data":{}}`),
 		Headers: []sarama.RecordHeader{{Key: []byte("content-type"), Value: []byte("application/cloudevents+json")}}}
 	a.send(structured)
 	got := a.replies(time.Minute, "k-1", "s-1")

@@ -142,9 +142,37 @@ type Envelope struct {
 
 // Applied records a command that was applied and what it wrote.
 type Applied struct {
-	Key     string   `json:"k"` // source + "\x00" + id
-	Outputs []Output `json:"o"`
+	Key   string // source + "\x00" + id
+	Time  int64  // when it was applied (Unix nanoseconds): its records' ce-time
+	Facts []Fact // what it wrote, as render turns it into records
+	// Outputs are the records themselves, in envelopes written before
+	// facts (versions 1 and 2).
+	Outputs []Output
 }
+
+// Fact is a record a command wrote, as the dedup window keeps it: the
+// record follows from the fact, the entity, the command and its time (see
+// render), so the window holds the data and not every record's headers.
+type Fact struct {
+	Kind        FactKind
+	Target      string // FactPublish: the topic; FactSend: the entity
+	Type        string // the event's or command's type; FactReply: the error code ("" for a reply)
+	Subject     string // whom the record is about
+	Seq         uint64 // the sequence number it carries (not FactSend)
+	ContentType string
+	Data        []byte
+}
+
+// FactKind is what a fact records.
+type FactKind byte
+
+// Fact kinds.
+const (
+	FactEvent   FactKind = iota + 1 // an event of an event-sourced entity
+	FactPublish                     // an event published to another topic
+	FactSend                        // a command sent to an entity
+	FactReply                       // the reply to the command
+)
 
 // Topics names the topics of an application.
 type Topics struct{ App string }

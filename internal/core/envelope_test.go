@@ -15,6 +15,11 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			{Key: "src\x00id-1", Outputs: []Output{{Topic: "app.replies", Record: codec.Record{Key: []byte("id-1"), Value: []byte("{}"),
 				Headers: map[string][]byte{"ce_id": []byte("reply:src/id-1"), "ce_type": []byte("partita.reply")}}}}},
 			{Key: "src\x00id-2", Outputs: []Output{}},
+			{Key: "src\x00id-3", Time: -5, Facts: []Fact{
+				{Kind: FactEvent, Type: "added", Subject: "s", Seq: 299, ContentType: "application/json", Data: []byte(`{"a":1}`)},
+				{Kind: FactSend, Target: "other", Type: "do", Subject: "o"},
+				{Kind: FactReply, Type: "not_found", Subject: "s", Seq: 300, Data: []byte(`{}`)},
+			}},
 		}},
 	} {
 		data, err := env.Encode()
@@ -29,8 +34,9 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			t.Fatalf("round trip: %+v -> %+v", env, got)
 		}
 		for i := range env.Applied {
-			if got.Applied[i].Key != env.Applied[i].Key || len(got.Applied[i].Outputs) != len(env.Applied[i].Outputs) {
-				t.Fatalf("applied %d: %+v", i, got.Applied[i])
+			if got.Applied[i].Key != env.Applied[i].Key || got.Applied[i].Time != env.Applied[i].Time || len(got.Applied[i].Outputs) != len(env.Applied[i].Outputs) ||
+				!reflect.DeepEqual(got.Applied[i].Facts, env.Applied[i].Facts) {
+				t.Fatalf("applied %d: %+v, want %+v", i, got.Applied[i], env.Applied[i])
 			}
 			for j, o := range env.Applied[i].Outputs {
 				if g := got.Applied[i].Outputs[j]; g.Topic != o.Topic || !reflect.DeepEqual(g.Record, o.Record) {

@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/partita-dev/partita/codec"
@@ -55,20 +56,29 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Even
 	// the command again and gets it as a duplicate.
 	var again []Output
 	first := stored.Epoch != env.Epoch && len(stored.Applied) > 0
+	subject := ev.Subject()
 	if first {
-		again = recorded(stored.Applied, env.Topics.Replies())
+		outs, err := render(env, def.Name, subject, stored.Applied...)
+		if err != nil {
+			return Outcome{DeadLetter: fmt.Sprintf("subject %q: recorded outputs: %v", subject, err)}
+		}
+		again = without(outs, env.Topics.Replies())
 	}
 	key := ev.Source() + "\x00" + ev.ID()
 	for _, a := range stored.Applied {
 		if a.Key != key {
 			continue
 		}
+		outs, err := render(env, def.Name, subject, a)
+		if err != nil {
+			return Outcome{DeadLetter: fmt.Sprintf("subject %q: recorded outputs: %v", subject, err)}
+		}
 		if !first {
-			return Outcome{Outputs: a.Outputs, Duplicate: true}
+			return Outcome{Outputs: outs, Duplicate: true}
 		}
 		restamped := *stored
 		restamped.Epoch = env.Epoch
-		return Outcome{Envelope: &restamped, Outputs: append(again, replies(a.Outputs, env.Topics.Replies())...), Duplicate: true}
+		return Outcome{Envelope: &restamped, Outputs: append(again, only(outs, env.Topics.Replies())...), Duplicate: true}
 	}
 	handlers := def.Commands
 	isCommand := topic == env.Topics.Commands(def.Name)
@@ -90,41 +100,30 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Even
 	if d.Kind == Ignore && len(d.Publishes) == 0 && len(d.Sends) == 0 {
 		return Outcome{Ignored: true}
 	}
-	next, outs, err := apply(env, def, stored, ev, d, isCommand)
+	next, facts, err := apply(def, stored, ev, d, isCommand)
+	if err != nil {
+		return Outcome{DeadLetter: err.Error()}
+	}
+	applied := Applied{Key: key, Time: env.Now().UnixNano(), Facts: facts}
+	outs, err := render(env, def.Name, subject, applied)
 	if err != nil {
 		return Outcome{DeadLetter: err.Error()}
 	}
 	next.Epoch = env.Epoch
-	next.Applied = append(slices.Clone(stored.Applied), Applied{Key: key, Outputs: outs})
+	next.Applied = append(slices.Clone(stored.Applied), applied)
 	if over := len(next.Applied) - def.Window; over > 0 {
 		next.Applied = next.Applied[over:]
 	}
 	return Outcome{Envelope: next, Outputs: append(again, outs...)}
 }
 
-// recorded lists the outputs of the recorded commands, in the order they
-// were written, but those to the replies topic.
-func recorded(window []Applied, repliesTopic string) []Output {
-	var out []Output
-	for _, a := range window {
-		for _, o := range a.Outputs {
-			if o.Topic != repliesTopic {
-				out = append(out, o)
-			}
-		}
-	}
-	return out
+// without drops the outputs to topic; only keeps them.
+func without(outs []Output, topic string) []Output {
+	return slices.DeleteFunc(outs, func(o Output) bool { return o.Topic == topic })
 }
 
-// replies keeps the outputs to the replies topic.
-func replies(outs []Output, repliesTopic string) []Output {
-	var out []Output
-	for _, o := range outs {
-		if o.Topic == repliesTopic {
-			out = append(out, o)
-		}
-	}
-	return out
+func only(outs []Output, topic string) []Output {
+	return slices.DeleteFunc(outs, func(o Output) bool { return o.Topic != topic })
 }
 
 // call runs the handler with panic recovery, a timeout and bounded retries.
@@ -179,21 +178,12 @@ func callOnce(env Env, def *Entity, h Handler, in Input) (Decision, string) {
 	}
 }
 
-// apply turns a decision into the next envelope and the records to write.
-func apply(env Env, def *Entity, stored *Envelope, cmd codec.Event, d Decision, isCommand bool) (*Envelope, []Output, error) {
+// apply turns a decision into the next envelope and the facts of the
+// records to write (see render).
+func apply(def *Entity, stored *Envelope, cmd codec.Event, d Decision, isCommand bool) (*Envelope, []Fact, error) {
 	next := &Envelope{Seq: stored.Seq, Exists: stored.Exists, State: stored.State}
-	source := env.Topics.Source(def.Name)
 	subject := cmd.Subject()
-	now := env.Now()
-	var outs []Output
-	emit := func(topic string, e codec.Event) error {
-		r, err := codec.EncodeEvent(e)
-		if err != nil {
-			return fmt.Errorf("encode output for %s: %w", topic, err)
-		}
-		outs = append(outs, Output{Topic: topic, Record: r})
-		return nil
-	}
+	var facts []Fact
 	if def.Kind == Stateless && (d.Kind == Update || d.Kind == Delete || d.Kind == Persist) {
 		return nil, nil, fmt.Errorf("%s is a consumer: it has no state to update, delete or persist events to", def.Name)
 	}
@@ -213,17 +203,11 @@ func apply(env Env, def *Entity, stored *Envelope, cmd codec.Event, d Decision, 
 		}
 		for _, oe := range d.Events {
 			next.Seq++
-			e := newEvent(source, subject+":"+strconv.FormatUint(next.Seq, 10), oe.Type, subject, now)
-			e.SetExtension(codec.ExtSequence, strconv.FormatUint(next.Seq, 10))
-			setData(&e, oe.ContentType, oe.Data)
-			if err := emit(env.Topics.Events(def.Name), e); err != nil {
-				return nil, nil, err
-			}
+			facts = append(facts, Fact{Kind: FactEvent, Type: oe.Type, Subject: subject, Seq: next.Seq, ContentType: oe.ContentType, Data: oe.Data})
 		}
 		next.Exists, next.State = true, d.State
 	}
-	cmdRef := cmd.Source() + "/" + cmd.ID()
-	for i, p := range d.Publishes {
+	for _, p := range d.Publishes {
 		if !slices.Contains(def.PublishTopics, p.Topic) {
 			return nil, nil, fmt.Errorf("entity %s publishes to %s, which it did not declare (entities.PublishesTo)", def.Name, p.Topic)
 		}
@@ -231,31 +215,26 @@ func apply(env Env, def *Entity, stored *Envelope, cmd codec.Event, d Decision, 
 		if subj == "" {
 			subj = subject
 		}
-		e := newEvent(source, fmt.Sprintf("%s:%s:publish-%d", subject, cmdRef, i), p.Type, subj, now)
-		e.SetExtension(codec.ExtSequence, strconv.FormatUint(next.Seq, 10))
-		setData(&e, p.ContentType, p.Data)
-		if err := emit(p.Topic, e); err != nil {
-			return nil, nil, err
-		}
+		facts = append(facts, Fact{Kind: FactPublish, Target: p.Topic, Type: p.Type, Subject: subj, Seq: next.Seq, ContentType: p.ContentType, Data: p.Data})
 	}
-	for i, s := range d.Sends {
+	for _, s := range d.Sends {
 		if !slices.Contains(def.SendsTo, s.Entity) {
 			return nil, nil, fmt.Errorf("entity %s sends to entity %s, which it did not declare (entities.SendsTo)", def.Name, s.Entity)
 		}
-		e := newEvent(source+"/"+subject, fmt.Sprintf("%s:send-%d", cmdRef, i), s.Command, s.Subject, now)
-		setData(&e, s.ContentType, s.Data)
-		if err := emit(env.Topics.Commands(s.Entity), e); err != nil {
-			return nil, nil, err
-		}
+		facts = append(facts, Fact{Kind: FactSend, Target: s.Entity, Type: s.Command, Subject: s.Subject, ContentType: s.ContentType, Data: s.Data})
 	}
 	if isCommand && codec.WantsReply(cmd) {
-		pos := Position{Entity: def.Name, Subject: subject, Seq: next.Seq}
-		if err := emit(env.Topics.Replies(), reply(source, cmd, d, pos, now)); err != nil {
-			return nil, nil, err
+		f := Fact{Kind: FactReply, Subject: subject, Seq: next.Seq, ContentType: "application/json", Data: d.Reply}
+		if d.Kind == Error {
+			f.Type = d.ErrCode
+			f.Data, _ = json.Marshal(map[string]string{"code": d.ErrCode, "message": d.ErrMsg})
 		}
-		outs[len(outs)-1].Record.Key = []byte(cmd.ID()) // replies are keyed by request id
+		if f.Data == nil {
+			f.Data = json.RawMessage("{}")
+		}
+		facts = append(facts, f)
 	}
-	return next, outs, nil
+	return next, facts, nil
 }
 
 // Reply types.
@@ -264,22 +243,65 @@ const (
 	TypeError = "partita.error"
 )
 
-func reply(source string, cmd codec.Event, d Decision, pos Position, now time.Time) codec.Event {
-	e := newEvent(source, "reply:"+cmd.Source()+"/"+cmd.ID(), TypeReply, cmd.Subject(), now)
-	e.SetExtension(codec.ExtRequest, cmd.ID())
-	e.SetExtension(codec.ExtSequence, strconv.FormatUint(pos.Seq, 10))
-	e.SetExtension(codec.ExtPosition, pos.Token())
-	data := d.Reply
-	if d.Kind == Error {
-		e.SetType(TypeError)
-		e.SetExtension(codec.ExtErrorCode, d.ErrCode)
-		data, _ = json.Marshal(map[string]string{"code": d.ErrCode, "message": d.ErrMsg})
+// render writes the records of recorded commands of entity about subject:
+// the same records, ids and times each time, so a repeated one is a
+// duplicate its receiver recognizes. Entries written before facts
+// (envelope versions 1 and 2) hold the records themselves.
+func render(env Env, entity, subject string, window ...Applied) ([]Output, error) {
+	var outs []Output
+	source := env.Topics.Source(entity)
+	for _, a := range window {
+		if len(a.Facts) == 0 {
+			outs = append(outs, a.Outputs...)
+			continue
+		}
+		cmdSource, cmdID, _ := strings.Cut(a.Key, "\x00")
+		cmdRef := cmdSource + "/" + cmdID
+		now := time.Unix(0, a.Time).UTC()
+		var publishes, sends int
+		for _, f := range a.Facts {
+			var e codec.Event
+			var topic string
+			seq := strconv.FormatUint(f.Seq, 10)
+			switch f.Kind {
+			case FactEvent:
+				topic = env.Topics.Events(entity)
+				e = newEvent(source, subject+":"+seq, f.Type, subject, now)
+				e.SetExtension(codec.ExtSequence, seq)
+			case FactPublish:
+				topic = f.Target
+				e = newEvent(source, fmt.Sprintf("%s:%s:publish-%d", subject, cmdRef, publishes), f.Type, f.Subject, now)
+				e.SetExtension(codec.ExtSequence, seq)
+				publishes++
+			case FactSend:
+				topic = env.Topics.Commands(f.Target)
+				e = newEvent(source+"/"+subject, fmt.Sprintf("%s:send-%d", cmdRef, sends), f.Type, f.Subject, now)
+				sends++
+			case FactReply:
+				topic = env.Topics.Replies()
+				e = newEvent(source, "reply:"+cmdRef, TypeReply, subject, now)
+				e.SetExtension(codec.ExtRequest, cmdID)
+				e.SetExtension(codec.ExtSequence, seq)
+				e.SetExtension(codec.ExtPosition, Position{Entity: entity, Subject: subject, Seq: f.Seq}.Token())
+				if f.Type != "" {
+					e.SetType(TypeError)
+					e.SetExtension(codec.ExtErrorCode, f.Type)
+				}
+			default:
+				return nil, fmt.Errorf("%w: a recorded output of unknown kind %d", errEnvelope, f.Kind)
+			}
+			setData(&e, f.ContentType, f.Data)
+			r, err := codec.EncodeEvent(e)
+			if err != nil {
+				return nil, fmt.Errorf("encode output for %s: %w", topic, err)
+			}
+			if f.Kind == FactReply {
+				r.Key = []byte(cmdID) // replies are keyed by request id
+			}
+			outs = append(outs, Output{Topic: topic, Record: r})
+		}
 	}
-	if data == nil {
-		data = json.RawMessage("{}")
-	}
-	setData(&e, "application/json", data)
-	return e
+	return outs, nil
 }
 
 func newEvent(source, id, typ, subject string, now time.Time) codec.Event {

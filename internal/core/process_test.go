@@ -1,6 +1,7 @@
 package core
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -98,8 +99,51 @@ func TestReplyOnlyWhenAsked(t *testing.T) {
 		if ask == "true" {
 			want = 1
 		}
-		if len(out.Outputs) != want || len(out.Envelope.Applied[0].Outputs) != want {
-			t.Errorf("%s %q: %d outputs, %d recorded; want %d", codec.ExtReply, ask, len(out.Outputs), len(out.Envelope.Applied[0].Outputs), want)
+		if len(out.Outputs) != want || len(out.Envelope.Applied[0].Facts) != want {
+			t.Errorf("%s %q: %d outputs, %d recorded; want %d", codec.ExtReply, ask, len(out.Outputs), len(out.Envelope.Applied[0].Facts), want)
 		}
+	}
+}
+
+// A duplicate gets back exactly the records the command first wrote (same
+// ids, times, data), rendered from the facts its envelope keeps; an entry
+// written before facts gives back the records it holds.
+func TestDuplicateGetsTheSameRecords(t *testing.T) {
+	def := &Entity{Name: "cart", Kind: EventSourced, Window: 16, PublishTopics: []string{"audit"}, SendsTo: []string{"stock"},
+		Commands: map[string]Handler{"add": func(in Input) Decision {
+			return Decision{Kind: Persist, State: []byte(`{}`), Reply: []byte(`{"ok":true}`),
+				Events:    []OutEvent{{Type: "added", Data: []byte(`{"n":1}`), ContentType: "application/json"}, {Type: "counted", Data: []byte(`{}`), ContentType: "application/json"}},
+				Publishes: []OutEvent{{Topic: "audit", Type: "audited", Data: []byte(`{}`), ContentType: "application/json"}},
+				Sends:     []OutCommand{{Entity: "stock", Subject: "p-1", Command: "reserve", Data: []byte(`{}`), ContentType: "application/json"}}}
+		}}}
+	clock := time.Unix(1700000000, 123456789)
+	env := Env{Topics: Topics{App: "shop"}, Now: func() time.Time { return clock }, Epoch: 1}
+	e := codec.NewEvent()
+	e.SetID("a")
+	e.SetSource("test")
+	e.SetType("add")
+	e.SetSubject("k-1")
+	e.SetExtension(codec.ExtReply, "true")
+	first := Process(env, def, env.Topics.Commands("cart"), &Envelope{}, e)
+	if len(first.Outputs) != 5 {
+		t.Fatalf("%d outputs, want 2 events, a publish, a send, a reply", len(first.Outputs))
+	}
+	data, err := first.Envelope.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := DecodeEnvelope(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(time.Hour)
+	dup := Process(env, def, env.Topics.Commands("cart"), stored, e)
+	if !dup.Duplicate || !reflect.DeepEqual(dup.Outputs, first.Outputs) {
+		t.Fatalf("duplicate wrote\n%v\nwant\n%v", dup.Outputs, first.Outputs)
+	}
+
+	legacy := &Envelope{Seq: 1, Exists: true, State: []byte(`{}`), Epoch: 1, Applied: []Applied{{Key: "test\x00a", Outputs: first.Outputs[:1]}}}
+	if again := Process(env, def, env.Topics.Commands("cart"), legacy, e); !again.Duplicate || !reflect.DeepEqual(again.Outputs, first.Outputs[:1]) {
+		t.Fatalf("an entry holding records: duplicate wrote %v", again.Outputs)
 	}
 }
