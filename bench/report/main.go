@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,7 +34,7 @@ func main() {
 	out := flag.String("out", "bench/results", "directory for latest.md and latest.png")
 	readme := flag.String("readme", "README.md", "README to update between <!-- bench --> and <!-- /bench --> (empty: none)")
 	flag.Parse()
-	if err := run(*in, *out, *readme); err != nil {
+	if err := run(*in, *out, *readme, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
@@ -45,14 +46,20 @@ type section struct {
 	results     []benchresult.Result
 }
 
-func run(in, out, readme string) error {
+// run reads the figures from in, writes the results under out and the
+// README, and prints the tables to w.
+func run(in, out, readme string, w io.Writer) error {
 	var r io.Reader = os.Stdin
+	measured := time.Now() // when the figures were printed: now, or the file's time
 	if in != "-" {
 		f, err := os.Open(in)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
+		if st, err := f.Stat(); err == nil {
+			measured = st.ModTime()
+		}
 		r = f
 	}
 	sections, err := read(r)
@@ -63,19 +70,19 @@ func run(in, out, readme string) error {
 		return err
 	}
 	tables := render(sections)
-	md := "# Benchmark results\n\n" + machine() + "\n" + tables + "\n![ratios](latest.png)\n"
+	md := "# Benchmark results\n\n" + machine(measured) + "\n" + tables + "\n![ratios](latest.png)\n"
 	if err := os.WriteFile(filepath.Join(out, "latest.md"), []byte(md), 0o644); err != nil {
 		return err
 	}
 	if err := drawRatios(sections, filepath.Join(out, "latest.png")); err != nil {
 		return err
 	}
-	fmt.Print(tables)
+	fmt.Fprint(w, tables)
 	if readme == "" {
 		return nil
 	}
 	link := filepath.ToSlash(filepath.Join(out, "latest.png"))
-	return splice(readme, machine()+"\n"+tables+"\n![ratios]("+link+")\n")
+	return splice(readme, machine(measured)+"\n"+tables+"\n![ratios]("+link+")\n")
 }
 
 // read collects the figures by section, in the order they were printed.
@@ -137,16 +144,19 @@ func number(v float64) string {
 }
 
 // machine describes where the figures were measured.
-func machine() string {
+func machine(measured time.Time) string {
 	cpu := firstField("/proc/cpuinfo", "model name")
-	mem := firstField("/proc/meminfo", "MemTotal")
+	mem := firstField("/proc/meminfo", "MemTotal") // "24684084 kB"
+	if kb, err := strconv.ParseFloat(strings.TrimSuffix(mem, " kB"), 64); err == nil {
+		mem = fmt.Sprintf("%.0f GiB", kb/(1<<20))
+	}
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	java := "unknown"
 	if out, err := exec.Command("java", "-version").CombinedOutput(); err == nil {
 		java = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
 	}
 	return fmt.Sprintf("Measured %s on %d cores (%s), %s memory, Linux %s; %s; %s; Apache Kafka %s (single KRaft broker on loopback, started by internal/kafkatest). Every ratio is against a baseline measured in the same run; the machine is shared, so compare ratios, not absolute figures, across runs.\n",
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), cpu, mem, strings.TrimSpace(string(kernel)), runtime.Version(), java, kafkatest.KafkaVersion)
+		measured.UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(), cpu, mem, strings.TrimSpace(string(kernel)), runtime.Version(), java, kafkatest.KafkaVersion)
 }
 
 // firstField returns the value of the first "key: value" line of a /proc file.
