@@ -472,9 +472,6 @@ func (r *Runtime) saramaConfig() (*sarama.Config, error) {
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
 	sc.Producer.Retry.Max = 10
-	// One request in flight per broker: a retried batch cannot land behind
-	// a later one, so a subject's events stay in sequence order.
-	sc.Net.MaxOpenRequests = 1
 	return sc, nil
 }
 
@@ -530,6 +527,13 @@ func (r *Runtime) gokaProcessor(graph *goka.GroupGraph, name string) (*goka.Proc
 		c, _ := r.saramaConfig() // the configuration was validated in New
 		return c
 	}
+	// The producer keeps one request in flight per broker: a retried batch
+	// cannot land behind a later one, so a subject's events stay in
+	// sequence order. Only the producer: on the consumers' connections one
+	// request at a time would queue heartbeats and commits behind fetches
+	// that wait up to Consumer.MaxWaitTime.
+	producer := sc()
+	producer.Net.MaxOpenRequests = 1
 	tmc := goka.NewTopicManagerConfig()
 	tmc.NoCreate = true
 	// Run checked partition counts; settings of existing topics are the
@@ -540,7 +544,7 @@ func (r *Runtime) gokaProcessor(graph *goka.GroupGraph, name string) (*goka.Proc
 		goka.WithClientID(r.cfg.Kafka.WithDefaults().ClientID + "-" + name),
 		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(sc())),
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc())),
-		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(sc())),
+		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(producer)),
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc(), tmc)),
 		goka.WithStorageBuilder(storage.DefaultBuilder(r.groupDir(string(graph.Group())))),
 		goka.WithLogger(gokaLogger{r.cfg.Log}),
