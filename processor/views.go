@@ -170,19 +170,25 @@ func (rep *replica) run(ctx context.Context, client sarama.Client, caughtUp func
 	}
 	records := make(chan *sarama.ConsumerMessage, 4096)
 	pending := map[int32]bool{}
-	for _, p := range parts {
-		start := sarama.OffsetOldest
+	starts := make([]int64, len(parts))
+	// Every high-water mark before any fetch: Kafka answers one request per
+	// connection at a time, and a fetch waits up to Consumer.MaxWaitTime.
+	for i, p := range parts {
+		starts[i] = sarama.OffsetOldest
 		if a, ok := applied[p]; ok {
-			start = a.Next
+			starts[i] = a.Next
 		}
 		hwm, err := client.GetOffset(rep.topic, p, sarama.OffsetNewest)
 		if err != nil {
 			return err
 		}
 		rep.setHWM(p, hwm)
-		if start == sarama.OffsetOldest && hwm > 0 || start >= 0 && start < hwm {
+		if starts[i] == sarama.OffsetOldest && hwm > 0 || starts[i] >= 0 && starts[i] < hwm {
 			pending[p] = true
 		}
+	}
+	for i, p := range parts {
+		start := starts[i]
 		pc, err := consumer.ConsumePartition(rep.topic, p, start)
 		if err != nil {
 			return fmt.Errorf("view %s partition %d from %d: %w", rep.name, p, start, err)
