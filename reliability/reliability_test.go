@@ -212,7 +212,7 @@ func TestReliability(t *testing.T) {
 	// Bad input, mixed into the traffic.
 	kinds := badInput(app)
 	for _, b := range kinds {
-		sendRaw(t, producer, b.topic, b.rec)
+		sendRaw(t, producer, b.Topic, b.Record)
 	}
 
 	// Normal traffic: half through the gateways (retried with one
@@ -291,14 +291,14 @@ func TestReliability(t *testing.T) {
 	var kindsRouted int
 	var rows []string
 	for _, b := range kinds {
-		reason := routed[b.kind]
-		ok := strings.Contains(reason, b.want)
+		reason := routed[b.Kind]
+		ok := strings.Contains(reason, b.Reason)
 		if ok {
 			kindsRouted++
 		} else {
-			t.Errorf("bad input %q: dead-letter reason %q, want it to say %q", b.kind, reason, b.want)
+			t.Errorf("bad input %q: dead-letter reason %q, want it to say %q", b.Kind, reason, b.Reason)
 		}
-		rows = append(rows, fmt.Sprintf("| bad input: %s | %v | %s |", b.kind, ok, strings.SplitN(reason, "\n", 2)[0]))
+		rows = append(rows, fmt.Sprintf("| bad input: %s | %v | %s |", b.Kind, ok, strings.SplitN(reason, "\n", 2)[0]))
 	}
 	authNamed, authCases, authOutput := authFaults(t, env)
 	crashes := 0
@@ -500,47 +500,20 @@ func latest(t *testing.T, addr, topic string, quantity func([]byte) (int64, bool
 	return out
 }
 
-type bad struct {
-	kind, topic, want string
-	rec               codec.Record
-}
-
-// badInput is the corpus: at least 15 kinds of record that must each end
+// badInput is the shared corpus (internal/recordtest): every kind must end
 // in the dead-letter topic with a reason naming what is wrong.
-func badInput(app string) []bad {
-	good := func(subject, typ string) codec.Record {
-		e := addItem(subject, "bad-"+typ+"-"+subject)
+func badInput(app string) []recordtest.Bad {
+	good := func(subject, id string) codec.Record {
+		r, _ := codec.EncodeEvent(addItem(subject, id))
+		return r
+	}
+	boom := func(typ, id string) codec.Record {
+		e := addItem("b", id)
 		e.SetType(typ)
 		r, _ := codec.EncodeEvent(e)
 		return r
 	}
-	with := recordtest.With
-	cmds, boom := app+".cart.commands", app+".boom.commands"
-	g := good("bad-cart", "add-item")
-	list := []bad{
-		{"not a CloudEvent", cmds, "not a CloudEvent", codec.Record{Key: []byte("x"), Value: []byte("hello")}},
-		{"wrong specversion", cmds, "spec version", with(g, "ce_specversion", "0.3")},
-		{"missing id", cmds, "id", with(g, "ce_id", nil)},
-		{"missing source", cmds, "source", with(g, "ce_source", nil)},
-		{"missing type", cmds, "type", with(g, "ce_type", nil)},
-		{"missing subject", cmds, "ce-subject is missing", with(g, "ce_subject", nil)},
-		{"invalid JSON", cmds, "payload does not fit", codec.Record{Key: g.Key, Value: []byte(`{"quantity":`), Headers: with(g, "ce_id", "b-json").Headers}},
-		{"payload of the wrong type", cmds, "payload does not fit", codec.Record{Key: g.Key, Value: []byte(`{"quantity":"two"}`), Headers: with(g, "ce_id", "b-type").Headers}},
-		{"unknown type", cmds, "unknown type", with(good("bad-cart", "frobnicate"))},
-		{"empty value", cmds, "empty JSON payload", codec.Record{Key: g.Key, Headers: with(g, "ce_id", "b-empty").Headers}},
-		{"oversize value", cmds, "more than the", codec.Record{Key: g.Key, Value: bytes.Repeat([]byte("x"), 300<<10), Headers: with(g, "ce_id", "b-big").Headers}},
-		{"garbage header bytes", cmds, "not valid UTF-8", with(g, "ce_type", []byte{0xff, 0xfe})},
-		{"invalid UTF-8 subject", cmds, "not valid UTF-8", with(g, "ce_subject", []byte{'s', 0xc3})},
-		{"very long subject", cmds, "more than 1024", with(good(strings.Repeat("s", 2000), "add-item"))},
-		{"structured-mode garbage", cmds, "invalid CloudEvent", codec.Record{Key: []byte("x"), Value: []byte("{nope"), Headers: map[string][]byte{"content-type": []byte("application/cloudevents+json")}}},
-		{"handler panics", boom, "handler panicked", good("b", "panic")},
-		{"handler hangs past its timeout", boom, "did not return within", good("b", "hang")},
-		{"handler keeps failing", boom, "handler failed 3 times", good("b", "fail")},
-	}
-	for i := range list {
-		list[i].rec = with(list[i].rec, "test_kind", list[i].kind)
-	}
-	return list
+	return recordtest.Corpus(app+".cart.commands", good, app+".boom.commands", boom)
 }
 
 // deadLetters reads the dead-letter topic until it has n test kinds, and
