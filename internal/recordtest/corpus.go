@@ -25,7 +25,9 @@ type Bad struct {
 func Corpus(commands string, good func(subject, id string) codec.Record, boomTopic string, boom func(typ, id string) codec.Record) []Bad {
 	n := 0
 	g := func() codec.Record { n++; return good("bad", fmt.Sprintf("bad-%d", n)) }
-	withValue := func(r codec.Record, v []byte) codec.Record { return codec.Record{Key: r.Key, Value: v, Headers: r.Headers} }
+	withValue := func(r codec.Record, v []byte) codec.Record {
+		return codec.Record{Key: r.Key, Value: v, Headers: r.Headers}
+	}
 	list := []Bad{
 		{"not a CloudEvent", commands, codec.Record{Key: []byte("bad"), Value: []byte("hello")}, "not a CloudEvent"},
 		{"wrong specversion", commands, With(g(), "ce_specversion", "0.3"), "spec version"},
