@@ -44,6 +44,12 @@ type gateway struct {
 	metrics *metrics
 	log     *slog.Logger
 
+	// listening is closed once the reply listener follows every partition:
+	// a command sent before could have its reply written before the
+	// listener's starting offsets, and missed.
+	listening chan struct{}
+	listened  sync.Once
+
 	mu      sync.Mutex
 	pending map[string]chan result // command id -> waiting request
 	recent  []deadLetter           // the last dead letters seen, newest last
@@ -86,7 +92,8 @@ func newGateway(ctx context.Context, cfg Config, kc broker.Config, rt *processor
 		prodCl.Close()
 		return nil, err
 	}
-	g := &gateway{cfg: cfg, rt: rt, topics: rt.TopicNames(), client: client, prodCl: prodCl, prod: prod, metrics: m, log: log, pending: map[string]chan result{}}
+	g := &gateway{cfg: cfg, rt: rt, topics: rt.TopicNames(), client: client, prodCl: prodCl, prod: prod, metrics: m, log: log,
+		listening: make(chan struct{}), pending: map[string]chan result{}}
 	go g.listen(ctx)
 	return g, nil
 }
@@ -158,6 +165,7 @@ func (g *gateway) follow(ctx context.Context) error {
 			}()
 		}
 	}
+	g.listened.Do(func() { close(g.listening) })
 	for {
 		select {
 		case <-ctx.Done():
@@ -288,6 +296,14 @@ func (g *gateway) command(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		httpError(w, http.StatusBadRequest, "invalid_argument", err.Error())
+		return
+	}
+	select {
+	case <-g.listening:
+	case <-r.Context().Done():
+		return
+	case <-time.After(g.cfg.ReplyTimeout):
+		httpError(w, http.StatusServiceUnavailable, "unavailable", "the gateway is not yet following the replies topic; retry")
 		return
 	}
 	ch := make(chan result, 1)
@@ -518,9 +534,11 @@ func mustJSON(v any) []byte {
 }
 
 func (g *gateway) ready(w http.ResponseWriter, r *http.Request) {
-	select {
-	case <-g.rt.Ready():
+	switch {
+	case isClosed(g.rt.Ready()) && isClosed(g.listening):
 		fmt.Fprintln(w, "ready")
+	case isClosed(g.rt.Ready()):
+		http.Error(w, "starting the reply listener", http.StatusServiceUnavailable)
 	default:
 		var restored, total int64
 		for _, p := range g.rt.Partitions(r.Context()) {
@@ -528,6 +546,15 @@ func (g *gateway) ready(w http.ResponseWriter, r *http.Request) {
 			total += p.Total
 		}
 		http.Error(w, fmt.Sprintf("recovering: %d of %d table records restored", restored, total), http.StatusServiceUnavailable)
+	}
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -546,11 +573,7 @@ func (g *gateway) status(w http.ResponseWriter, r *http.Request) {
 		Partitions  []processor.PartitionStatus `json:"partitions"`
 		DeadLetters []deadLetter                `json:"deadLetters"`
 	}{App: g.cfg.App, Entities: g.rt.Entities(), Partitions: g.rt.Partitions(r.Context())}
-	select {
-	case <-g.rt.Ready():
-		out.Ready = true
-	default:
-	}
+	out.Ready = isClosed(g.rt.Ready()) && isClosed(g.listening)
 	names := g.rt.Views()
 	for name, idx := range names {
 		lag, _ := g.rt.Lag(name)
