@@ -157,7 +157,7 @@ type Fact struct {
 	Kind        FactKind
 	Target      string // FactPublish: the topic; FactSend: the entity
 	Type        string // the event's or command's type; FactReply: the error code ("" for a reply)
-	Subject     string // whom the record is about
+	Subject     string // FactPublish, FactSend: whom the record is about (events and replies are about the command's subject)
 	Seq         uint64 // the sequence number it carries (not FactSend)
 	ContentType string
 	Data        []byte

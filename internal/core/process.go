@@ -92,7 +92,8 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Even
 		}
 		return Outcome{DeadLetter: fmt.Sprintf("unknown type %q for entity %s on %s", ev.Type(), def.Name, topic)}
 	}
-	in := Input{Subject: ev.Subject(), State: stored.State, Exists: stored.Exists, Seq: stored.Seq, Event: ev, Now: env.Now()}
+	now := env.Now() // the handler's clock and its records' ce-time
+	in := Input{Subject: subject, State: stored.State, Exists: stored.Exists, Seq: stored.Seq, Event: ev, Now: now}
 	d, reason := call(env, def, h, in)
 	if reason != "" {
 		return Outcome{DeadLetter: reason}
@@ -104,7 +105,7 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Even
 	if err != nil {
 		return Outcome{DeadLetter: err.Error()}
 	}
-	applied := Applied{Key: key, Time: env.Now().UnixNano(), Facts: facts}
+	applied := Applied{Key: key, Time: now.UnixNano(), Facts: facts}
 	outs, err := render(env, def.Name, subject, applied)
 	if err != nil {
 		return Outcome{DeadLetter: err.Error()}
@@ -203,7 +204,7 @@ func apply(def *Entity, stored *Envelope, cmd codec.Event, d Decision, isCommand
 		}
 		for _, oe := range d.Events {
 			next.Seq++
-			facts = append(facts, Fact{Kind: FactEvent, Type: oe.Type, Subject: subject, Seq: next.Seq, ContentType: oe.ContentType, Data: oe.Data})
+			facts = append(facts, Fact{Kind: FactEvent, Type: oe.Type, Seq: next.Seq, ContentType: oe.ContentType, Data: oe.Data})
 		}
 		next.Exists, next.State = true, d.State
 	}
@@ -224,7 +225,7 @@ func apply(def *Entity, stored *Envelope, cmd codec.Event, d Decision, isCommand
 		facts = append(facts, Fact{Kind: FactSend, Target: s.Entity, Type: s.Command, Subject: s.Subject, ContentType: s.ContentType, Data: s.Data})
 	}
 	if isCommand && codec.WantsReply(cmd) {
-		f := Fact{Kind: FactReply, Subject: subject, Seq: next.Seq, ContentType: "application/json", Data: d.Reply}
+		f := Fact{Kind: FactReply, Seq: next.Seq, ContentType: "application/json", Data: d.Reply}
 		if d.Kind == Error {
 			f.Type = d.ErrCode
 			f.Data, _ = json.Marshal(map[string]string{"code": d.ErrCode, "message": d.ErrMsg})
