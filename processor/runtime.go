@@ -15,7 +15,6 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
 	gcodec "github.com/lovoo/goka/codec"
-	"github.com/lovoo/goka/storage"
 	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/internal/murmur2"
 	"github.com/partita-dev/partita/processor/broker"
@@ -546,7 +545,7 @@ func (r *Runtime) gokaProcessor(graph *goka.GroupGraph, name string) (*goka.Proc
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc())),
 		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(producer)),
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc(), tmc)),
-		goka.WithStorageBuilder(storage.DefaultBuilder(r.groupDir(string(graph.Group())))),
+		goka.WithStorageBuilder(batchedBuilder(r.groupDir(string(graph.Group())))),
 		goka.WithLogger(gokaLogger{r.cfg.Log}),
 		// goka drops records with a nil value by default: silently losing
 		// them. Partita dead-letters them like any other bad record.
