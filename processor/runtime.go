@@ -58,6 +58,10 @@ type Config struct {
 	HotStandby bool
 	// Observe, when set, receives handler latencies and rebalances.
 	Observe Observer
+	// TableCache is the budget in bytes of the read cache of each local
+	// table partition, in front of LevelDB (default DefaultTableCache;
+	// negative: no cache).
+	TableCache int
 	// ViewApplyDelay holds back every batch a view replica applies: it
 	// simulates a lagging view, for tests and demonstrations of stale reads.
 	ViewApplyDelay time.Duration
@@ -114,6 +118,9 @@ func New(cfg Config, parts ...Part) (*Runtime, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.TableCache == 0 {
+		cfg.TableCache = DefaultTableCache
 	}
 	r := &Runtime{cfg: cfg, topics: core.Topics{App: cfg.App}, ready: make(chan struct{}), replicas: map[string]*replica{},
 		runners: core.NewRunners(64)}
@@ -545,7 +552,7 @@ func (r *Runtime) gokaProcessor(graph *goka.GroupGraph, name string) (*goka.Proc
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc())),
 		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(producer)),
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc(), tmc)),
-		goka.WithStorageBuilder(batchedBuilder(r.groupDir(string(graph.Group())))),
+		goka.WithStorageBuilder(batchedBuilder(r.groupDir(string(graph.Group())), r.cfg.TableCache)),
 		goka.WithLogger(gokaLogger{r.cfg.Log}),
 		// goka drops records with a nil value by default: silently losing
 		// them. Partita dead-letters them like any other bad record.

@@ -24,35 +24,52 @@ const (
 	batchBytes   = 1 << 20
 )
 
+// DefaultTableCache is the default of Config.TableCache.
+const DefaultTableCache = 4 << 20
+
 // batchedStorage is the local copy of a goka table partition: goleveldb
-// like goka's own storage, but writes are buffered and reach LevelDB in
-// batches. goka writes twice per record (the value, then the table offset
-// once the table topic acknowledged it) and each LevelDB put is a journal
-// write system call: a fifth of the entity path's CPU in issue 7's profile.
+// like goka's own storage, with writes buffered and reads cached.
 //
-// Losing the buffer (the worker is killed) loses nothing: the values and
-// the offset are written together, so the store is left as it was at an
-// earlier offset, and goka recovers the rest from the table topic before
-// it processes input again. The store is never ahead of its offset by more
-// than goka's own storage is.
+// Writes reach LevelDB in batches. goka writes twice per record (the value,
+// then the table offset once the table topic acknowledged it) and each
+// LevelDB put is a journal write system call: a fifth of the entity path's
+// CPU in issue 7's profile. Losing the buffer (the worker is killed) loses
+// nothing: the values and the offset are written together, so the store is
+// left as it was at an earlier offset, and goka recovers the rest from the
+// table topic before it processes input again. The store is never ahead of
+// its offset by more than goka's own storage is.
+//
+// Reads are served from the values written or read last, up to a byte
+// budget (a LevelDB get walks the memtable's skip list and the tables of
+// each level: a tenth of the entity path's CPU). A full cache drops entries
+// at random (Go's map order), which keeps a useful share of a working set
+// larger than the budget, where least-recently-used would keep none of a
+// cyclic one. Values are shared, never copied: nobody changes them (goka's
+// codec hands them to Partita's envelope decoding, which aliases and does
+// not write).
 type batchedStorage struct {
 	db *leveldb.DB
 
-	mu      sync.Mutex
-	pending map[string][]byte // nil: deleted
-	size    int
-	offset  string // pending table offset, "" when none
+	mu        sync.Mutex
+	pending   map[string][]byte // not yet in LevelDB; nil: deleted
+	size      int               // bytes of pending
+	offset    string            // pending table offset, "" when none
+	cache     map[string][]byte // in LevelDB; nil: not there
+	cached    int               // bytes of cache
+	cacheSize int               // budget of cache (0: no cache)
+	flushes   int               // batches written
 }
 
 // batchedBuilder opens a batchedStorage per table partition under dir,
-// named like goka's default builder names them.
-func batchedBuilder(dir string) storage.Builder {
+// named like goka's default builder names them, with a read cache of
+// cacheSize bytes.
+func batchedBuilder(dir string, cacheSize int) storage.Builder {
 	return func(topic string, partition int32) (storage.Storage, error) {
 		db, err := leveldb.OpenFile(filepath.Join(dir, fmt.Sprintf("%s.%d", topic, partition)), nil)
 		if err != nil {
 			return nil, fmt.Errorf("open local table %s/%d: %w", topic, partition, err)
 		}
-		return &batchedStorage{db: db, pending: map[string][]byte{}}, nil
+		return &batchedStorage{db: db, pending: map[string][]byte{}, cache: map[string][]byte{}, cacheSize: cacheSize}, nil
 	}
 }
 
@@ -76,18 +93,44 @@ func (s *batchedStorage) Has(key string) (bool, error) {
 func (s *batchedStorage) Get(key string) ([]byte, error) {
 	s.mu.Lock()
 	v, ok := s.pending[key]
+	if !ok {
+		v, ok = s.cache[key]
+	}
+	flushes := s.flushes
 	s.mu.Unlock()
 	if ok {
 		return v, nil
 	}
 	v, err := s.db.Get([]byte(key), nil)
-	if err == leveldb.ErrNotFound {
-		return nil, nil
-	}
-	if err != nil {
+	if err != nil && err != leveldb.ErrNotFound {
 		return nil, fmt.Errorf("local table: get %q: %w", key, err)
 	}
+	s.mu.Lock()
+	if s.flushes == flushes { // else the value read may be older than one written since
+		s.remember(key, v)
+	}
+	s.mu.Unlock()
 	return v, nil
+}
+
+// remember caches what LevelDB holds for key (nil: nothing), dropping
+// entries at random to stay within the budget; s.mu is held.
+func (s *batchedStorage) remember(key string, v []byte) {
+	if s.cacheSize <= 0 {
+		return
+	}
+	if old, ok := s.cache[key]; ok {
+		s.cached -= len(key) + len(old)
+	}
+	for k, old := range s.cache {
+		if s.cached+len(key)+len(v) <= s.cacheSize {
+			break
+		}
+		delete(s.cache, k)
+		s.cached -= len(k) + len(old)
+	}
+	s.cache[key] = v
+	s.cached += len(key) + len(v)
 }
 
 // Set buffers the write; value is not copied (goka hands over a freshly
@@ -190,6 +233,10 @@ func (s *batchedStorage) flush() error {
 	if err := s.db.Write(b, nil); err != nil {
 		return fmt.Errorf("local table: write %d values: %w", len(s.pending), err)
 	}
+	for k, v := range s.pending {
+		s.remember(k, v)
+	}
+	s.flushes++
 	clear(s.pending)
 	s.size, s.offset = 0, ""
 	return nil

@@ -11,7 +11,7 @@ import (
 
 func openBatched(t *testing.T, dir string) *batchedStorage {
 	t.Helper()
-	st, err := batchedBuilder(dir)("table", 3)
+	st, err := batchedBuilder(dir, 1<<10)("table", 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,5 +111,27 @@ func TestBatchedStorageKeepsGokasFormat(t *testing.T) {
 	defer st.Close()
 	if o, _ := st.GetOffset(-2); o != 9 {
 		t.Fatalf("offset written by goka read as %d, want 9", o)
+	}
+}
+
+// The read cache answers like LevelDB and stays within its budget.
+func TestBatchedStorageCacheStaysWithinBudget(t *testing.T) {
+	st := openBatched(t, t.TempDir()) // a 1 KiB cache
+	defer st.Close()
+	value := func(i int) string { return fmt.Sprintf("%0100d", i) }
+	for i := range 3 * batchEntries {
+		st.Set(fmt.Sprint("k", i), []byte(value(i)))
+	}
+	st.Delete("k5")
+	for round := range 2 {
+		for i := range 3 * batchEntries {
+			v, err := st.Get(fmt.Sprint("k", i))
+			if want := value(i); i == 5 && v != nil || i != 5 && string(v) != want || err != nil {
+				t.Fatalf("round %d: Get(k%d) = %.20q, %v", round, i, v, err)
+			}
+		}
+		if st.cached > 1<<10 || len(st.cache) == 0 {
+			t.Fatalf("cache holds %d bytes in %d entries, budget 1024", st.cached, len(st.cache))
+		}
 	}
 }

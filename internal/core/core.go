@@ -142,12 +142,37 @@ type Envelope struct {
 
 // Applied records a command that was applied and what it wrote.
 type Applied struct {
-	Key   string // source + "\x00" + id
+	// Key is source + "\x00" + id. A command that wrote nothing is stored
+	// as Hash alone (see Envelope.Encode): Key is then empty.
+	Key   string
+	Hash  uint64 // hashKey(Key), when Key is not stored
 	Time  int64  // when it was applied (Unix nanoseconds): its records' ce-time
 	Facts []Fact // what it wrote, as render turns it into records
 	// Outputs are the records themselves, in envelopes written before
 	// facts (versions 1 and 2).
 	Outputs []Output
+}
+
+// Is reports whether a records the command with key (source + "\x00" + id).
+func (a *Applied) Is(key string) bool { return a.is(key, hashKey(key)) }
+
+// is is Is for a key whose hash is h.
+func (a *Applied) is(key string, h uint64) bool {
+	if a.Key != "" {
+		return a.Key == key
+	}
+	return a.Hash == h
+}
+
+// hashKey is the 64-bit FNV-1a hash of a command's key: two keys within a
+// subject's window share it with a probability of about 16 in 2^64.
+func hashKey(key string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(key); i++ {
+		h ^= uint64(key[i])
+		h *= 1099511628211
+	}
+	return h
 }
 
 // Fact is a record a command wrote, as the dedup window keeps it: the

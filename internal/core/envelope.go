@@ -11,18 +11,33 @@ import (
 // applied window's records would be base64 and maps, and decoding and
 // encoding them dominated the entity path; see docs/decisions.md):
 //
-//	'P' 3 | uvarint seq | exists byte | uvarint epoch | bytes state | uvarint n | n × applied
-//	applied: bytes key | varint time | uvarint f | f × fact | uvarint m | m × output
+//	'P' 4 | uvarint seq | exists byte | uvarint epoch | bytes state | uvarint n | n × applied
+//	applied: form byte, then
+//	  0 (wrote nothing): 8 bytes of hashKey(key), little-endian
+//	  1 (facts):         bytes key | varint time | uvarint f | f × fact
+//	  2 (records):       bytes key | uvarint m | m × output
 //	fact:    kind byte | bytes target | bytes type | bytes subject | uvarint seq | bytes content type | bytes data
 //	output:  bytes topic | bytes key | bytes value | uvarint h | h × (bytes k | bytes v)
 //
 // where bytes is a uvarint length and the bytes. The state is the entity's
 // own encoding (JSON). The window keeps facts, not records (see render):
-// a reply record is some 500 bytes of headers around its data. Versions 1
-// (no epoch, no time, no facts) and 2 (no time, no facts: records in
-// outputs) are still read. Decoding aliases the input; goka hands each callback
-// its own copy.
-const envelopeMagic, envelopeVersion = 'P', 3
+// a reply record is some 500 bytes of headers around its data. A command
+// that wrote nothing (no reply asked, no event) needs only its key to be
+// recognized, and a hash of it does: 9 bytes instead of some 30, for most
+// of the window of most entities. Form 2 holds the records of entries
+// written by versions 1 and 2.
+//
+// Versions 1 (no epoch, no time, no facts: key | outputs), 2 (no time, no
+// facts) and 3 (key | time | facts | outputs) are still read. Decoding
+// aliases the input; goka hands each callback its own copy.
+const envelopeMagic, envelopeVersion = 'P', 4
+
+// Forms of an applied entry in a version 4 envelope.
+const (
+	formHash byte = iota
+	formFacts
+	formRecords
+)
 
 var errEnvelope = errors.New("stored state is unreadable")
 
@@ -53,36 +68,55 @@ func (e *Envelope) Encode() ([]byte, error) {
 	b = appendBytes(b, e.State)
 	b = binary.AppendUvarint(b, uint64(len(e.Applied)))
 	for _, a := range e.Applied {
-		b = appendBytes(b, []byte(a.Key))
-		b = binary.AppendVarint(b, a.Time)
-		b = binary.AppendUvarint(b, uint64(len(a.Facts)))
-		for _, f := range a.Facts {
-			b = append(b, byte(f.Kind))
-			b = appendBytes(b, []byte(f.Target))
-			b = appendBytes(b, []byte(f.Type))
-			b = appendBytes(b, []byte(f.Subject))
-			b = binary.AppendUvarint(b, f.Seq)
-			b = appendBytes(b, []byte(f.ContentType))
-			b = appendBytes(b, f.Data)
-		}
-		b = binary.AppendUvarint(b, uint64(len(a.Outputs)))
-		for _, o := range a.Outputs {
-			b = appendBytes(b, []byte(o.Topic))
-			b = appendBytes(b, o.Record.Key)
-			b = appendBytes(b, o.Record.Value)
-			keys := make([]string, 0, len(o.Record.Headers))
-			for k := range o.Record.Headers {
-				keys = append(keys, k)
+		switch {
+		case len(a.Outputs) > 0:
+			b = append(b, formRecords)
+			b = appendBytes(b, []byte(a.Key))
+			b = appendOutputs(b, a.Outputs)
+		case len(a.Facts) > 0:
+			b = append(b, formFacts)
+			b = appendBytes(b, []byte(a.Key))
+			b = binary.AppendVarint(b, a.Time)
+			b = binary.AppendUvarint(b, uint64(len(a.Facts)))
+			for _, f := range a.Facts {
+				b = append(b, byte(f.Kind))
+				b = appendBytes(b, []byte(f.Target))
+				b = appendBytes(b, []byte(f.Type))
+				b = appendBytes(b, []byte(f.Subject))
+				b = binary.AppendUvarint(b, f.Seq)
+				b = appendBytes(b, []byte(f.ContentType))
+				b = appendBytes(b, f.Data)
 			}
-			sort.Strings(keys) // deterministic bytes for the same envelope
-			b = binary.AppendUvarint(b, uint64(len(keys)))
-			for _, k := range keys {
-				b = appendBytes(b, []byte(k))
-				b = appendBytes(b, o.Record.Headers[k])
+		default:
+			h := a.Hash
+			if a.Key != "" {
+				h = hashKey(a.Key)
 			}
+			b = append(b, formHash)
+			b = binary.LittleEndian.AppendUint64(b, h)
 		}
 	}
 	return b, nil
+}
+
+func appendOutputs(b []byte, outs []Output) []byte {
+	b = binary.AppendUvarint(b, uint64(len(outs)))
+	for _, o := range outs {
+		b = appendBytes(b, []byte(o.Topic))
+		b = appendBytes(b, o.Record.Key)
+		b = appendBytes(b, o.Record.Value)
+		keys := make([]string, 0, len(o.Record.Headers))
+		for k := range o.Record.Headers {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys) // deterministic bytes for the same envelope
+		b = binary.AppendUvarint(b, uint64(len(keys)))
+		for _, k := range keys {
+			b = appendBytes(b, []byte(k))
+			b = appendBytes(b, o.Record.Headers[k])
+		}
+	}
+	return b
 }
 
 func appendBytes(b, v []byte) []byte {
@@ -114,17 +148,47 @@ func DecodeEnvelope(data []byte) (*Envelope, error) {
 		env.Applied = make([]Applied, 0, n)
 	}
 	for range n {
-		a := Applied{Key: string(r.bytes())}
-		if version >= 3 {
-			a.Time = r.varint()
-			if f := r.count(); f > 0 {
-				a.Facts = make([]Fact, 0, f)
-				for range f {
-					a.Facts = append(a.Facts, Fact{Kind: FactKind(r.byte()), Target: string(r.bytes()), Type: string(r.bytes()),
-						Subject: string(r.bytes()), Seq: r.uvarint(), ContentType: string(r.bytes()), Data: nilIfEmpty(r.bytes())})
-				}
+		env.Applied = append(env.Applied, r.applied(version))
+	}
+	if r.err != nil || len(r.b) != 0 {
+		return nil, fmt.Errorf("%w: truncated or corrupt", errEnvelope)
+	}
+	return env, nil
+}
+
+// applied reads an entry of the applied window of an envelope of version.
+func (r *reader) applied(version byte) Applied {
+	form := formRecords // versions 1 and 2: key | outputs
+	switch {
+	case version >= 4:
+		form = r.byte()
+	case version == 3:
+		form = formFacts // key | time | facts | outputs
+	}
+	var a Applied
+	switch form {
+	case formHash:
+		if h := r.next(8); h != nil {
+			a.Hash = binary.LittleEndian.Uint64(h)
+		}
+		return a
+	case formFacts, formRecords:
+		a.Key = string(r.bytes())
+	default:
+		r.fail()
+		return a
+	}
+	if form == formFacts {
+		a.Time = r.varint()
+		if f := r.count(); f > 0 {
+			a.Facts = make([]Fact, 0, f)
+			for range f {
+				a.Facts = append(a.Facts, Fact{Kind: FactKind(r.byte()), Target: string(r.bytes()), Type: string(r.bytes()),
+					Subject: string(r.bytes()), Seq: r.uvarint(), ContentType: string(r.bytes()), Data: nilIfEmpty(r.bytes())})
 			}
 		}
+	}
+	if form == formRecords || version == 3 {
 		if m := r.count(); m > 0 {
 			a.Outputs = make([]Output, 0, m)
 			for range m {
@@ -140,12 +204,8 @@ func DecodeEnvelope(data []byte) (*Envelope, error) {
 				a.Outputs = append(a.Outputs, o)
 			}
 		}
-		env.Applied = append(env.Applied, a)
 	}
-	if r.err != nil || len(r.b) != 0 {
-		return nil, fmt.Errorf("%w: truncated or corrupt", errEnvelope)
-	}
-	return env, nil
+	return a
 }
 
 // nilIfEmpty keeps "no data" nil, as it was before encoding.
@@ -162,14 +222,28 @@ type reader struct {
 	err error
 }
 
-func (r *reader) byte() byte {
-	if len(r.b) < 1 {
-		r.err = errEnvelope
-		return 0
+// fail marks the envelope malformed; every read after it returns zero.
+func (r *reader) fail() {
+	r.err = errEnvelope
+	r.b = nil
+}
+
+// next returns the next n bytes (nil, failing, when fewer are left).
+func (r *reader) next(n int) []byte {
+	if n > len(r.b) {
+		r.fail()
+		return nil
 	}
-	c := r.b[0]
-	r.b = r.b[1:]
-	return c
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) byte() byte {
+	if v := r.next(1); v != nil {
+		return v[0]
+	}
+	return 0
 }
 
 func (r *reader) varint() int64 {
@@ -185,8 +259,7 @@ func (r *reader) uvarint() uint64 {
 // skip moves past a varint of n bytes (n <= 0: malformed) and returns v.
 func skip[T int64 | uint64](r *reader, n int, v T) T {
 	if n <= 0 {
-		r.err = errEnvelope
-		r.b = nil
+		r.fail()
 		return 0
 	}
 	r.b = r.b[n:]
@@ -197,19 +270,10 @@ func skip[T int64 | uint64](r *reader, n int, v T) T {
 func (r *reader) count() int {
 	v := r.uvarint()
 	if v > uint64(len(r.b)) {
-		r.err = errEnvelope
-		r.b = nil
+		r.fail()
 		return 0
 	}
 	return int(v)
 }
 
-func (r *reader) bytes() []byte {
-	n := r.count()
-	if r.err != nil {
-		return nil
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
-}
+func (r *reader) bytes() []byte { return r.next(r.count()) }

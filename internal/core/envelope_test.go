@@ -1,6 +1,7 @@
 package core
 
 import (
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -34,7 +35,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			t.Fatalf("round trip: %+v -> %+v", env, got)
 		}
 		for i := range env.Applied {
-			if got.Applied[i].Key != env.Applied[i].Key || got.Applied[i].Time != env.Applied[i].Time || len(got.Applied[i].Outputs) != len(env.Applied[i].Outputs) ||
+			if !got.Applied[i].Is(env.Applied[i].Key) || got.Applied[i].Time != env.Applied[i].Time || len(got.Applied[i].Outputs) != len(env.Applied[i].Outputs) ||
 				!reflect.DeepEqual(got.Applied[i].Facts, env.Applied[i].Facts) {
 				t.Fatalf("applied %d: %+v, want %+v", i, got.Applied[i], env.Applied[i])
 			}
@@ -57,8 +58,41 @@ func TestEnvelopeReadsVersion1(t *testing.T) {
 	if got.Seq != 3 || !got.Exists || string(got.State) != `{"n":3}` || got.Epoch != 0 || len(got.Applied) != 0 {
 		t.Fatalf("version 1: %+v", got)
 	}
-	if _, err := DecodeEnvelope([]byte("P\x03\x03")); err == nil {
+	if _, err := DecodeEnvelope([]byte("P\x05\x03")); err == nil {
 		t.Fatal("an envelope of a later version decoded")
+	}
+}
+
+// Version 3 entries (key, time, facts, records) are still read.
+func TestEnvelopeReadsVersion3(t *testing.T) {
+	v3 := []byte("P\x03\x01\x01\x05\x02{}\x01\x03s\x00a\x02\x00\x00")
+	got, err := DecodeEnvelope(v3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Seq != 1 || got.Epoch != 5 || len(got.Applied) != 1 || got.Applied[0].Key != "s\x00a" || got.Applied[0].Time != 1 {
+		t.Fatalf("version 3: %+v", got)
+	}
+}
+
+// A command that wrote nothing takes 9 bytes of the window: a form byte and
+// the hash of its key. It is still recognized, and no other key is.
+func TestEnvelopeRemembersSilentCommandsByHash(t *testing.T) {
+	env := &Envelope{Seq: 16, Exists: true, State: []byte(`{"n":16}`)}
+	empty, _ := env.Encode()
+	for i := range 16 {
+		env.Applied = append(env.Applied, Applied{Key: fmt.Sprintf("gateway\x00cmd-%d", i), Time: 1})
+	}
+	data, _ := env.Encode()
+	if n := len(data) - len(empty); n != 16*9 {
+		t.Fatalf("16 silent commands take %d bytes, want %d", n, 16*9)
+	}
+	got, err := DecodeEnvelope(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Applied[7].Is("gateway\x00cmd-7") || got.Applied[7].Is("gateway\x00cmd-8") || got.Applied[7].Is("other\x00cmd-7") {
+		t.Fatalf("entry 7 (hash %x) does not tell its key from others", got.Applied[7].Hash)
 	}
 }
 

@@ -65,8 +65,9 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Even
 		again = without(outs, env.Topics.Replies())
 	}
 	key := ev.Source() + "\x00" + ev.ID()
+	hash := hashKey(key)
 	for _, a := range stored.Applied {
-		if a.Key != key {
+		if !a.is(key, hash) {
 			continue
 		}
 		outs, err := render(env, def.Name, subject, a)
@@ -111,9 +112,9 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Even
 		return Outcome{DeadLetter: err.Error()}
 	}
 	next.Epoch = env.Epoch
-	next.Applied = append(slices.Clone(stored.Applied), applied)
-	if over := len(next.Applied) - def.Window; over > 0 {
-		next.Applied = next.Applied[over:]
+	if def.Window > 0 { // the window's last Window commands, in one allocation
+		kept := stored.Applied[min(len(stored.Applied), max(0, len(stored.Applied)+1-def.Window)):]
+		next.Applied = append(append(make([]Applied, 0, len(kept)+1), kept...), applied)
 	}
 	return Outcome{Envelope: next, Outputs: append(again, outs...)}
 }
@@ -150,7 +151,19 @@ func call(env Env, def *Entity, h Handler, in Input) (Decision, string) {
 	}
 }
 
-func callOnce(env Env, def *Entity, h Handler, in Input) (Decision, string) {
+// callOnce runs the handler once, recovering a panic. Without a timeout it
+// runs on the caller's goroutine; with one, on a runner, so that a call past
+// the timeout can be abandoned (a goroutine hand-off per call: see
+// docs/decisions.md#performance).
+func callOnce(env Env, def *Entity, h Handler, in Input) (d Decision, reason string) {
+	if def.Timeout <= 0 {
+		defer func() {
+			if p := recover(); p != nil {
+				d, reason = Decision{}, panicked(p)
+			}
+		}()
+		return h(in), ""
+	}
 	type result struct {
 		d      Decision
 		reason string
@@ -159,15 +172,11 @@ func callOnce(env Env, def *Entity, h Handler, in Input) (Decision, string) {
 	env.Runners.Go(func() {
 		defer func() {
 			if p := recover(); p != nil {
-				done <- result{reason: fmt.Sprintf("handler panicked: %v\n%s", p, debug.Stack())}
+				done <- result{reason: panicked(p)}
 			}
 		}()
 		done <- result{d: h(in)}
 	})
-	if def.Timeout <= 0 {
-		r := <-done
-		return r.d, r.reason
-	}
 	timer := time.NewTimer(def.Timeout)
 	defer timer.Stop()
 	select {
@@ -178,6 +187,8 @@ func callOnce(env Env, def *Entity, h Handler, in Input) (Decision, string) {
 		return Decision{}, fmt.Sprintf("handler did not return within %v", def.Timeout)
 	}
 }
+
+func panicked(p any) string { return fmt.Sprintf("handler panicked: %v\n%s", p, debug.Stack()) }
 
 // apply turns a decision into the next envelope and the facts of the
 // records to write (see render).
