@@ -34,13 +34,8 @@ func BenchmarkStateRecovery(b *testing.B) {
 	// Partita: the counter entity's table topic.
 	entity := counterEntity()
 	topics := core.Topics{App: app}
-	cmd := codec.NewEvent()
-	cmd.SetID("c")
-	cmd.SetSource("bench")
-	cmd.SetType("add")
-	cmd.SetSubject("s")
-	cmd.SetExtension(codec.ExtReply, "true") // as the gateway sends it
-	_ = cmd.SetData("application/json", Add{By: 1})
+	cmd := codec.Attributes{ID: "c", Source: "bench", Type: "add", Subject: "s", DataContentType: "application/json", Data: []byte(`{"by":1}`),
+		Extensions: map[string]string{codec.ExtReply: "true"}} // as the gateway sends it
 	env := core.Env{Topics: topics, Now: time.Now, Sleep: time.Sleep, Epoch: 1}
 	out := core.Process(env, entity.Definition(), topics.Commands("counter"), &core.Envelope{}, cmd)
 	envelope, err := out.Envelope.Encode()

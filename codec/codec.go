@@ -115,8 +115,8 @@ func (c protoCodec[T]) Decode(data []byte) (T, error) {
 }
 
 func mediaType(ct string) string {
-	if ct == "" {
-		return ""
+	if ct == "" || ct == "application/json" {
+		return ct
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {

@@ -57,12 +57,6 @@ const (
 // listen for one, and a reply per command would double the writes.
 const ExtReply = "partitareply"
 
-// WantsReply reports whether a command asks for a reply (see ExtReply).
-func WantsReply(e Event) bool {
-	v, ok := e.Extensions()[ExtReply]
-	return ok && fmt.Sprint(v) != "false"
-}
-
 // MaxSubjectLength bounds ce-subject (it is also the Kafka key and the
 // table key).
 const MaxSubjectLength = 1024
@@ -109,7 +103,7 @@ func DecodeEvent(r Record) (Event, error) {
 	if !binary && !structured {
 		return Event{}, fmt.Errorf("%w: no ce_specversion header and content-type is not application/cloudevents+json", ErrNotCloudEvent)
 	}
-	if binary && string(sv) != event.CloudEventsVersionV1 {
+	if binary && !structured && string(sv) != event.CloudEventsVersionV1 { // structured mode: the binding ignores ce_ headers
 		return Event{}, fmt.Errorf("%w: spec version %q, want 1.0", ErrInvalidEvent, sv)
 	}
 	var e *Event
@@ -205,8 +199,9 @@ func decodeBinary(headers map[string][]byte, value []byte) (*Event, error) {
 
 // RequireSubject checks that e addresses an entity: a non-empty, valid
 // UTF-8 subject of at most MaxSubjectLength bytes.
-func RequireSubject(e Event) error {
-	s := e.Subject()
+func RequireSubject(e Event) error { return checkSubject(e.Subject()) }
+
+func checkSubject(s string) error {
 	switch {
 	case s == "":
 		return fmt.Errorf("%w: ce-subject is missing", ErrInvalidEvent)

@@ -11,3 +11,6 @@ func DecodeViaBinding(r Record) (*Event, error) {
 	}
 	return decodeViaBinding(h, r.Value)
 }
+
+// AttributesOf is an event as DecodeAttributes returns it.
+func AttributesOf(e Event) Attributes { return attributesOf(e) }

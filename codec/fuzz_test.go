@@ -1,6 +1,7 @@
 package codec_test
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -33,6 +34,7 @@ func FuzzDecodeEvent(f *testing.F) {
 		rec := codec.Record{Key: []byte(subject), Value: value, Headers: h}
 		e, err := codec.DecodeEvent(rec)
 		sameAsBinding(t, rec, e, err)
+		sameAttributes(t, rec, e, err)
 		if err != nil {
 			return
 		}
@@ -95,6 +97,11 @@ func TestBinaryDecodingMatchesTheBinding(t *testing.T) {
 		{"ce_specversion": "1.0", "ce_id": "1", "ce_source": "s", "ce_type": "t", "ce_dataschema": "::"},
 		{"ce_specversion": "1.0", "ce_id": "1", "ce_source": "s", "ce_type": "t", "ce_subject": ""},
 		{"ce_specversion": "1.0", "ce_id": "1", "ce_source": "s", "ce_type": "t", "ce_datacontenttype": "text/plain"},
+		{"ce_specversion": "1.0", "ce_id": " 1 ", "ce_source": "HTTPS://Example.com/a b", "ce_type": " t ", "ce_subject": " k ", "content-type": " application/json "},
+		{"ce_specversion": "1.0", "ce_id": "1", "ce_source": "//host/p", "ce_type": "t", "content-type": "application/json; charset=utf-8", "ce_partitareply": "true"},
+		{"ce_specversion": "1.0", "ce_id": "1", "ce_source": "a:b", "ce_type": "t", "content-type": "no/such/type"},
+		{"ce_specversion": "1.0", "ce_id": "1", "ce_source": " ", "ce_type": "t", "ce_data": "x"},
+		{"ce_specversion": "1.0", "ce_id": "1", "ce_type": "t"},
 	} {
 		rec := codec.Record{Value: []byte(`{"a":1}`), Headers: map[string][]byte{}}
 		for k, v := range h {
@@ -102,5 +109,20 @@ func TestBinaryDecodingMatchesTheBinding(t *testing.T) {
 		}
 		e, err := codec.DecodeEvent(rec)
 		sameAsBinding(t, rec, e, err)
+		sameAttributes(t, rec, e, err)
+	}
+}
+
+// sameAttributes checks DecodeAttributes against DecodeEvent's outcome for
+// rec (e, err): the same kind of error, or the same attributes.
+func sameAttributes(t *testing.T, rec codec.Record, e codec.Event, err error) {
+	t.Helper()
+	a, aerr := codec.DecodeAttributes(rec)
+	switch {
+	case (aerr == nil) != (err == nil) || errors.Is(aerr, codec.ErrNotCloudEvent) != errors.Is(err, codec.ErrNotCloudEvent):
+		// (The messages can name different headers: both read a map.)
+		t.Fatalf("DecodeAttributes: %v; DecodeEvent: %v", aerr, err)
+	case err == nil && !reflect.DeepEqual(a, codec.AttributesOf(e)):
+		t.Fatalf("DecodeAttributes and DecodeEvent differ:\n%+v\n%+v", a, codec.AttributesOf(e))
 	}
 }

@@ -195,12 +195,12 @@ func Subscribe[S, C any](e *Entity[S], topic, eventType string, h func(*Context[
 // handler adapts a typed handler to the runtime's byte-level one.
 func handler[S, C any](e *Entity[S], cc codec.Codec[C], h func(*Context[S], C) Effect) core.Handler {
 	return func(in core.Input) core.Decision {
-		if !cc.Accepts(in.Event.DataContentType()) {
-			return poison(fmt.Errorf("%w: content type %q, want %s", codec.ErrPayload, in.Event.DataContentType(), cc.ContentType()))
+		if !cc.Accepts(in.Event.DataContentType) {
+			return poison(fmt.Errorf("%w: content type %q, want %s", codec.ErrPayload, in.Event.DataContentType, cc.ContentType()))
 		}
-		cmd, err := cc.Decode(in.Event.Data())
+		cmd, err := cc.Decode(in.Event.Data)
 		if err != nil {
-			return poison(fmt.Errorf("command %s: %w", in.Event.Type(), err))
+			return poison(fmt.Errorf("command %s: %w", in.Event.Type, err))
 		}
 		state := e.initial
 		if in.State != nil {
@@ -209,7 +209,7 @@ func handler[S, C any](e *Entity[S], cc codec.Codec[C], h func(*Context[S], C) E
 			}
 		}
 		ctx := &Context[S]{subject: in.Subject, state: state, exists: in.Exists, seq: in.Seq, now: in.Now, meta: Metadata{
-			ID: in.Event.ID(), Source: in.Event.Source(), Type: in.Event.Type(), Time: in.Event.Time(),
+			ID: in.Event.ID, Source: in.Event.Source, Type: in.Event.Type, Time: in.Event.Time,
 		}}
 		return e.decide(state, h(ctx, cmd))
 	}

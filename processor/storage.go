@@ -116,21 +116,25 @@ func (s *batchedStorage) Get(key string) ([]byte, error) {
 // remember caches what LevelDB holds for key (nil: nothing), dropping
 // entries at random to stay within the budget; s.mu is held.
 func (s *batchedStorage) remember(key string, v []byte) {
-	if s.cacheSize <= 0 {
-		return
-	}
 	if old, ok := s.cache[key]; ok {
+		delete(s.cache, key)
 		s.cached -= len(key) + len(old)
 	}
-	for k, old := range s.cache {
-		if s.cached+len(key)+len(v) <= s.cacheSize {
-			break
+	need := len(key) + len(v)
+	if need > s.cacheSize {
+		return
+	}
+	if s.cached+need > s.cacheSize {
+		for k, old := range s.cache {
+			delete(s.cache, k)
+			s.cached -= len(k) + len(old)
+			if s.cached+need <= s.cacheSize {
+				break
+			}
 		}
-		delete(s.cache, k)
-		s.cached -= len(k) + len(old)
 	}
 	s.cache[key] = v
-	s.cached += len(key) + len(v)
+	s.cached += need
 }
 
 // Set buffers the write; value is not copied (goka hands over a freshly

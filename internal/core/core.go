@@ -74,7 +74,7 @@ type Input struct {
 	State   json.RawMessage // nil when the subject has no state
 	Exists  bool
 	Seq     uint64
-	Event   codec.Event
+	Event   codec.Attributes
 	Now     time.Time
 }
 

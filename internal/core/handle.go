@@ -97,6 +97,16 @@ func decode(d Delivery) (codec.Event, error) {
 	return ev, err
 }
 
+// decodeCommand reads the delivery's CloudEvent as attributes (cheaper
+// than decode), requiring a subject.
+func decodeCommand(d Delivery) (codec.Attributes, error) {
+	a, err := codec.DecodeAttributes(d.Record)
+	if err == nil {
+		err = a.RequireSubject()
+	}
+	return a, err
+}
+
 // HandleEntity is everything an entity (or stateless consumer) does with one
 // delivery: decode, re-route, dedup, decide, and what to store and write.
 func HandleEntity(env Env, def *Entity, d Delivery) Actions {
@@ -104,14 +114,14 @@ func HandleEntity(env Env, def *Entity, d Delivery) Actions {
 	if max := def.MaxValue; max > 0 && len(d.Record.Value) > max {
 		return deadLetter(d, group, fmt.Sprintf("value is %d bytes, more than the %d the entity accepts (entities.MaxValue)", len(d.Record.Value), max), env.Now())
 	}
-	ev, err := decode(d)
+	ev, err := decodeCommand(d)
 	if err != nil {
 		return deadLetter(d, group, err.Error(), env.Now())
 	}
 	topic := d.Topic
 	stored := &Envelope{}
 	if def.Kind != Stateless { // a consumer has no state, so nothing binds it to a partition
-		subject := ev.Subject()
+		subject := ev.Subject
 		if topic == d.Loop {
 			topic = string(d.Record.Headers[HeaderOriginTopic])
 			if string(d.Record.Key) != subject || topic == "" {

@@ -44,7 +44,7 @@ type Env struct {
 // Process handles one validated CloudEvent (it has a subject) for def,
 // arriving on topic (the commands topic or a subscribed one), against the
 // subject's stored envelope.
-func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Event) Outcome {
+func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Attributes) Outcome {
 	// A processor that died may have left the envelope in its local store
 	// with writes that never reached the broker: the table record itself,
 	// and the outputs (events) of the commands it recorded. The first time
@@ -56,7 +56,7 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Even
 	// the command again and gets it as a duplicate.
 	var again []Output
 	first := stored.Epoch != env.Epoch && len(stored.Applied) > 0
-	subject := ev.Subject()
+	subject := ev.Subject
 	if first {
 		outs, err := render(env, def.Name, subject, stored.Applied...)
 		if err != nil {
@@ -64,7 +64,7 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Even
 		}
 		again = without(outs, env.Topics.Replies())
 	}
-	key := ev.Source() + "\x00" + ev.ID()
+	key := ev.Source + "\x00" + ev.ID
 	hash := hashKey(key)
 	for _, a := range stored.Applied {
 		if !a.is(key, hash) {
@@ -86,12 +86,12 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Even
 	if !isCommand {
 		handlers = def.Subscriptions[topic]
 	}
-	h, ok := handlers[ev.Type()]
+	h, ok := handlers[ev.Type]
 	if !ok {
 		if def.IgnoreUnknown {
 			return Outcome{Ignored: true}
 		}
-		return Outcome{DeadLetter: fmt.Sprintf("unknown type %q for entity %s on %s", ev.Type(), def.Name, topic)}
+		return Outcome{DeadLetter: fmt.Sprintf("unknown type %q for entity %s on %s", ev.Type, def.Name, topic)}
 	}
 	now := env.Now() // the handler's clock and its records' ce-time
 	in := Input{Subject: subject, State: stored.State, Exists: stored.Exists, Seq: stored.Seq, Event: ev, Now: now}
@@ -192,9 +192,9 @@ func panicked(p any) string { return fmt.Sprintf("handler panicked: %v\n%s", p, 
 
 // apply turns a decision into the next envelope and the facts of the
 // records to write (see render).
-func apply(def *Entity, stored *Envelope, cmd codec.Event, d Decision, isCommand bool) (*Envelope, []Fact, error) {
+func apply(def *Entity, stored *Envelope, cmd codec.Attributes, d Decision, isCommand bool) (*Envelope, []Fact, error) {
 	next := &Envelope{Seq: stored.Seq, Exists: stored.Exists, State: stored.State}
-	subject := cmd.Subject()
+	subject := cmd.Subject
 	var facts []Fact
 	if def.Kind == Stateless && (d.Kind == Update || d.Kind == Delete || d.Kind == Persist) {
 		return nil, nil, fmt.Errorf("%s is a consumer: it has no state to update, delete or persist events to", def.Name)
@@ -235,7 +235,7 @@ func apply(def *Entity, stored *Envelope, cmd codec.Event, d Decision, isCommand
 		}
 		facts = append(facts, Fact{Kind: FactSend, Target: s.Entity, Type: s.Command, Subject: s.Subject, ContentType: s.ContentType, Data: s.Data})
 	}
-	if isCommand && codec.WantsReply(cmd) {
+	if isCommand && cmd.WantsReply() {
 		f := Fact{Kind: FactReply, Seq: next.Seq, ContentType: "application/json", Data: d.Reply}
 		if d.Kind == Error {
 			f.Type = d.ErrCode

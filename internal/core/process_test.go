@@ -22,14 +22,8 @@ func TestNewEpochWritesRecordedOutputsAgain(t *testing.T) {
 	env := func(epoch uint64) Env {
 		return Env{Topics: topics, Now: func() time.Time { return time.Unix(0, 0) }, Sleep: func(time.Duration) {}, Epoch: epoch}
 	}
-	cmd := func(id string) codec.Event {
-		e := codec.NewEvent()
-		e.SetID(id)
-		e.SetSource("test")
-		e.SetType("add")
-		e.SetSubject("s")
-		e.SetExtension(codec.ExtReply, "true")
-		return e
+	cmd := func(id string) codec.Attributes {
+		return codec.Attributes{ID: id, Source: "test", Type: "add", Subject: "s", Extensions: map[string]string{codec.ExtReply: "true"}}
 	}
 	events := func(outs []Output) (seqs []string) {
 		for _, o := range outs {
@@ -86,13 +80,9 @@ func TestReplyOnlyWhenAsked(t *testing.T) {
 	}}
 	env := Env{Topics: Topics{App: "app"}, Now: func() time.Time { return time.Unix(0, 0) }, Epoch: 1}
 	for _, ask := range []string{"", "false", "true"} {
-		e := codec.NewEvent()
-		e.SetID("a")
-		e.SetSource("test")
-		e.SetType("set")
-		e.SetSubject("s")
+		e := codec.Attributes{ID: "a", Source: "test", Type: "set", Subject: "s"}
 		if ask != "" {
-			e.SetExtension(codec.ExtReply, ask)
+			e.Extensions = map[string]string{codec.ExtReply: ask}
 		}
 		out := Process(env, def, env.Topics.Commands("counter"), &Envelope{}, e)
 		want := 0
@@ -118,12 +108,7 @@ func TestDuplicateGetsTheSameRecords(t *testing.T) {
 		}}}
 	clock := time.Unix(1700000000, 123456789)
 	env := Env{Topics: Topics{App: "shop"}, Now: func() time.Time { return clock }, Epoch: 1}
-	e := codec.NewEvent()
-	e.SetID("a")
-	e.SetSource("test")
-	e.SetType("add")
-	e.SetSubject("k-1")
-	e.SetExtension(codec.ExtReply, "true")
+	e := codec.Attributes{ID: "a", Source: "test", Type: "add", Subject: "k-1", Extensions: map[string]string{codec.ExtReply: "true"}}
 	first := Process(env, def, env.Topics.Commands("cart"), &Envelope{}, e)
 	if len(first.Outputs) != 5 {
 		t.Fatalf("%d outputs, want 2 events, a publish, a send, a reply", len(first.Outputs))
