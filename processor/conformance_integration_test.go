@@ -48,7 +48,7 @@ func TestHarnessConformsToTheBroker(t *testing.T) {
 		}
 		table := a.table(entity, 8, 2*time.Minute, func(l map[string]*core.Envelope) bool {
 			for s := range subjects {
-				if e := l[s]; e == nil || len(e.Applied) == 0 || !e.Applied[len(e.Applied)-1].Is(last[s]) {
+				if e := l[s]; e == nil || len(e.Window()) == 0 || !e.Window()[len(e.Window())-1].Is(last[s]) {
 					return false
 				}
 			}

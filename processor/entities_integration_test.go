@@ -114,7 +114,7 @@ func assertStates(t *testing.T, a *app, m *shopmodel.Model, last map[string]stri
 		return func(latest map[string]*core.Envelope) bool {
 			for _, s := range subjects {
 				env := latest[s]
-				if env == nil || len(env.Applied) == 0 || !env.Applied[len(env.Applied)-1].Is(last[s]) {
+				if env == nil || len(env.Window()) == 0 || !env.Window()[len(env.Window())-1].Is(last[s]) {
 					return false
 				}
 			}

@@ -135,9 +135,13 @@ type Envelope struct {
 	Seq    uint64 `json:"seq"`
 	Exists bool   `json:"exists"`
 	// Epoch is the Env.Epoch of the processor that wrote the envelope.
-	Epoch   uint64          `json:"epoch,omitempty"`
-	State   json.RawMessage `json:"state,omitempty"`
-	Applied []Applied       `json:"applied,omitempty"`
+	Epoch uint64          `json:"epoch,omitempty"`
+	State json.RawMessage `json:"state,omitempty"`
+	// Applied is the dedup window, oldest first, of an envelope built in
+	// memory. DecodeEnvelope keeps a version 4 envelope's window encoded
+	// instead (see Window).
+	Applied []Applied `json:"applied,omitempty"`
+	window  *window
 }
 
 // Applied records a command that was applied and what it wrote.
@@ -154,14 +158,11 @@ type Applied struct {
 }
 
 // Is reports whether a records the command with key (source + "\x00" + id).
-func (a *Applied) Is(key string) bool { return a.is(key, hashKey(key)) }
-
-// is is Is for a key whose hash is h.
-func (a *Applied) is(key string, h uint64) bool {
+func (a *Applied) Is(key string) bool {
 	if a.Key != "" {
 		return a.Key == key
 	}
-	return a.Hash == h
+	return a.Hash == hashKey(key)
 }
 
 // hashKey is the 64-bit FNV-1a hash of a command's key: two keys within a

@@ -43,20 +43,8 @@ var errEnvelope = errors.New("stored state is unreadable")
 
 // Encode writes the envelope for the group table.
 func (e *Envelope) Encode() ([]byte, error) {
-	n := 16 + len(e.State)
-	for _, a := range e.Applied {
-		n += 16 + len(a.Key)
-		for _, f := range a.Facts {
-			n += 16 + len(f.Target) + len(f.Type) + len(f.Subject) + len(f.ContentType) + len(f.Data)
-		}
-		for _, o := range a.Outputs {
-			n += 24 + len(o.Topic) + len(o.Record.Key) + len(o.Record.Value)
-			for k, v := range o.Record.Headers {
-				n += 8 + len(k) + len(v)
-			}
-		}
-	}
-	b := make([]byte, 0, n)
+	w := e.encodedWindow()
+	b := make([]byte, 0, 24+len(e.State)+len(w.raw))
 	b = append(b, envelopeMagic, envelopeVersion)
 	b = binary.AppendUvarint(b, e.Seq)
 	if e.Exists {
@@ -66,37 +54,127 @@ func (e *Envelope) Encode() ([]byte, error) {
 	}
 	b = binary.AppendUvarint(b, e.Epoch)
 	b = appendBytes(b, e.State)
-	b = binary.AppendUvarint(b, uint64(len(e.Applied)))
+	b = binary.AppendUvarint(b, uint64(len(w.starts)))
+	return append(b, w.raw...), nil
+}
+
+// appendApplied writes a window entry (version 4).
+func appendApplied(b []byte, a Applied) []byte {
+	switch {
+	case len(a.Outputs) > 0:
+		b = append(b, formRecords)
+		b = appendBytes(b, []byte(a.Key))
+		b = appendOutputs(b, a.Outputs)
+	case len(a.Facts) > 0:
+		b = append(b, formFacts)
+		b = appendBytes(b, []byte(a.Key))
+		b = binary.AppendVarint(b, a.Time)
+		b = binary.AppendUvarint(b, uint64(len(a.Facts)))
+		for _, f := range a.Facts {
+			b = append(b, byte(f.Kind))
+			b = appendBytes(b, []byte(f.Target))
+			b = appendBytes(b, []byte(f.Type))
+			b = appendBytes(b, []byte(f.Subject))
+			b = binary.AppendUvarint(b, f.Seq)
+			b = appendBytes(b, []byte(f.ContentType))
+			b = appendBytes(b, f.Data)
+		}
+	default:
+		h := a.Hash
+		if a.Key != "" {
+			h = hashKey(a.Key)
+		}
+		b = append(b, formHash)
+		b = binary.LittleEndian.AppendUint64(b, h)
+	}
+	return b
+}
+
+// window is a dedup window as Encode writes it (version 4 entries), kept
+// encoded: the entity path looks for one key in it and appends one entry,
+// and decoding every entry of the window on every command, to encode them
+// all again, was a tenth of that path (issue 7). It is never changed.
+type window struct {
+	raw    []byte // the entries
+	starts []int  // where each entry starts in raw
+}
+
+// encodedWindow is e's window, encoded.
+func (e *Envelope) encodedWindow() *window {
+	if e.window != nil {
+		return e.window
+	}
+	w := &window{starts: make([]int, 0, len(e.Applied))}
 	for _, a := range e.Applied {
-		switch {
-		case len(a.Outputs) > 0:
-			b = append(b, formRecords)
-			b = appendBytes(b, []byte(a.Key))
-			b = appendOutputs(b, a.Outputs)
-		case len(a.Facts) > 0:
-			b = append(b, formFacts)
-			b = appendBytes(b, []byte(a.Key))
-			b = binary.AppendVarint(b, a.Time)
-			b = binary.AppendUvarint(b, uint64(len(a.Facts)))
-			for _, f := range a.Facts {
-				b = append(b, byte(f.Kind))
-				b = appendBytes(b, []byte(f.Target))
-				b = appendBytes(b, []byte(f.Type))
-				b = appendBytes(b, []byte(f.Subject))
-				b = binary.AppendUvarint(b, f.Seq)
-				b = appendBytes(b, []byte(f.ContentType))
-				b = appendBytes(b, f.Data)
+		w.starts = append(w.starts, len(w.raw))
+		w.raw = appendApplied(w.raw, a)
+	}
+	return w
+}
+
+// Window returns the dedup window, oldest first.
+func (e *Envelope) Window() []Applied {
+	if e.window == nil {
+		return e.Applied
+	}
+	out := make([]Applied, len(e.window.starts))
+	for i := range out {
+		out[i] = e.window.decode(i)
+	}
+	return out
+}
+
+func (w *window) entry(i int) []byte {
+	if i+1 < len(w.starts) {
+		return w.raw[w.starts[i]:w.starts[i+1]]
+	}
+	return w.raw[w.starts[i]:]
+}
+
+// decode reads entry i (DecodeEnvelope checked that it reads).
+func (w *window) decode(i int) Applied {
+	r := reader{b: w.entry(i)}
+	return r.applied(envelopeVersion)
+}
+
+// find returns the index of the entry of the command with key, whose
+// hashKey is hash, or -1.
+func (w *window) find(key string, hash uint64) int {
+	for i := range w.starts {
+		e := w.entry(i)
+		if e[0] == formHash {
+			if binary.LittleEndian.Uint64(e[1:]) == hash {
+				return i
 			}
-		default:
-			h := a.Hash
-			if a.Key != "" {
-				h = hashKey(a.Key)
-			}
-			b = append(b, formHash)
-			b = binary.LittleEndian.AppendUint64(b, h)
+			continue
+		}
+		r := reader{b: e[1:]}
+		if string(r.bytes()) == key {
+			return i
 		}
 	}
-	return b, nil
+	return -1
+}
+
+// then returns the window of the last size-1 entries of w and a (nil when
+// size is 0).
+func (w *window) then(a Applied, size int) *window {
+	if size <= 0 {
+		return nil
+	}
+	drop := max(0, len(w.starts)+1-size)
+	from := len(w.raw)
+	if drop < len(w.starts) {
+		from = w.starts[drop]
+	}
+	next := &window{raw: make([]byte, 0, len(w.raw)-from+32), starts: make([]int, 0, len(w.starts)-drop+1)}
+	next.raw = append(next.raw, w.raw[from:]...)
+	for _, s := range w.starts[drop:] {
+		next.starts = append(next.starts, s-from)
+	}
+	next.starts = append(next.starts, len(next.raw))
+	next.raw = appendApplied(next.raw, a)
+	return next
 }
 
 func appendOutputs(b []byte, outs []Output) []byte {
@@ -144,11 +222,19 @@ func DecodeEnvelope(data []byte) (*Envelope, error) {
 		env.State = st
 	}
 	n := r.count()
-	if n > 0 {
+	if version < 4 {
 		env.Applied = make([]Applied, 0, n)
-	}
-	for range n {
-		env.Applied = append(env.Applied, r.applied(version))
+		for range n {
+			env.Applied = append(env.Applied, r.applied(version))
+		}
+	} else {
+		// Kept encoded; each entry is read once here to check it.
+		w := &window{raw: r.b, starts: make([]int, 0, n)}
+		for range n {
+			w.starts = append(w.starts, len(w.raw)-len(r.b))
+			r.applied(version)
+		}
+		env.window = w
 	}
 	if r.err != nil || len(r.b) != 0 {
 		return nil, fmt.Errorf("%w: truncated or corrupt", errEnvelope)

@@ -31,16 +31,16 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Seq != env.Seq || got.Exists != env.Exists || got.Epoch != env.Epoch || string(got.State) != string(env.State) || len(got.Applied) != len(env.Applied) {
+		if got.Seq != env.Seq || got.Exists != env.Exists || got.Epoch != env.Epoch || string(got.State) != string(env.State) || len(got.Window()) != len(env.Applied) {
 			t.Fatalf("round trip: %+v -> %+v", env, got)
 		}
 		for i := range env.Applied {
-			if !got.Applied[i].Is(env.Applied[i].Key) || got.Applied[i].Time != env.Applied[i].Time || len(got.Applied[i].Outputs) != len(env.Applied[i].Outputs) ||
-				!reflect.DeepEqual(got.Applied[i].Facts, env.Applied[i].Facts) {
-				t.Fatalf("applied %d: %+v, want %+v", i, got.Applied[i], env.Applied[i])
+			if !got.Window()[i].Is(env.Applied[i].Key) || got.Window()[i].Time != env.Applied[i].Time || len(got.Window()[i].Outputs) != len(env.Applied[i].Outputs) ||
+				!reflect.DeepEqual(got.Window()[i].Facts, env.Applied[i].Facts) {
+				t.Fatalf("applied %d: %+v, want %+v", i, got.Window()[i], env.Applied[i])
 			}
 			for j, o := range env.Applied[i].Outputs {
-				if g := got.Applied[i].Outputs[j]; g.Topic != o.Topic || !reflect.DeepEqual(g.Record, o.Record) {
+				if g := got.Window()[i].Outputs[j]; g.Topic != o.Topic || !reflect.DeepEqual(g.Record, o.Record) {
 					t.Fatalf("output %d/%d: %+v, want %+v", i, j, g, o)
 				}
 			}
@@ -55,7 +55,7 @@ func TestEnvelopeReadsVersion1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Seq != 3 || !got.Exists || string(got.State) != `{"n":3}` || got.Epoch != 0 || len(got.Applied) != 0 {
+	if got.Seq != 3 || !got.Exists || string(got.State) != `{"n":3}` || got.Epoch != 0 || len(got.Window()) != 0 {
 		t.Fatalf("version 1: %+v", got)
 	}
 	if _, err := DecodeEnvelope([]byte("P\x05\x03")); err == nil {
@@ -70,7 +70,7 @@ func TestEnvelopeReadsVersion3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Seq != 1 || got.Epoch != 5 || len(got.Applied) != 1 || got.Applied[0].Key != "s\x00a" || got.Applied[0].Time != 1 {
+	if got.Seq != 1 || got.Epoch != 5 || len(got.Window()) != 1 || got.Window()[0].Key != "s\x00a" || got.Window()[0].Time != 1 {
 		t.Fatalf("version 3: %+v", got)
 	}
 }
@@ -91,8 +91,8 @@ func TestEnvelopeRemembersSilentCommandsByHash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !got.Applied[7].Is("gateway\x00cmd-7") || got.Applied[7].Is("gateway\x00cmd-8") || got.Applied[7].Is("other\x00cmd-7") {
-		t.Fatalf("entry 7 (hash %x) does not tell its key from others", got.Applied[7].Hash)
+	if !got.Window()[7].Is("gateway\x00cmd-7") || got.Window()[7].Is("gateway\x00cmd-8") || got.Window()[7].Is("other\x00cmd-7") {
+		t.Fatalf("entry 7 (hash %x) does not tell its key from others", got.Window()[7].Hash)
 	}
 }
 

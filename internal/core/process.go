@@ -55,22 +55,19 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Attr
 	// lost to it). Replies are not repeated: a caller that missed one sends
 	// the command again and gets it as a duplicate.
 	var again []Output
-	first := stored.Epoch != env.Epoch && len(stored.Applied) > 0
+	w := stored.encodedWindow()
+	first := stored.Epoch != env.Epoch && len(w.starts) > 0
 	subject := ev.Subject
 	if first {
-		outs, err := render(env, def.Name, subject, stored.Applied...)
+		outs, err := render(env, def.Name, subject, stored.Window()...)
 		if err != nil {
 			return Outcome{DeadLetter: fmt.Sprintf("subject %q: recorded outputs: %v", subject, err)}
 		}
 		again = without(outs, env.Topics.Replies())
 	}
 	key := ev.Source + "\x00" + ev.ID
-	hash := hashKey(key)
-	for _, a := range stored.Applied {
-		if !a.is(key, hash) {
-			continue
-		}
-		outs, err := render(env, def.Name, subject, a)
+	if i := w.find(key, hashKey(key)); i >= 0 {
+		outs, err := render(env, def.Name, subject, w.decode(i))
 		if err != nil {
 			return Outcome{DeadLetter: fmt.Sprintf("subject %q: recorded outputs: %v", subject, err)}
 		}
@@ -112,10 +109,7 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Attr
 		return Outcome{DeadLetter: err.Error()}
 	}
 	next.Epoch = env.Epoch
-	if def.Window > 0 { // the window's last Window commands, in one allocation
-		kept := stored.Applied[min(len(stored.Applied), max(0, len(stored.Applied)+1-def.Window)):]
-		next.Applied = append(append(make([]Applied, 0, len(kept)+1), kept...), applied)
-	}
+	next.window = w.then(applied, def.Window)
 	return Outcome{Envelope: next, Outputs: append(again, outs...)}
 }
 

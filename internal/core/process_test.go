@@ -89,8 +89,8 @@ func TestReplyOnlyWhenAsked(t *testing.T) {
 		if ask == "true" {
 			want = 1
 		}
-		if len(out.Outputs) != want || len(out.Envelope.Applied[0].Facts) != want {
-			t.Errorf("%s %q: %d outputs, %d recorded; want %d", codec.ExtReply, ask, len(out.Outputs), len(out.Envelope.Applied[0].Facts), want)
+		if len(out.Outputs) != want || len(out.Envelope.Window()[0].Facts) != want {
+			t.Errorf("%s %q: %d outputs, %d recorded; want %d", codec.ExtReply, ask, len(out.Outputs), len(out.Envelope.Window()[0].Facts), want)
 		}
 	}
 }
