@@ -33,6 +33,9 @@ type Config struct {
 	// HotStandby keeps a copy of every partition's tables, not only the
 	// assigned ones, so a rebalance does not wait for a restore.
 	HotStandby bool `yaml:"hot_standby"`
+	// TableCache is the read cache of each local table partition, in bytes
+	// (default processor.DefaultTableCache, 4 MiB; negative: none).
+	TableCache int `yaml:"table_cache"`
 	// ReplyTimeout bounds how long a command request waits for its reply.
 	ReplyTimeout time.Duration `yaml:"reply_timeout"`
 	// ReadTimeout bounds how long a query with after=<position> waits.

@@ -118,7 +118,7 @@ func kafka(cfg Config, log *slog.Logger) (broker.Config, func(), error) {
 func runtime(cfg Config, kc broker.Config, app App, log *slog.Logger, obs processor.Observer) (*processor.Runtime, error) {
 	return processor.New(processor.Config{
 		App: cfg.App, Kafka: kc, Partitions: cfg.Partitions, Replication: cfg.Replication,
-		NoCreateTopics: !*cfg.CreateTopics, HotStandby: cfg.HotStandby,
+		NoCreateTopics: !*cfg.CreateTopics, HotStandby: cfg.HotStandby, TableCache: cfg.TableCache,
 		DataDir: cfg.DataDir, Log: log, Observe: obs,
 	}, app.Parts...)
 }
