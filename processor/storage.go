@@ -56,7 +56,7 @@ type batchedStorage struct {
 	offset    string            // pending table offset, "" when none
 	cache     map[string][]byte // in LevelDB; nil: not there
 	cached    int               // bytes of cache
-	cacheSize int               // budget of cache (0: no cache)
+	cacheSize int               // budget of cache (<= 0: no cache)
 	flushes   int               // batches written
 }
 

@@ -2,6 +2,7 @@ package core
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,5 +131,21 @@ func TestDuplicateGetsTheSameRecords(t *testing.T) {
 	legacy := &Envelope{Seq: 1, Exists: true, State: []byte(`{}`), Epoch: 1, Applied: []Applied{{Key: "test\x00a", Outputs: first.Outputs[:1]}}}
 	if again := Process(env, def, env.Topics.Commands("cart"), legacy, e); !again.Duplicate || !reflect.DeepEqual(again.Outputs, first.Outputs[:1]) {
 		t.Fatalf("an entry holding records: duplicate wrote %v", again.Outputs)
+	}
+}
+
+// A handler's panic dead-letters its command with the panic, whether the
+// handler runs on the partition's goroutine (no timeout) or on a runner.
+func TestHandlerPanicIsADeadLetter(t *testing.T) {
+	for _, timeout := range []time.Duration{0, time.Second} {
+		def := &Entity{Name: "counter", Kind: KeyValue, Window: 16, Timeout: timeout, Commands: map[string]Handler{
+			"add": func(in Input) Decision { panic("boom") },
+		}}
+		env := Env{Topics: Topics{App: "app"}, Now: time.Now, Sleep: func(time.Duration) {}, Epoch: 1, Runners: NewRunners(1)}
+		out := Process(env, def, env.Topics.Commands("counter"), &Envelope{}, codec.Attributes{ID: "a", Source: "test", Type: "add", Subject: "s"})
+		if !strings.HasPrefix(out.DeadLetter, "handler panicked: boom") || out.Envelope != nil {
+			t.Errorf("timeout %v: dead letter %q, envelope %v", timeout, out.DeadLetter, out.Envelope)
+		}
+		env.Runners.Close()
 	}
 }
