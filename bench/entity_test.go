@@ -19,6 +19,7 @@ import (
 	"github.com/partita-dev/partita/entities"
 	"github.com/partita-dev/partita/internal/benchresult"
 	"github.com/partita-dev/partita/internal/murmur2"
+	"github.com/partita-dev/partita/internal/tablestore"
 	"github.com/partita-dev/partita/processor"
 )
 
@@ -53,9 +54,10 @@ func fill(b *testing.B, client sarama.Client, topic string, commands, subjects i
 }
 
 // rawGoka runs a hand-written goka processor doing the same keyed update
-// (decode the JSON payload, add to the JSON state, store it) and returns how
-// long it took to process every command; run names its group.
-func rawGoka(b *testing.B, run string, brokers []string, topic string, commands int, dir string) time.Duration {
+// (decode the JSON payload, add to the JSON state, store it) with local
+// tables from st and returns how long it took to process every command;
+// run names its group.
+func rawGoka(b *testing.B, run string, brokers []string, topic string, commands int, st storage.Builder) time.Duration {
 	var done atomic.Int64
 	cb := func(ctx goka.Context, msg any) {
 		var cmd Add
@@ -81,7 +83,7 @@ func rawGoka(b *testing.B, run string, brokers []string, topic string, commands 
 		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(cfg)),
 		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(goka.DefaultConfig())),
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithTopicManagerConfig(tmc)),
-		goka.WithStorageBuilder(storage.DefaultBuilder(dir)),
+		goka.WithStorageBuilder(st),
 		goka.WithLogger(quiet{}),
 	)
 	if err != nil {
@@ -111,7 +113,7 @@ func BenchmarkEntityThroughput(b *testing.B) {
 
 	// The baseline runs before and after the others: the machine is
 	// shared, and its speed drifts over a run.
-	rawBefore := rawGoka(b, "rawgoka-before", kc.BootstrapServers, topic, commands, b.TempDir())
+	rawBefore := rawGoka(b, "rawgoka-before", kc.BootstrapServers, topic, commands, storage.DefaultBuilder(b.TempDir()))
 
 	rt, err := processor.New(processor.Config{App: app, Kafka: kc, Partitions: 8, DataDir: b.TempDir(),
 		Log: slog.New(slog.DiscardHandler)}, counterEntity())
@@ -119,9 +121,12 @@ func BenchmarkEntityThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 	partita := runUntil(b, "partita", rt.Run, rt.Stats().Processed.Load, int64(commands))
+	// The same hand-written processor on Partita's local tables: what the
+	// framework costs over goka with the storage held equal.
+	rawOnTables := rawGoka(b, "rawgoka-tablestore", kc.BootstrapServers, topic, commands, tablestore.Builder(b.TempDir(), tablestore.DefaultCache))
 
 	kstreams := javaMillis(b, java(b, "dev.partita.bench.KeyedUpdate", "process", kc.BootstrapServers[0], topic, app+"-kstreams", b.TempDir(), strconv.Itoa(commands)), "processed")
-	rawAfter := rawGoka(b, "rawgoka-after", kc.BootstrapServers, topic, commands, b.TempDir())
+	rawAfter := rawGoka(b, "rawgoka-after", kc.BootstrapServers, topic, commands, storage.DefaultBuilder(b.TempDir()))
 
 	setup := fmt.Sprintf("%s commands over %s subjects, 8 partitions, real broker", thousands(commands), thousands(subjects))
 	rate := func(d time.Duration) float64 { return float64(commands) / d.Seconds() }
@@ -134,6 +139,7 @@ func BenchmarkEntityThroughput(b *testing.B) {
 		res("raw goka processor, run before", rawBefore),
 		res("raw goka processor, run after", rawAfter),
 		res("Partita key-value entity", partita),
+		res("raw goka processor on Partita's local tables (batched, cached LevelDB)", rawOnTables),
 		res("Kafka Streams (RocksDB store + changelog, 2 threads)", kstreams),
 		res("sarama async producer writing the workload", fillTime),
 	} {

@@ -17,6 +17,7 @@ import (
 	gcodec "github.com/lovoo/goka/codec"
 	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/internal/murmur2"
+	"github.com/partita-dev/partita/internal/tablestore"
 	"github.com/partita-dev/partita/processor/broker"
 )
 
@@ -59,8 +60,8 @@ type Config struct {
 	// Observe, when set, receives handler latencies and rebalances.
 	Observe Observer
 	// TableCache is the budget in bytes of the read cache of each local
-	// table partition, in front of LevelDB (default DefaultTableCache;
-	// negative: no cache).
+	// table partition, in front of LevelDB (default 4 MiB; negative: no
+	// cache). See docs/decisions.md#local-tables.
 	TableCache int
 	// ViewApplyDelay holds back every batch a view replica applies: it
 	// simulates a lagging view, for tests and demonstrations of stale reads.
@@ -120,7 +121,7 @@ func New(cfg Config, parts ...Part) (*Runtime, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.TableCache == 0 {
-		cfg.TableCache = DefaultTableCache
+		cfg.TableCache = tablestore.DefaultCache
 	}
 	r := &Runtime{cfg: cfg, topics: core.Topics{App: cfg.App}, ready: make(chan struct{}), replicas: map[string]*replica{},
 		runners: core.NewRunners(64)}
@@ -552,7 +553,7 @@ func (r *Runtime) gokaProcessor(graph *goka.GroupGraph, name string) (*goka.Proc
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc())),
 		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(producer)),
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc(), tmc)),
-		goka.WithStorageBuilder(batchedBuilder(r.groupDir(string(graph.Group())), r.cfg.TableCache)),
+		goka.WithStorageBuilder(tablestore.Builder(r.groupDir(string(graph.Group())), r.cfg.TableCache)),
 		goka.WithLogger(gokaLogger{r.cfg.Log}),
 		// goka drops records with a nil value by default: silently losing
 		// them. Partita dead-letters them like any other bad record.

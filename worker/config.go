@@ -34,7 +34,7 @@ type Config struct {
 	// assigned ones, so a rebalance does not wait for a restore.
 	HotStandby bool `yaml:"hot_standby"`
 	// TableCache is the read cache of each local table partition, in bytes
-	// (default processor.DefaultTableCache, 4 MiB; negative: none).
+	// (default 4 MiB; negative: none).
 	TableCache int `yaml:"table_cache"`
 	// ReplyTimeout bounds how long a command request waits for its reply.
 	ReplyTimeout time.Duration `yaml:"reply_timeout"`

@@ -1,4 +1,4 @@
-package processor
+package tablestore
 
 import (
 	"fmt"
@@ -9,16 +9,16 @@ import (
 	"github.com/syndtr/goleveldb/leveldb"
 )
 
-func openBatched(t *testing.T, dir string) *batchedStorage {
+func openBatched(t *testing.T, dir string) *Store {
 	t.Helper()
-	st, err := batchedBuilder(dir, 1<<10)("table", 3)
+	st, err := Builder(dir, 1<<10)("table", 3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st.(*batchedStorage)
+	return st.(*Store)
 }
 
-func TestBatchedStorageReadsItsOwnWrites(t *testing.T) {
+func TestStoreReadsItsOwnWrites(t *testing.T) {
 	st := openBatched(t, t.TempDir())
 	defer st.Close()
 	if v, err := st.Get("a"); v != nil || err != nil {
@@ -57,7 +57,7 @@ func TestBatchedStorageReadsItsOwnWrites(t *testing.T) {
 // A killed worker loses the buffer: the store is then as it was at the
 // last batch, values and offset together, and goka recovers the rest from
 // the table topic.
-func TestBatchedStorageLosesOnlyWholeBatches(t *testing.T) {
+func TestStoreLosesOnlyWholeBatches(t *testing.T) {
 	dir := t.TempDir()
 	st := openBatched(t, dir)
 	for i := range batchEntries {
@@ -85,7 +85,7 @@ func TestBatchedStorageLosesOnlyWholeBatches(t *testing.T) {
 }
 
 // The data directory stays readable by goka's own storage and back.
-func TestBatchedStorageKeepsGokasFormat(t *testing.T) {
+func TestStoreKeepsGokasFormat(t *testing.T) {
 	dir := t.TempDir()
 	st := openBatched(t, dir)
 	st.Set("a", []byte("1"))
@@ -115,7 +115,7 @@ func TestBatchedStorageKeepsGokasFormat(t *testing.T) {
 }
 
 // The read cache answers like LevelDB and stays within its budget.
-func TestBatchedStorageCacheStaysWithinBudget(t *testing.T) {
+func TestStoreCacheStaysWithinBudget(t *testing.T) {
 	st := openBatched(t, t.TempDir()) // a 1 KiB cache
 	defer st.Close()
 	value := func(i int) string { return fmt.Sprintf("%0100d", i) }

@@ -1,4 +1,9 @@
-package processor
+// Package tablestore is the local copy of goka's table partitions that
+// Partita's processors use: goleveldb in goka's layout, with writes written
+// in batches and reads cached (see Store). It implements goka's
+// storage.Storage; the runtime and the benchmarks' hand-written goka
+// processor use it through Builder.
+package tablestore
 
 import (
 	"fmt"
@@ -17,17 +22,17 @@ import (
 // read by the other.
 const offsetKey = "__offset"
 
-// Flush limits of batchedStorage: entries and bytes buffered before they
+// Flush limits of Store: entries and bytes buffered before they
 // are written to LevelDB in one batch.
 const (
 	batchEntries = 1024
 	batchBytes   = 1 << 20
 )
 
-// DefaultTableCache is the default of Config.TableCache.
-const DefaultTableCache = 4 << 20
+// DefaultCache is the default read cache of a table partition, in bytes.
+const DefaultCache = 4 << 20
 
-// batchedStorage is the local copy of a goka table partition: goleveldb
+// Store is the local copy of a goka table partition: goleveldb
 // like goka's own storage, with writes buffered and reads cached.
 //
 // Writes reach LevelDB in batches. goka writes twice per record (the value,
@@ -47,7 +52,7 @@ const DefaultTableCache = 4 << 20
 // cyclic one. Values are shared, never copied: nobody changes them (goka's
 // codec hands them to Partita's envelope decoding, which aliases and does
 // not write).
-type batchedStorage struct {
+type Store struct {
 	db *leveldb.DB
 
 	mu        sync.Mutex
@@ -60,22 +65,22 @@ type batchedStorage struct {
 	flushes   int               // batches written
 }
 
-// batchedBuilder opens a batchedStorage per table partition under dir,
-// named like goka's default builder names them, with a read cache of
-// cacheSize bytes.
-func batchedBuilder(dir string, cacheSize int) storage.Builder {
+// Builder opens a Store per table partition under dir, named like goka's
+// default builder names them, with a read cache of cacheSize bytes (<= 0:
+// none).
+func Builder(dir string, cacheSize int) storage.Builder {
 	return func(topic string, partition int32) (storage.Storage, error) {
 		db, err := leveldb.OpenFile(filepath.Join(dir, fmt.Sprintf("%s.%d", topic, partition)), nil)
 		if err != nil {
 			return nil, fmt.Errorf("open local table %s/%d: %w", topic, partition, err)
 		}
-		return &batchedStorage{db: db, pending: map[string][]byte{}, cache: map[string][]byte{}, cacheSize: cacheSize}, nil
+		return &Store{db: db, pending: map[string][]byte{}, cache: map[string][]byte{}, cacheSize: cacheSize}, nil
 	}
 }
 
-func (s *batchedStorage) Open() error { return nil }
+func (s *Store) Open() error { return nil }
 
-func (s *batchedStorage) Close() error {
+func (s *Store) Close() error {
 	s.mu.Lock()
 	err := s.flush()
 	s.mu.Unlock()
@@ -85,12 +90,12 @@ func (s *batchedStorage) Close() error {
 	return err
 }
 
-func (s *batchedStorage) Has(key string) (bool, error) {
+func (s *Store) Has(key string) (bool, error) {
 	v, err := s.Get(key)
 	return v != nil, err
 }
 
-func (s *batchedStorage) Get(key string) ([]byte, error) {
+func (s *Store) Get(key string) ([]byte, error) {
 	s.mu.Lock()
 	v, ok := s.pending[key]
 	if !ok {
@@ -115,7 +120,7 @@ func (s *batchedStorage) Get(key string) ([]byte, error) {
 
 // remember caches what LevelDB holds for key (nil: nothing), dropping
 // entries at random to stay within the budget; s.mu is held.
-func (s *batchedStorage) remember(key string, v []byte) {
+func (s *Store) remember(key string, v []byte) {
 	if old, ok := s.cache[key]; ok {
 		delete(s.cache, key)
 		s.cached -= len(key) + len(old)
@@ -139,16 +144,16 @@ func (s *batchedStorage) remember(key string, v []byte) {
 
 // Set buffers the write; value is not copied (goka hands over a freshly
 // encoded value and does not change it).
-func (s *batchedStorage) Set(key string, value []byte) error {
+func (s *Store) Set(key string, value []byte) error {
 	if value == nil {
 		value = []byte{}
 	}
 	return s.put(key, value)
 }
 
-func (s *batchedStorage) Delete(key string) error { return s.put(key, nil) }
+func (s *Store) Delete(key string) error { return s.put(key, nil) }
 
-func (s *batchedStorage) put(key string, value []byte) error {
+func (s *Store) put(key string, value []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.pending[key] = value
@@ -159,7 +164,7 @@ func (s *batchedStorage) put(key string, value []byte) error {
 	return nil
 }
 
-func (s *batchedStorage) GetOffset(def int64) (int64, error) {
+func (s *Store) GetOffset(def int64) (int64, error) {
 	s.mu.Lock()
 	pending := s.offset
 	s.mu.Unlock()
@@ -181,7 +186,7 @@ func (s *batchedStorage) GetOffset(def int64) (int64, error) {
 	return o, nil
 }
 
-func (s *batchedStorage) SetOffset(offset int64) error {
+func (s *Store) SetOffset(offset int64) error {
 	s.mu.Lock()
 	s.offset = strconv.FormatInt(offset, 10)
 	s.mu.Unlock()
@@ -189,17 +194,17 @@ func (s *batchedStorage) SetOffset(offset int64) error {
 }
 
 // MarkRecovered writes what recovery buffered.
-func (s *batchedStorage) MarkRecovered() error {
+func (s *Store) MarkRecovered() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.flush()
 }
 
-func (s *batchedStorage) Iterator() (storage.Iterator, error) {
+func (s *Store) Iterator() (storage.Iterator, error) {
 	return s.iterator(nil)
 }
 
-func (s *batchedStorage) IteratorWithRange(start, limit []byte) (storage.Iterator, error) {
+func (s *Store) IteratorWithRange(start, limit []byte) (storage.Iterator, error) {
 	r := util.BytesPrefix(start)
 	if len(limit) > 0 {
 		r = &util.Range{Start: start, Limit: limit}
@@ -208,7 +213,7 @@ func (s *batchedStorage) IteratorWithRange(start, limit []byte) (storage.Iterato
 }
 
 // iterator writes the buffer, then iterates LevelDB.
-func (s *batchedStorage) iterator(r *util.Range) (storage.Iterator, error) {
+func (s *Store) iterator(r *util.Range) (storage.Iterator, error) {
 	s.mu.Lock()
 	err := s.flush()
 	s.mu.Unlock()
@@ -219,7 +224,7 @@ func (s *batchedStorage) iterator(r *util.Range) (storage.Iterator, error) {
 }
 
 // flush writes the buffered values and offset in one batch; s.mu is held.
-func (s *batchedStorage) flush() error {
+func (s *Store) flush() error {
 	if len(s.pending) == 0 && s.offset == "" {
 		return nil
 	}
