@@ -43,7 +43,7 @@ func (a Attributes) RequireSubject() error { return checkSubject(a.Subject) }
 // record that fails a check, goes through DecodeEvent. FuzzDecodeEvent
 // checks that both agree.
 func DecodeAttributes(r Record) (Attributes, error) {
-	if a, ok := decodeUsual(lowerKeys(r.Headers), r.Value); ok {
+	if a, ok := decodeUsual(r.Headers, r.Value); ok {
 		return a, nil
 	}
 	e, err := DecodeEvent(r)
@@ -67,45 +67,42 @@ func attributesOf(e Event) Attributes {
 }
 
 // decodeUsual reads a valid binary-mode event whose attributes are all
-// usual ones; ok is false for anything else (DecodeAttributes then asks
-// DecodeEvent, for the event or the error).
+// usual ones, from lower-case header names; ok is false for anything else
+// (DecodeAttributes then asks DecodeEvent, for the event or the error).
 func decodeUsual(headers map[string][]byte, value []byte) (a Attributes, ok bool) {
-	if string(headers["ce_specversion"]) != event.CloudEventsVersionV1 || format.Lookup(string(headers["content-type"])) != nil {
+	ct := string(headers["content-type"])
+	if string(headers["ce_specversion"]) != event.CloudEventsVersionV1 || format.Lookup(ct) != nil {
+		return a, false
+	}
+	if a.DataContentType = strings.TrimSpace(ct); a.DataContentType != "" && !validMediaType(a.DataContentType) {
 		return a, false
 	}
 	var hasSource bool
 	for k, v := range headers {
-		if k == "content-type" {
-			ct := strings.TrimSpace(string(v))
-			if ct != "" && !validMediaType(ct) {
-				return a, false
-			}
-			a.DataContentType = ct
-			continue
+		if !lower(k) {
+			return a, false
 		}
 		name, isAttr := strings.CutPrefix(k, "ce_")
-		if !isAttr {
+		if !isAttr || name == "specversion" {
 			continue
 		}
 		if !utf8.Valid(v) {
 			return a, false
 		}
-		s := string(v)
 		switch name {
-		case "specversion":
 		case "id":
-			a.ID = strings.TrimSpace(s)
+			a.ID = strings.TrimSpace(string(v))
 		case "source":
-			if a.Source, ok = printedURIRef(s); !ok {
+			if a.Source, ok = printedURIRef(string(v)); !ok {
 				return a, false
 			}
 			hasSource = true
 		case "type":
-			a.Type = strings.TrimSpace(s)
+			a.Type = strings.TrimSpace(string(v))
 		case "subject":
-			a.Subject = strings.TrimSpace(s)
+			a.Subject = strings.TrimSpace(string(v))
 		case "time":
-			t, err := time.Parse(time.RFC3339Nano, s)
+			t, err := time.Parse(time.RFC3339Nano, string(v))
 			if err != nil {
 				return a, false
 			}
@@ -117,7 +114,7 @@ func decodeUsual(headers map[string][]byte, value []byte) (a Attributes, ok bool
 			if a.Extensions == nil {
 				a.Extensions = map[string]string{}
 			}
-			a.Extensions[name] = s
+			a.Extensions[name] = string(v)
 		}
 	}
 	if a.ID == "" || !hasSource || strings.TrimSpace(a.Source) == "" || a.Type == "" {

@@ -129,7 +129,7 @@ func DecodeEvent(r Record) (Event, error) {
 // (what Partita and the sdk write), else a copy.
 func lowerKeys(h map[string][]byte) map[string][]byte {
 	for k := range h {
-		if strings.ToLower(k) != k {
+		if !lower(k) {
 			out := make(map[string][]byte, len(h))
 			for k, v := range h {
 				out[strings.ToLower(k)] = v
@@ -138,6 +138,17 @@ func lowerKeys(h map[string][]byte) map[string][]byte {
 		}
 	}
 	return h
+}
+
+// lower reports whether strings.ToLower would leave s as it is (it does not
+// allocate to find out).
+func lower(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' || c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // decodeViaBinding reads a CloudEvent with the sdk's Kafka binding (binary

@@ -255,11 +255,14 @@ const (
 // (envelope versions 1 and 2) hold the records themselves.
 func render(env Env, entity, subject string, window ...Applied) ([]Output, error) {
 	var outs []Output
-	source := env.Topics.Source(entity)
+	var source string
 	for _, a := range window {
 		if len(a.Facts) == 0 {
 			outs = append(outs, a.Outputs...)
 			continue
+		}
+		if source == "" {
+			source = env.Topics.Source(entity)
 		}
 		cmdSource, cmdID, _ := strings.Cut(a.Key, "\x00")
 		cmdRef := cmdSource + "/" + cmdID
