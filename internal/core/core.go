@@ -131,16 +131,19 @@ type Output struct {
 }
 
 // Envelope is what the group table stores for a subject.
+//
+// It is stored in its binary form only (Encode, DecodeEnvelope): a decoded
+// envelope's window is unexported.
 type Envelope struct {
-	Seq    uint64 `json:"seq"`
-	Exists bool   `json:"exists"`
+	Seq    uint64
+	Exists bool
 	// Epoch is the Env.Epoch of the processor that wrote the envelope.
-	Epoch uint64          `json:"epoch,omitempty"`
-	State json.RawMessage `json:"state,omitempty"`
+	Epoch uint64
+	State json.RawMessage
 	// Applied is the dedup window, oldest first, of an envelope built in
 	// memory. DecodeEnvelope keeps a version 4 envelope's window encoded
 	// instead (see Window).
-	Applied []Applied `json:"applied,omitempty"`
+	Applied []Applied
 	window  *window
 }
 
