@@ -45,6 +45,9 @@ const (
 	ExtSequence = "partitaseq"
 	// ExtRequest names the command a reply answers (its ce-id).
 	ExtRequest = "partitarequest"
+	// ExtRequestSource is the ce-source of the command a reply answers:
+	// a reply is correlated by the command's source and id.
+	ExtRequestSource = "partitarequestsource"
 	// ExtErrorCode is the code of an error reply.
 	ExtErrorCode = "partitaerror"
 	// ExtPosition is a reply's position token, for read-your-writes queries.

@@ -10,9 +10,16 @@
 // Contract, as the runtime keeps it:
 //   - Commands for one subject are handled one at a time, in order; a
 //     handler sees the state left by the previous command.
-//   - A command redelivered (same ce-source and ce-id, within the dedup
-//     window) is not handled again: its recorded reply is returned and its
-//     recorded events are written again, with the same ids.
+//   - A command redelivered (same ce-source and ce-id, within the
+//     [Retention], 24 hours by default) is not handled again: its recorded
+//     reply is returned. The same id with another request (type, content
+//     type or data) is a dead letter with the code idempotency_conflict.
+//   - Events, published events and sent commands carry the subject's
+//     sequence number (extension partitaseq), which grows with every
+//     command that changes state or writes any of them; after a worker
+//     crash some are written again, with the same ids and sequence
+//     numbers: a consumer drops what is not newer than the last sequence
+//     number it applied for that source and subject.
 //   - A handler must be deterministic in what it returns for a given state
 //     and command, and must not do I/O that it cannot repeat: on a crash
 //     before commit the command is handled again.
@@ -31,6 +38,7 @@ import (
 // Defaults of an entity's options.
 const (
 	DefaultDedupWindow    = 16
+	DefaultRetention      = 24 * time.Hour
 	DefaultRetries        = 3
 	DefaultBackoff        = 100 * time.Millisecond
 	DefaultHandlerTimeout = 0 // none: handlers run on the partition's goroutine
@@ -56,10 +64,25 @@ type Event interface {
 // Option configures an entity.
 type Option func(*core.Entity)
 
-// DedupWindow sets how many applied command ids each subject remembers
-// (default 16). Each remembered command keeps its reply and events in the
-// subject's stored state, so a larger window costs table space.
+// DedupWindow sets how many applied command ids each subject keeps in its
+// stored state (default 16): the fast path of deduplication. Each kept
+// command keeps its reply and events there, so a larger window costs table
+// space on every write; commands older than the window are found in the
+// entity's id table (see [Retention]).
 func DedupWindow(n int) Option { return func(e *core.Entity) { e.Window = n } }
+
+// Retention sets how long an applied command's id (ce-source and ce-id) is
+// remembered (default 24 hours): a command delivered again within it is not
+// applied again, however many other commands its subject handled in
+// between, and gets its recorded reply; after it, the same id is a new
+// command. Ids beyond a subject's [DedupWindow] are kept in the entity's id
+// table, the compacted topic <app>.<entity>-ids (co-partitioned, restored
+// with the entity's table), only once the subject has more commands than
+// the window: a subject that never does costs nothing more.
+//
+// Retention(0) keeps the window alone: a redelivery behind more than
+// DedupWindow newer commands of its subject is applied again.
+func Retention(d time.Duration) Option { return func(e *core.Entity) { e.Retention = d } }
 
 // Retries sets how often a handler that returns [Fail] is retried, with
 // backoff doubling from backoff, before the command is dead-lettered.
@@ -153,7 +176,7 @@ func newEntity[S any](name string, kind core.Kind, opts []Option) *Entity[S] {
 			Name: name, Kind: kind,
 			Commands:      map[string]core.Handler{},
 			Subscriptions: map[string]map[string]core.Handler{},
-			Window:        DefaultDedupWindow, Retries: DefaultRetries, Backoff: DefaultBackoff, Timeout: DefaultHandlerTimeout,
+			Window:        DefaultDedupWindow, Retention: DefaultRetention, Retries: DefaultRetries, Backoff: DefaultBackoff, Timeout: DefaultHandlerTimeout,
 			MaxValue: DefaultMaxValue,
 		},
 		stateCodec: codec.JSON[S](),

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/internal/shopmodel"
 	"github.com/partita-dev/partita/sample"
@@ -56,11 +57,12 @@ func TestLoadFinalStatesEqualTheFold(t *testing.T) {
 	}
 	got := 0
 	a.read(a.topics.Replies(), 3*time.Minute, func(r record) bool {
-		c, ok := want[r.Key]
+		id := r.Headers["ce_"+codec.ExtRequest]
+		c, ok := want[id]
 		if !ok {
 			return false
 		}
-		delete(want, r.Key)
+		delete(want, id)
 		got++
 		if code := r.Headers["ce_partitaerror"]; code != c.wantCode {
 			t.Errorf("%s %s %s %v: reply code %q, want %q (%s)", c.entity, c.subject, c.typ, c.data, code, c.wantCode, r.Value)

@@ -52,11 +52,11 @@ func ExampleRuntime() {
 	}
 	_, _, _ = producer.SendMessage(msg)
 
-	// The reply comes on shop.replies, keyed by the command's id; its
-	// position token lets a query wait for the view.
+	// The reply comes on shop.replies, keyed by the command's source and
+	// id; its position token lets a query wait for the view.
 	consumer, _ := sarama.NewConsumer(kafka.Config(broker.Config{}).BootstrapServers, cfg)
 	defer consumer.Close()
-	pc, _ := consumer.ConsumePartition("shop.replies", murmur2.Partition([]byte("req-1"), 8), sarama.OffsetOldest)
+	pc, _ := consumer.ConsumePartition("shop.replies", murmur2.Partition([]byte("example/req-1"), 8), sarama.OffsetOldest)
 	defer pc.Close()
 	reply := <-pc.Messages()
 	var position string

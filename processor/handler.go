@@ -2,8 +2,11 @@ package processor
 
 import (
 	"log/slog"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/internal/core"
@@ -31,6 +34,54 @@ type handler struct {
 	stateful   bool
 	stats      *Stats
 	log        *slog.Logger
+	// ids is the entity's id table ("" topic: none).
+	ids idTables
+	// starts is where this processor started reading each partition of
+	// its commands and loop topics, since its last rebalance.
+	mu       sync.Mutex
+	starts   map[int32]*start
+	commands string // the commands topic ("" for views and consumers)
+}
+
+// start is where a processor started reading a partition, by origin topic.
+type start struct {
+	since core.Since
+	seen  [3]bool
+}
+
+// since records that the processor read topic's partition p at offset
+// (the first offset read since a rebalance is where the group's committed
+// offset stood) and returns where it started reading p.
+func (h *handler) since(topic string, p int32, offset int64) core.Since {
+	o := core.OriginElsewhere
+	switch topic {
+	case h.commands:
+		o = core.OriginCommands
+	case h.loop:
+		o = core.OriginLoop
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.starts == nil {
+		h.starts = map[int32]*start{}
+	}
+	s := h.starts[p]
+	if s == nil {
+		s = &start{}
+		h.starts[p] = s
+	}
+	if o != core.OriginElsewhere && !s.seen[o] {
+		s.since[o], s.seen[o] = offset, true
+	}
+	return s.since
+}
+
+// rebalanced forgets where partitions started: an assignment starts them
+// again at the committed offsets.
+func (h *handler) rebalanced() {
+	h.mu.Lock()
+	h.starts = nil
+	h.mu.Unlock()
 }
 
 func (h *handler) handle(ctx goka.Context, msg any) {
@@ -43,6 +94,13 @@ func (h *handler) handle(ctx goka.Context, msg any) {
 	}
 	if h.stateful {
 		d.Stored, _ = ctx.Value().([]byte)
+	}
+	ids := h.ids.partition(ctx.Partition())
+	if ids != nil {
+		d.IDs = ids
+	}
+	if h.commands != "" {
+		d.Since = h.since(d.Topic, d.Partition, d.Offset)
 	}
 	start := time.Now()
 	a := h.decide(d)
@@ -66,7 +124,75 @@ func (h *handler) handle(ctx goka.Context, msg any) {
 	if a.Store != nil {
 		ctx.SetValue(a.Store)
 	}
+	for _, m := range a.Remember {
+		// The local copy at once (the next command may look for it), the
+		// topic like any output: goka commits the input once it has it.
+		if ids != nil {
+			if err := ids.Remember(m.Key, m.Value); err != nil {
+				ctx.Fail(err)
+			}
+		}
+		ctx.Emit(goka.Stream(h.ids.topic), m.Key, m.Value)
+	}
 	for _, o := range a.Outputs {
 		ctx.Emit(goka.Stream(o.Topic), string(o.Record.Key), o.Record.Value, goka.WithCtxEmitHeaders(o.Record.Headers))
 	}
+}
+
+// ambiguity marks a record that carries a CloudEvents header (ce_*,
+// content-type) more than once with core.HeaderAmbiguous, naming each such
+// header with its values ("ce_subject=a|b"): goka hands the callback a map
+// of headers, which would keep one of them silently. A producer's own
+// HeaderAmbiguous is dropped first: only the runtime sets it.
+type ambiguity struct{}
+
+func (ambiguity) OnConsume(m *sarama.ConsumerMessage) {
+	var marks []byte
+	hs := m.Headers[:0:0]
+	for _, h := range m.Headers {
+		if string(h.Key) != core.HeaderAmbiguous {
+			hs = append(hs, h)
+		}
+	}
+	if len(hs) != len(m.Headers) {
+		m.Headers = hs
+	}
+	for i, h := range m.Headers {
+		if !cloudEventsHeader(h.Key) || repeated(m.Headers[:i], h.Key) {
+			continue // not one of them, or named already
+		}
+		var values [][]byte
+		for _, o := range m.Headers[i+1:] {
+			if strings.EqualFold(string(o.Key), string(h.Key)) {
+				values = append(values, o.Value)
+			}
+		}
+		if values == nil {
+			continue
+		}
+		if len(marks) > 0 {
+			marks = append(marks, ',')
+		}
+		marks = append(append(append(marks, h.Key...), '='), h.Value...)
+		for _, v := range values {
+			marks = append(append(marks, '|'), v...)
+		}
+	}
+	if marks != nil {
+		m.Headers = append(m.Headers, &sarama.RecordHeader{Key: []byte(core.HeaderAmbiguous), Value: marks})
+	}
+}
+
+// repeated reports whether hs holds a header named like key.
+func repeated(hs []*sarama.RecordHeader, key []byte) bool {
+	for _, o := range hs {
+		if strings.EqualFold(string(o.Key), string(key)) {
+			return true
+		}
+	}
+	return false
+}
+
+func cloudEventsHeader(k []byte) bool {
+	return len(k) > 3 && (k[0]|0x20) == 'c' && (k[1]|0x20) == 'e' && k[2] == '_' || strings.EqualFold(string(k), "content-type")
 }

@@ -248,8 +248,9 @@ func (a *app) replies(timeout time.Duration, ids ...string) map[string]record {
 	}
 	byID := map[string]record{}
 	a.read(a.topics.Replies(), timeout, func(r record) bool {
-		if _, seen := byID[r.Key]; want[r.Key] && !seen {
-			byID[r.Key] = r
+		id := r.Headers["ce_"+codec.ExtRequest] // replies are keyed by the command's source and id
+		if _, seen := byID[id]; want[id] && !seen {
+			byID[id] = r
 		}
 		return len(byID) == len(want)
 	})

@@ -83,6 +83,9 @@ type Runtime struct {
 	mu       sync.Mutex
 	replicas map[string]*replica // by view name, while running
 	procs    []*goka.Processor   // while running
+	// states are the entities' read replicas by name, from Run on
+	// (state.go); guarded by mu.
+	states map[string]*stateReplica
 }
 
 // Stats counts what the runtime did since it started. Safe for concurrent use.
@@ -185,6 +188,9 @@ func (r *Runtime) Topics(replication int16) []TopicSpec {
 				spec(r.topics.Table(d.Name), map[string]string{"cleanup.policy": "compact"}),
 				spec(r.topics.Loop(d.Name), del(7*24*time.Hour)),
 			)
+			if d.Retention > 0 {
+				specs = append(specs, spec(r.topics.IDs(d.Name), idTableConfig(d.Retention)))
+			}
 		}
 		if d.Kind == core.EventSourced {
 			specs = append(specs, spec(r.topics.Events(d.Name), del(-1)))
@@ -207,6 +213,9 @@ func (r *Runtime) Topics(replication int16) []TopicSpec {
 			spec(r.topics.Table(v.Name), map[string]string{"cleanup.policy": "compact"}),
 			spec(r.topics.Loop(v.Name), del(7*24*time.Hour)),
 		)
+		if v.KeepsIDs() {
+			specs = append(specs, spec(r.topics.IDs(v.Name), idTableConfig(v.Retention)))
+		}
 		for _, s := range v.Sources {
 			if t := r.topics.SourceTopic(s); s.Kind == core.FromTopic && !seen[t] {
 				seen[t] = true
@@ -215,6 +224,13 @@ func (r *Runtime) Topics(replication int16) []TopicSpec {
 		}
 	}
 	return specs
+}
+
+// idTableConfig is the configuration of an id table topic: compacted, and
+// deleted some time after the retention (Kafka deletes by segment; Partita
+// ignores entries from the retention on).
+func idTableConfig(d time.Duration) map[string]string {
+	return map[string]string{"cleanup.policy": "compact,delete", "retention.ms": retention(d + time.Hour)}
 }
 
 // Run creates or checks the topics, then runs every entity until ctx ends
@@ -248,6 +264,9 @@ func (r *Runtime) Run(ctx context.Context) error {
 		var copart []string
 		if d.Kind != core.Stateless {
 			copart = []string{r.topics.Commands(d.Name), r.topics.Table(d.Name), r.topics.Loop(d.Name)}
+			if d.Retention > 0 {
+				copart = append(copart, r.topics.IDs(d.Name))
+			}
 		}
 		for t := range d.Subscriptions {
 			copart = append(copart, t)
@@ -268,6 +287,9 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	for _, v := range r.views {
 		copart := []string{r.topics.Table(v.Name), r.topics.Loop(v.Name)}
+		if v.KeepsIDs() {
+			copart = append(copart, r.topics.IDs(v.Name))
+		}
 		for _, s := range v.Sources {
 			copart = append(copart, r.topics.SourceTopic(s))
 		}
@@ -297,6 +319,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	defer repClient.Close()
 
+	states := r.openStates() // entities' read replicas, for State (state.go)
 	r.mu.Lock()
 	r.procs = append([]*goka.Processor(nil), procs...)
 	r.mu.Unlock()
@@ -319,6 +342,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 			})
 		}()
 	}
+	r.runStates(ctx, &wg, states)
 	for i := range procs {
 		wg.Add(1)
 		go func() {
@@ -368,6 +392,9 @@ func (r *Runtime) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			}
+		}
+		if !statesRecovered(ctx, states) {
+			return
 		}
 		log.Info("ready", "entities", len(r.defs), "views", len(r.views))
 		close(r.ready)
@@ -466,6 +493,7 @@ func (r *Runtime) saramaConfig() (*sarama.Config, error) {
 		return nil, err
 	}
 	sc.Consumer.Return.Errors = true
+	sc.Consumer.Interceptors = []sarama.ConsumerInterceptor{ambiguity{}}
 	// A new group starts at the oldest record of framework topics: input
 	// written while the group is being created must not be skipped.
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
@@ -505,6 +533,12 @@ func (r *Runtime) newProcessor(d *core.Entity, partitions int32) (*goka.Processo
 			goka.Persist(bytes),
 			goka.Output(goka.Stream(r.topics.Replies()), bytes),
 		)
+		if d.Retention > 0 {
+			h.ids = newIDTables(r.topics.IDs(d.Name))
+			edges = append(edges,
+				goka.Join(goka.Table(h.ids.topic), bytes),
+				goka.Output(goka.Stream(h.ids.topic), bytes))
+		}
 	}
 	for t := range d.Subscriptions {
 		edges = append(edges, goka.Input(goka.Stream(t), bytes, h.handle))
@@ -523,13 +557,16 @@ func (r *Runtime) newProcessor(d *core.Entity, partitions int32) (*goka.Processo
 		h.loop = ls.Topic()
 	}
 
-	return r.gokaProcessor(graph, d.Name)
+	if d.Kind != core.Stateless {
+		h.commands = r.topics.Commands(d.Name)
+	}
+	return r.gokaProcessor(graph, d.Name, h)
 }
 
 // gokaProcessor builds a goka processor with Partita's settings: the murmur2
 // hasher, fresh client configurations, no topic creation (Run did it), local
 // storage under DataDir, nil values passed to the callback.
-func (r *Runtime) gokaProcessor(graph *goka.GroupGraph, name string) (*goka.Processor, error) {
+func (r *Runtime) gokaProcessor(graph *goka.GroupGraph, name string, h *handler) (*goka.Processor, error) {
 	sc := func() *sarama.Config {
 		c, _ := r.saramaConfig() // the configuration was validated in New
 		return c
@@ -553,12 +590,13 @@ func (r *Runtime) gokaProcessor(graph *goka.GroupGraph, name string) (*goka.Proc
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc())),
 		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(producer)),
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc(), tmc)),
-		goka.WithStorageBuilder(tablestore.Builder(r.groupDir(string(graph.Group())), r.cfg.TableCache)),
+		goka.WithStorageBuilder(h.ids.builder(tablestore.Builder(r.groupDir(string(graph.Group())), r.cfg.TableCache))),
 		goka.WithLogger(gokaLogger{r.cfg.Log}),
 		// goka drops records with a nil value by default: silently losing
 		// them. Partita dead-letters them like any other bad record.
 		goka.WithNilHandling(goka.NilProcess),
 		goka.WithRebalanceCallback(func(a goka.Assignment) {
+			h.rebalanced()
 			if r.cfg.Observe != nil {
 				parts := make([]int32, 0, len(a))
 				for p := range a {

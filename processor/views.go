@@ -72,9 +72,15 @@ func (r *Runtime) newViewProcessor(v *core.View, partitions int32) (*goka.Proces
 		byTopic[t] = s
 		edges = append(edges, goka.Input(goka.Stream(t), bytes, h.handle))
 	}
+	if v.KeepsIDs() {
+		h.ids = newIDTables(r.topics.IDs(v.Name))
+		edges = append(edges,
+			goka.Join(goka.Table(h.ids.topic), bytes),
+			goka.Output(goka.Stream(h.ids.topic), bytes))
+	}
 	graph := goka.DefineGroup(goka.Group(r.topics.Group(v.Name)), edges...)
 	h.loop = graph.LoopStream().Topic()
-	return r.gokaProcessor(graph, v.Name)
+	return r.gokaProcessor(graph, v.Name, h)
 }
 
 func (r *Runtime) replicaDir(group string) string {

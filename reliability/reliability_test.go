@@ -3,11 +3,16 @@
 // Package reliability holds the suite that proves Partita's promises on the
 // real broker and reports a figure for each: workers killed with SIGKILL
 // while commands flow, the broker restarted mid-run, bad input mixed into
-// normal traffic. It runs its own broker (it restarts it) so that other test
+// normal traffic. The commands come the ways real clients send them:
+// through the gateway, and straight onto the topic with sarama keyed by
+// subject (murmur2, as Java), with kcat (librdkafka) unkeyed and keyed with
+// its partitioners; some are sent again minutes later with the same id. It
+// needs kcat. It runs its own broker (it restarts it) so that other test
 // packages are not disturbed.
 //
-// `make test` runs the short form; `make reliability` (RELIABILITY=full) the
-// full one: 100,000 commands and more kills. The build tag keeps it out of
+// `make test` runs the short form (about 75 s of commands); `make
+// reliability` (RELIABILITY=full) the full one: 100,000 commands over four
+// minutes at least, more kills and retries. The build tag keeps it out of
 // `go test ./...`, which runs packages side by side: it runs alone.
 package reliability
 
@@ -42,6 +47,7 @@ import (
 	"github.com/partita-dev/partita/processor"
 	"github.com/partita-dev/partita/processor/broker"
 	"github.com/partita-dev/partita/sample"
+	gateway "github.com/partita-dev/partita/worker"
 )
 
 type params struct {
@@ -49,13 +55,31 @@ type params struct {
 	carts     int           // subjects
 	kills     int           // workers killed with SIGKILL (and restarted)
 	killEvery time.Duration // between kills
+	pace      time.Duration // the commands are spread over at least this long
+
+	// Retries: a share of the commands is sent again later, the same way and
+	// with the same ce-id and ce-source (through the gateway: the same
+	// Idempotency-Key), as a client that lost the answer would. A retry comes
+	// between retryRounds[0] and retryRounds[1] rounds (a round: one command
+	// per cart) after the command, so many commands of the same cart later,
+	// and at least retryAfter after its first send was acknowledged. Once
+	// every command is sent, the first `earliest` commands are sent again.
+	// A quarter of the carts gets no retry (unretried), for comparison.
+	retryShare  float64
+	retryRounds [2]int
+	retryAfter  time.Duration
+	earliest    int
 }
 
 func config() params {
 	if os.Getenv("RELIABILITY") == "full" {
-		return params{commands: 100_000, carts: 1000, kills: 8, killEvery: 5 * time.Second}
+		return params{commands: 100_000, carts: 1000, kills: 8, killEvery: 22 * time.Second, pace: 4 * time.Minute,
+			retryShare: 0.05, retryRounds: [2]int{25, 75}, retryAfter: time.Minute, earliest: 1000}
 	}
-	return params{commands: 3000, carts: 100, kills: 2, killEvery: 3 * time.Second}
+	// 60 commands a cart, so that a retry comes 20 to 40 of the cart's
+	// commands after the first send.
+	return params{commands: 3000, carts: 50, kills: 2, killEvery: 15 * time.Second, pace: 75 * time.Second,
+		retryShare: 0.02, retryRounds: [2]int{20, 40}, retryAfter: 20 * time.Second, earliest: 20}
 }
 
 // worker is a worker process that can be killed and restarted on its data.
@@ -131,6 +155,9 @@ func freeAddr(t *testing.T) string {
 }
 
 func TestReliability(t *testing.T) {
+	if _, err := exec.LookPath("kcat"); err != nil {
+		t.Fatal("kcat is required (Debian package kcat; .ci/run installs it)")
+	}
 	p := config()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
@@ -174,16 +201,15 @@ func TestReliability(t *testing.T) {
 
 	producer := newProducer(t, env.Plaintext)
 	var (
-		sent       = make([]atomic.Int64, p.carts) // per cart, commands acknowledged
-		viaGateway atomic.Int64
-		direct     atomic.Int64
-		retriable  atomic.Int64
-		kills      atomic.Int64
-		restarts   atomic.Int64
-		done       = make(chan struct{})
+		sent      = make([]atomic.Int64, p.carts) // per cart, commands acknowledged
+		bySent    [nPaths]atomic.Int64            // per path, commands acknowledged
+		retriable atomic.Int64
+		kills     atomic.Int64
+		restarts  atomic.Int64
+		done      = make(chan struct{})
 	)
 	// Chaos: kill a random worker with SIGKILL every killEvery, restart it;
-	// restart the broker once, mid-run.
+	// restart the broker once, after the first kill.
 	var chaos sync.WaitGroup
 	chaos.Add(1)
 	go func() {
@@ -216,46 +242,138 @@ func TestReliability(t *testing.T) {
 	}
 
 	// Normal traffic: half through the gateways (retried with one
-	// Idempotency-Key until answered), half straight onto the topic.
+	// Idempotency-Key until answered), half straight onto the topic the
+	// ways other clients write it (see path); each cart gets commands by
+	// every path, interleaved. Some commands are sent again later (retries,
+	// see params): none may be applied twice, and a gateway retry must get
+	// the answer the first send got.
+	topic := app + ".cart.commands"
+	cmds := make([]command, p.commands)
+	for i := range cmds {
+		cmds[i] = command{cart: i % p.carts, path: pathOf(i, p.carts), done: make(chan struct{})}
+	}
+	plan, planned := retryPlan(p)
+	var (
+		retries   retryStats
+		gwRetried atomic.Int64 // gateway retries answered
+		gwDiffer  atomic.Int64 // ... with another answer than the first send's
+	)
+	// first records the end of a command's first send; again, a retry's.
+	first := func(i int, ok bool, reply gatewayReply) {
+		c := &cmds[i]
+		if ok {
+			c.ok, c.at, c.reply = true, time.Now(), reply
+			c.cartSent = sent[c.cart].Add(1)
+			bySent[c.path].Add(1)
+		}
+		close(c.done)
+	}
+	again := func(i int, final bool) {
+		c := &cmds[i]
+		retries.add(c.path, final, time.Since(c.at), sent[c.cart].Load()-c.cartSent)
+	}
+	event := func(i int) codec.Event {
+		return addItem(fmt.Sprintf("cart-%d", cmds[i].cart), commandID(app, i, cmds[i].path))
+	}
+	// The kcat paths: a writer each, many records per kcat process.
+	writers := map[path]*kcatWriter{
+		kcatUnkeyed: newKcatWriter(env.Plaintext, topic, false, ""),
+		kcatCRC32:   newKcatWriter(env.Plaintext, topic, true, "consistent_random"),
+		kcatMurmur2: newKcatWriter(env.Plaintext, topic, true, "murmur2_random"),
+	}
+	for _, k := range writers {
+		go k.run(ctx, t, event, func(batch []kcatItem, ok bool) {
+			for _, it := range batch {
+				switch {
+				case !it.retry:
+					first(it.i, ok, gatewayReply{})
+				case ok:
+					again(it.i, it.final)
+				}
+			}
+		}, &retriable)
+	}
 	var wg sync.WaitGroup
-	next := make(chan int)
-	for range 8 {
+	jobs := make(chan job)
+	for range 16 { // senders; a retry may wait in one for its time
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range next {
-				cart := i % p.carts
-				if i%2 == 0 {
-					if sendViaGateway(workers, app, i, cart, &retriable) {
-						viaGateway.Add(1)
-						sent[cart].Add(1)
-					} else {
-						t.Errorf("command %d: no reply after retrying for 3 minutes", i)
+			for jb := range jobs {
+				c := &cmds[jb.i]
+				if jb.retry {
+					<-c.done
+					if !c.ok {
+						continue // its first send failed, and said so
 					}
-					continue
-				}
-				ev := addItem(fmt.Sprintf("cart-%d", cart), fmt.Sprintf("%s-direct-%d", app, i))
-				for try := 0; ; try++ {
-					if err := sendEvent(producer, app+".cart.commands", ev); err == nil {
-						break
-					} else if try > 100 {
-						t.Errorf("command %d: the broker did not take it: %v", i, err)
-						break
+					if d := time.Until(c.at.Add(p.retryAfter)); d > 0 && !jb.final {
+						time.Sleep(d)
 					}
-					retriable.Add(1)
-					time.Sleep(300 * time.Millisecond)
 				}
-				direct.Add(1)
-				sent[cart].Add(1)
+				switch c.path {
+				case viaGateway:
+					from := jb.i
+					if jb.retry {
+						from++ // a retry goes to another worker first
+					}
+					reply, ok := sendViaGateway(workers, commandID(app, jb.i, c.path), fmt.Sprintf("cart-%d", c.cart), from, &retriable)
+					switch {
+					case !ok:
+						t.Errorf("command %d (retry %v): no reply after retrying for 3 minutes", jb.i, jb.retry)
+						if !jb.retry {
+							first(jb.i, false, reply)
+						}
+					case !jb.retry:
+						first(jb.i, true, reply)
+					default:
+						again(jb.i, jb.final)
+						gwRetried.Add(1)
+						if reply != c.reply {
+							if gwDiffer.Add(1) <= 5 {
+								t.Logf("command %d: the retry was answered %+v, the first send %+v", jb.i, reply, c.reply)
+							}
+						}
+					}
+				case saramaKeyed:
+					err := sendDirect(producer, topic, event(jb.i), &retriable)
+					switch {
+					case err != nil:
+						t.Errorf("command %d (retry %v): the broker did not take it: %v", jb.i, jb.retry, err)
+						if !jb.retry {
+							first(jb.i, false, gatewayReply{})
+						}
+					case !jb.retry:
+						first(jb.i, true, gatewayReply{})
+					default:
+						again(jb.i, jb.final)
+					}
+				default:
+					writers[c.path].in <- kcatItem{i: jb.i, retry: jb.retry, final: jb.final}
+				}
 			}
 		}()
 	}
 	start := time.Now()
 	for i := range p.commands {
-		next <- i
+		for _, j := range plan[i] {
+			jobs <- job{i: j, retry: true}
+		}
+		if d := time.Until(start.Add(p.pace * time.Duration(i) / time.Duration(p.commands))); d > 0 {
+			time.Sleep(d)
+		}
+		jobs <- job{i: i}
 	}
-	close(next)
+	for _, i := range earliest(p) {
+		jobs <- job{i: i, retry: true, final: true}
+	}
+	close(jobs)
 	wg.Wait()
+	for _, k := range writers {
+		close(k.in)
+	}
+	for _, k := range writers {
+		<-k.done
+	}
 	close(done)
 	chaos.Wait()
 	sendDuration := time.Since(start)
@@ -266,7 +384,10 @@ func TestReliability(t *testing.T) {
 	}
 	// The cart's state (its table topic) and the carts view (its table
 	// topic, folded from the cart's events) must both match the ledger.
-	var lost, twice, viewOff int64
+	// A cart's quantity nets a command lost against one applied twice; the
+	// carts that get no retry (unretried) show what the crashes and
+	// re-routing do without them.
+	var lost, twice, viewOff, twiceUnretried int64
 	state := settled(p.carts, sent, func() map[string]int64 {
 		return latest(t, env.Plaintext, app+".cart-table", cartQuantity)
 	})
@@ -280,6 +401,9 @@ func TestReliability(t *testing.T) {
 		}
 		if have > want {
 			twice += have - want
+			if unretried(c) {
+				twiceUnretried += have - want
+			}
 		}
 		if view[fmt.Sprintf("cart-%d", c)] != want {
 			viewOff++
@@ -310,8 +434,24 @@ func TestReliability(t *testing.T) {
 	sort.Strings(rows)
 	fmt.Printf("\nreliability (%s form), real broker\n", map[bool]string{true: "full", false: "short"}[os.Getenv("RELIABILITY") == "full"])
 	fmt.Printf("| figure | value |\n|---|---|\n")
-	fmt.Printf("| commands sent | %d (%d through the gateway, %d straight onto the topic) in %v |\n", viaGateway.Load()+direct.Load(), viaGateway.Load(), direct.Load(), sendDuration.Round(time.Second))
-	fmt.Printf("| lost | %d |\n| applied twice | %d |\n", lost, twice)
+	var total, kcatRuns int64
+	for i := range bySent {
+		total += bySent[i].Load()
+	}
+	for _, k := range writers {
+		kcatRuns += k.runs.Load()
+	}
+	fmt.Printf("| commands sent | %d in %v (%d carts) |\n", total, sendDuration.Round(time.Second), p.carts)
+	fmt.Printf("| sent through the gateway | %d |\n", bySent[viaGateway].Load())
+	fmt.Printf("| sent with sarama, keyed by subject, murmur2 (a Java producer's default) | %d |\n", bySent[saramaKeyed].Load())
+	fmt.Printf("| sent with kcat (librdkafka), no key | %d |\n", bySent[kcatUnkeyed].Load())
+	fmt.Printf("| sent with kcat, keyed by subject, consistent_random (CRC32, librdkafka's default) | %d |\n", bySent[kcatCRC32].Load())
+	fmt.Printf("| sent with kcat, keyed by subject, murmur2_random | %d |\n", bySent[kcatMurmur2].Load())
+	fmt.Printf("| kcat processes that wrote them (structured mode, many records each) | %d |\n", kcatRuns)
+	fmt.Printf("| retries sent later, same ce-id and ce-source (gateway: same Idempotency-Key) | %s |\n", retries.summary(planned))
+	fmt.Printf("| spread between a first send and its retry | %s |\n", retries.spread())
+	fmt.Printf("| gateway retries answered otherwise than the first time | %d of %d |\n", gwDiffer.Load(), gwRetried.Load())
+	fmt.Printf("| lost | %d |\n| applied twice | %d (%d in the quarter of the carts that got no retry) |\n", lost, twice, twiceUnretried)
 	fmt.Printf("| carts view rows differing from the ledger | %d of %d |\n", viewOff, p.carts)
 	fmt.Printf("| workers killed with SIGKILL (and restarted) | %d |\n| broker restarts | %d |\n", kills.Load(), restarts.Load())
 	fmt.Printf("| retriable errors met and retried | %d |\n| workers that exited on their own | %d |\n", retriable.Load(), crashes)
@@ -327,9 +467,253 @@ func TestReliability(t *testing.T) {
 	}
 	fmt.Printf("| passwords found in any log, error or output of the suite | %d |\n", leaks)
 	fmt.Println(strings.Join(rows, "\n"))
-	if lost != 0 || twice != 0 || viewOff != 0 || crashes != 0 || kills.Load() != int64(p.kills) || restarts.Load() != 1 || authNamed != authCases || leaks != 0 {
-		t.Errorf("a promise failed: lost %d, applied twice %d, view rows off %d, crashed workers %d, kills %d of %d, broker restarts %d, auth %d of %d, leaks %d",
-			lost, twice, viewOff, crashes, kills.Load(), p.kills, restarts.Load(), authNamed, authCases, leaks)
+	if lost != 0 || twice != 0 || gwDiffer.Load() != 0 || viewOff != 0 || crashes != 0 || kills.Load() != int64(p.kills) || restarts.Load() != 1 || authNamed != authCases || leaks != 0 {
+		t.Errorf("a promise failed: lost %d, applied twice %d, gateway retries answered otherwise %d, view rows off %d, crashed workers %d, kills %d of %d, broker restarts %d, auth %d of %d, leaks %d",
+			lost, twice, gwDiffer.Load(), viewOff, crashes, kills.Load(), p.kills, restarts.Load(), authNamed, authCases, leaks)
+	}
+}
+
+// path is how a command reaches the commands topic.
+type path int
+
+const (
+	// viaGateway: POST to a worker's gateway with an Idempotency-Key.
+	viaGateway path = iota
+	// saramaKeyed: sarama with Partita's murmur2 partitioner, keyed by
+	// subject. A Java producer's default partitioner is murmur2 of the key
+	// too, so this path also stands for Java clients keyed by subject.
+	saramaKeyed
+	// kcatUnkeyed: kcat (librdkafka) with no key. librdkafka spreads
+	// unkeyed records over the partitions (sticky: one partition for
+	// sticky.partitioning.linger.ms, then another), so most land on a
+	// partition their subject does not hash to and are re-routed.
+	kcatUnkeyed
+	// kcatCRC32: kcat keyed by subject with librdkafka's default
+	// partitioner, consistent_random (CRC32 of the key): most land on
+	// another partition than murmur2's and are re-routed.
+	kcatCRC32
+	// kcatMurmur2: kcat keyed by subject with murmur2_random, which picks
+	// the partition a Java producer and Partita pick.
+	kcatMurmur2
+	nPaths
+)
+
+var pathNames = [nPaths]string{"gateway", "sarama keyed", "kcat unkeyed", "kcat crc32", "kcat murmur2"}
+
+// pathOf gives half of the commands to the gateway and the rest in equal
+// parts to the other paths. The path turns with the round (i / carts), so
+// every cart gets commands by every path, interleaved.
+func pathOf(i, carts int) path {
+	switch (i%carts + i/carts) % 8 {
+	case 1:
+		return saramaKeyed
+	case 3:
+		return kcatUnkeyed
+	case 5:
+		return kcatCRC32
+	case 7:
+		return kcatMurmur2
+	}
+	return viaGateway
+}
+
+// commandID is command i's ce-id (through the gateway: its
+// Idempotency-Key); its first send and its retries share it.
+func commandID(app string, i int, p path) string {
+	return fmt.Sprintf("%s-%s-%d", app, strings.ReplaceAll(pathNames[p], " ", "-"), i)
+}
+
+// command is what the suite knows of one command's first send.
+type command struct {
+	cart     int
+	path     path
+	done     chan struct{} // closed once the first send ended
+	ok       bool          // it was acknowledged (and counted in the ledger)
+	at       time.Time     // when
+	cartSent int64         // the cart's acknowledged commands then, this one included
+	reply    gatewayReply  // through the gateway: the answer
+}
+
+// job is a command to send: for the first time, or again.
+type job struct {
+	i            int
+	retry, final bool // final: the earliest commands, sent again at the end
+}
+
+// unretried tells the carts that get no retry: a quarter of them.
+func unretried(cart int) bool { return cart%4 == 0 }
+
+// retryPlan draws the commands sent again later: plan[j] lists those sent
+// again just before command j; planned counts them with the earliest.
+func retryPlan(p params) (plan map[int][]int, planned int) {
+	r := rand.New(rand.NewPCG(3, 4))
+	lo, hi := p.retryRounds[0]*p.carts, p.retryRounds[1]*p.carts
+	n, eligible := int(p.retryShare*float64(p.commands)), 0
+	for i := range max(p.commands-lo, 0) {
+		if !unretried(i % p.carts) {
+			eligible++
+		}
+	}
+	plan = map[int][]int{}
+	drawn := map[int]bool{}
+	for len(drawn) < min(n, eligible) {
+		i := r.IntN(p.commands - lo)
+		if drawn[i] || unretried(i%p.carts) {
+			continue
+		}
+		drawn[i] = true
+		j := i + lo + r.IntN(min(hi, p.commands-1-i)-lo+1)
+		plan[j] = append(plan[j], i)
+	}
+	return plan, len(drawn) + len(earliest(p))
+}
+
+// earliest lists the first p.earliest commands but the unretried carts':
+// they are sent again once every command was.
+func earliest(p params) []int {
+	var out []int
+	for i := range min(p.earliest, p.commands) {
+		if !unretried(i % p.carts) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// retryStats counts the retries acknowledged, and how far each came after
+// its first send: in time, and in commands of the same cart acknowledged in
+// between.
+type retryStats struct {
+	mu                     sync.Mutex
+	n, final               int
+	byPath                 [nPaths]int
+	minSpread, maxSpread   time.Duration
+	minBetween, maxBetween int64
+}
+
+func (r *retryStats) add(p path, final bool, spread time.Duration, between int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n == 0 {
+		r.minSpread, r.maxSpread, r.minBetween, r.maxBetween = spread, spread, between, between
+	}
+	r.minSpread, r.maxSpread = min(r.minSpread, spread), max(r.maxSpread, spread)
+	r.minBetween, r.maxBetween = min(r.minBetween, between), max(r.maxBetween, between)
+	r.n++
+	r.byPath[p]++
+	if final {
+		r.final++
+	}
+}
+
+func (r *retryStats) summary(planned int) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var parts []string
+	for p, n := range r.byPath {
+		parts = append(parts, fmt.Sprintf("%s %d", pathNames[p], n))
+	}
+	return fmt.Sprintf("%d of %d planned (%s); %d of them the earliest commands, again once every command was sent",
+		r.n, planned, strings.Join(parts, ", "), r.final)
+}
+
+func (r *retryStats) spread() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return fmt.Sprintf("min %v, max %v; commands of the same cart acknowledged in between: min %d, max %d",
+		r.minSpread.Round(100*time.Millisecond), r.maxSpread.Round(100*time.Millisecond), r.minBetween, r.maxBetween)
+}
+
+// kcatWriter writes commands with kcat (librdkafka), many records per
+// process: kcat is slow to start. Headers given with -H apply to every
+// record of a process, so each record carries its attributes in its value,
+// a structured-mode CloudEvent (application/cloudevents+json), which
+// Partita reads as it reads binary mode.
+type kcatWriter struct {
+	args  []string
+	keyed bool
+	in    chan kcatItem
+	runs  atomic.Int64 // kcat processes that exited 0
+	done  chan struct{}
+}
+
+type kcatItem struct {
+	i            int
+	retry, final bool
+}
+
+// newKcatWriter writes to topic keyed by subject with partitioner (empty:
+// librdkafka's default), or with no key.
+func newKcatWriter(addr, topic string, keyed bool, partitioner string) *kcatWriter {
+	args := []string{"-P", "-b", addr, "-t", topic, "-H", "content-type=application/cloudevents+json"}
+	if keyed {
+		args = append(args, "-K", "\t")
+	}
+	if partitioner != "" {
+		args = append(args, "-X", "topic.partitioner="+partitioner)
+	}
+	return &kcatWriter{args: args, keyed: keyed, in: make(chan kcatItem, 1024), done: make(chan struct{})}
+}
+
+// run writes what comes in until in is closed, in batches of what came
+// within a second (500 records at most), one kcat process each: kcat reads
+// one record a line from stdin (key, tab, value with -K). written learns
+// of each batch: ok once kcat exited 0 for it (librdkafka has then had
+// every record acknowledged); a failed batch is written again whole, as a
+// client would, so some of its records may be on the topic twice.
+func (k *kcatWriter) run(ctx context.Context, t *testing.T, event func(i int) codec.Event, written func(batch []kcatItem, ok bool), retriable *atomic.Int64) {
+	defer close(k.done)
+	for open := true; open; {
+		it, ok := <-k.in
+		if !ok {
+			return
+		}
+		batch := []kcatItem{it}
+		flush := time.After(time.Second)
+	collect:
+		for len(batch) < 500 {
+			select {
+			case it, ok := <-k.in:
+				if !ok {
+					open = false
+					break collect
+				}
+				batch = append(batch, it)
+			case <-flush:
+				break collect
+			}
+		}
+		var stdin bytes.Buffer
+		for _, it := range batch {
+			ev := event(it.i)
+			value, err := json.Marshal(ev) // one line: JSON escapes tabs and newlines
+			if err != nil {
+				t.Errorf("command %d: structured mode: %v", it.i, err)
+				continue
+			}
+			if k.keyed {
+				stdin.WriteString(ev.Subject() + "\t")
+			}
+			stdin.Write(value)
+			stdin.WriteByte('\n')
+		}
+		for try := 1; ; try++ {
+			c := exec.CommandContext(ctx, "kcat", k.args...)
+			c.Stdin = bytes.NewReader(stdin.Bytes())
+			out, err := c.CombinedOutput()
+			if err == nil {
+				k.runs.Add(1)
+				written(batch, true)
+				break
+			}
+			if try == 10 {
+				t.Errorf("kcat %s: %d records not written after %d tries: %v\n%s", strings.Join(k.args, " "), len(batch), try, err, tail(string(out), 2000))
+				written(batch, false)
+				break
+			}
+			retriable.Add(1)
+			time.Sleep(time.Second)
+		}
 	}
 }
 
@@ -393,28 +777,45 @@ func sendRaw(t *testing.T, prod sarama.SyncProducer, topic string, r codec.Recor
 	}
 }
 
-// sendViaGateway posts one add-item with its own Idempotency-Key to the
-// workers in turn until one answers 200; it reports whether one did.
-func sendViaGateway(ws []*worker, app string, i, cart int, retriable *atomic.Int64) bool {
-	key := fmt.Sprintf("%s-gw-%d", app, i)
+// gatewayReply is what the gateway answered a command: its position
+// token (the subject's sequence number after it) and its body (the cart).
+type gatewayReply struct{ position, body string }
+
+// sendViaGateway posts one add-item to subject with Idempotency-Key key,
+// to the workers in turn (from the one from picks) until one answers 200,
+// for three minutes at most; it returns the answer and whether one came.
+func sendViaGateway(ws []*worker, key, subject string, from int, retriable *atomic.Int64) (gatewayReply, bool) {
 	body, _ := json.Marshal(sample.AddItem{ProductID: "p", Name: "P", Quantity: 1})
 	deadline := time.Now().Add(3 * time.Minute)
 	for try := 0; time.Now().Before(deadline); try++ {
-		w := ws[(i+try)%len(ws)]
-		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://%s/entities/cart/cart-%d/add-item", w.addr, cart), bytes.NewReader(body))
+		w := ws[(from+try)%len(ws)]
+		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://%s/entities/cart/%s/add-item", w.addr, subject), bytes.NewReader(body))
 		req.Header.Set("Idempotency-Key", key)
 		resp, err := httpc.Do(req)
 		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
+			b, err := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return true
+			if err == nil && resp.StatusCode == http.StatusOK {
+				return gatewayReply{position: resp.Header.Get(gateway.HeaderPosition), body: string(b)}, true
 			}
 		}
 		retriable.Add(1)
 		time.Sleep(200 * time.Millisecond)
 	}
-	return false
+	return gatewayReply{}, false
+}
+
+// sendDirect writes ev with sarama (which retries on its own), trying 101
+// times.
+func sendDirect(prod sarama.SyncProducer, topic string, ev codec.Event, retriable *atomic.Int64) error {
+	for try := 0; ; try++ {
+		err := sendEvent(prod, topic, ev)
+		if err == nil || try == 100 {
+			return err
+		}
+		retriable.Add(1)
+		time.Sleep(300 * time.Millisecond)
+	}
 }
 
 // settled reads per-cart quantities with read until none is behind the

@@ -147,8 +147,13 @@ func TestFaultRedeliveryBehindNewer(t *testing.T) {
 		t.Errorf("p1 applied twice: %+v", cart)
 	}
 	h.ExpectEvents(t, "cart", "k1", "ItemAdded", "ItemAdded")
-	if n := len(h.Events("cart", "k1")); n != 3 { // k1:1 was published again
-		t.Errorf("%d events written, want 3", n)
+	if n := len(h.Events("cart", "k1")); n != 2 { // a redelivery in the same run writes its reply alone
+		t.Errorf("%d events written, want 2", n)
+	}
+	// The event itself redelivered behind the newer one (a restart
+	// republishes what the broker may lack): the view does not move.
+	if err := h.RedeliverEvent("app.cart.events", "k1:1"); err != nil {
+		t.Fatal(err)
 	}
 	if row := pt.ExpectRow[sample.CartRow](t, h, "carts", "k1"); row.TotalQuantity != 2 {
 		t.Errorf("view moved with the redelivered event: %+v", row)

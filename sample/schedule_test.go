@@ -1,64 +1,182 @@
 package sample_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"maps"
 	"math/rand/v2"
 	"os"
 	"reflect"
 	"strconv"
 	"testing"
+	"time"
 
+	"github.com/partita-dev/partita/entities"
 	"github.com/partita-dev/partita/internal/shopmodel"
 	"github.com/partita-dev/partita/sample"
 	pt "github.com/partita-dev/partita/testing"
 	"github.com/partita-dev/partita/views"
 )
 
+// A workload of the seeded schedules: its commands, from a seed, and the
+// options of both entities.
+type workload struct {
+	name     string
+	commands func(r *rand.Rand) []shopmodel.Command
+	opts     []entities.Option
+}
+
+var (
+	// mixed: 40 commands over 4 customers and 4 carts, few per subject.
+	mixed = workload{name: "mixed", commands: func(r *rand.Rand) []shopmodel.Command { return shopmodel.Workload(r, 40, 8) }}
+	// hot: 200 commands over 3 carts and a customer, some 40 to 55 each:
+	// redeliveries come behind more newer commands of their subject than
+	// the dedup window (16) keeps, so the id table must know them.
+	hot = workload{name: "hot", commands: func(r *rand.Rand) []shopmodel.Command { return hotWorkload(r, 200) }}
+	// retention-1h: 150 commands over the hot subjects, with entities
+	// remembering command ids for an hour over a schedule of some 12: a
+	// redelivery within the hour is a duplicate, one after it (from the
+	// window or from the id table) a new command.
+	shortRetention = workload{name: "retention-1h", commands: func(r *rand.Rand) []shopmodel.Command { return hotWorkload(r, 150) },
+		opts: []entities.Option{entities.Retention(time.Hour)}}
+)
+
 // TestSeededSchedules runs the sample domain through 1,000 random schedules
-// of redeliveries, duplicates, misrouting, crash-restarts and lagging views,
-// and checks after each: every command applied exactly once (each state
-// equals the fold of the commands in the order they were first applied),
-// no view row ever moved backwards, both views equal the fold, and nothing
-// was dead-lettered or lost. A failure names its seed; run it alone with
-// PARTITA_SEED.
+// per workload, of redeliveries (some far behind newer commands of their
+// subject), duplicates, misrouting, crash-restarts, lagging views and jumps
+// of the clock over some 12 hours, and checks after each: every command
+// applied exactly once within its entity's retention and once more after
+// each time it came again after the retention (each state equals the fold
+// of the applications in the order they were applied), no view row ever
+// moved backwards, both views equal the fold, no delivery broke the
+// retention either way, and nothing was dead-lettered or lost. A failure
+// names its seed; run it alone with PARTITA_SEED (and -run
+// TestSeededSchedules/<workload>).
 func TestSeededSchedules(t *testing.T) {
-	first, schedules := uint64(1), uint64(1000)
-	if s, err := strconv.ParseUint(os.Getenv("PARTITA_SEED"), 10, 64); err == nil {
-		first, schedules = s, 1
+	for _, w := range []workload{mixed, hot, shortRetention} {
+		t.Run(w.name, func(t *testing.T) {
+			first, schedules := uint64(1), uint64(1000)
+			if s, err := strconv.ParseUint(os.Getenv("PARTITA_SEED"), 10, 64); err == nil {
+				first, schedules = s, 1
+			}
+			var sum struct {
+				commands, deliveries, faults, behind       int
+				deduplicated, beyondWindow, reapplications int
+				reappliedBeyondWindow                      int
+				elapsed                                    time.Duration
+			}
+			ran, failed := uint64(0), pt.Report{}
+			for seed := first; seed < first+schedules && !t.Failed(); seed++ {
+				rep := runSchedule(t, seed, w)
+				ran++
+				sum.commands += rep.Commands
+				sum.deliveries += rep.Deliveries
+				sum.faults += rep.Faults()
+				sum.behind += rep.Behind
+				sum.elapsed += rep.Elapsed
+				sum.deduplicated += rep.Deduplicated
+				sum.beyondWindow += rep.BeyondWindow
+				sum.reapplications += rep.Reapplications()
+				sum.reappliedBeyondWindow += rep.ReappliedBeyondWindow
+				if t.Failed() {
+					failed = rep
+				}
+			}
+			// The summary (make test shows it), also of a run stopped by a
+			// failing seed.
+			t.Logf("%s: %d schedules: %d commands, %d deliveries, %d faults injected (%d redeliveries far behind), %v of clock per schedule; %d deliveries deduplicated (%d beyond the window), %d applied again after the retention (%d beyond the window)",
+				w.name, ran, sum.commands, sum.deliveries, sum.faults, sum.behind,
+				(sum.elapsed / time.Duration(ran)).Round(time.Minute), sum.deduplicated, sum.beyondWindow, sum.reapplications, sum.reappliedBeyondWindow)
+			if t.Failed() {
+				t.Fatalf("%s stopped after %d of %d schedules, failing with %v", w.name, ran, schedules, failed)
+			}
+			if schedules < 1000 {
+				return // one seed need not hit everything
+			}
+			// The schedules reach what they are for.
+			switch w.name {
+			case hot.name:
+				if sum.beyondWindow == 0 {
+					t.Error("no redelivery came behind more than the dedup window of newer commands")
+				}
+				if sum.reapplications > 0 {
+					t.Error("commands were applied again under the default retention: the schedules span too long")
+				}
+			case shortRetention.name:
+				if sum.reapplications == 0 || sum.deduplicated == 0 {
+					t.Error("the schedules did not both redeliver within the retention and after it")
+				}
+				if sum.reappliedBeyondWindow == 0 {
+					t.Error("no command was applied again after the retention from beyond the window: the id table's expiry went untested")
+				}
+			}
+		})
 	}
-	var commands, deliveries, faults int
-	for seed := first; seed < first+schedules; seed++ {
-		rep := runSchedule(t, seed)
-		commands += rep.Commands
-		deliveries += rep.Deliveries
-		faults += rep.Faults()
-		if t.Failed() {
-			t.Fatalf("failed with %v", rep)
-		}
-	}
-	t.Logf("%d schedules: %d commands, %d deliveries, %d faults injected", schedules, commands, deliveries, faults)
 }
 
 // The same seed replays the same run: same deliveries, same order of
 // application, same outcome.
 func TestScheduleReplaysExactly(t *testing.T) {
-	a, b := runSchedule(t, 42), runSchedule(t, 42)
-	if !reflect.DeepEqual(a, b) {
-		t.Fatalf("seed 42 ran differently twice:\n%v\n%v", a, b)
-	}
-	if c := runSchedule(t, 43); reflect.DeepEqual(a.Applied, c.Applied) && a.Deliveries == c.Deliveries {
-		t.Error("seeds 42 and 43 ran identically: the seed does not drive the schedule")
+	for _, w := range []workload{mixed, shortRetention} {
+		a, b := runSchedule(t, 42, w), runSchedule(t, 42, w)
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("%s: seed 42 ran differently twice:\n%v\n%v", w.name, a, b)
+		}
+		if c := runSchedule(t, 43, w); reflect.DeepEqual(a.Applied, c.Applied) && a.Deliveries == c.Deliveries {
+			t.Errorf("%s: seeds 42 and 43 ran identically: the seed does not drive the schedule", w.name)
+		}
 	}
 }
 
-func runSchedule(t *testing.T, seed uint64) pt.Report {
+// hotWorkload makes n random commands over 3 carts (four fifths of them)
+// and one customer, with invalid ones mixed in; carts check out only in
+// the last tenth, so most of their commands change them.
+func hotWorkload(r *rand.Rand, n int) []shopmodel.Command {
+	out := make([]shopmodel.Command, 0, n)
+	for i := range n {
+		c := shopmodel.Command{Data: map[string]any{}}
+		if r.IntN(5) == 0 {
+			c.Entity, c.Subject = "customer", "cust-0"
+			c.Type = []string{"create", "change-email", "change-email", "change-email", "change-email",
+				"change-name", "change-name", "change-name", "change-name", "get"}[r.IntN(10)]
+			c.Data["email"] = fmt.Sprintf("u%d@example.com", r.IntN(1000))
+			if r.IntN(10) == 0 {
+				c.Data["email"] = "not-an-address"
+			}
+			c.Data["name"] = fmt.Sprintf("Name %d", r.IntN(1000))
+		} else {
+			c.Entity, c.Subject = "cart", "cart-"+strconv.Itoa(2*r.IntN(3)+1)
+			c.Type = []string{"add-item", "add-item", "add-item", "add-item", "remove-item", "remove-item", "get"}[r.IntN(7)]
+			if i >= n*9/10 && r.IntN(10) == 0 {
+				c.Type = "checkout"
+			}
+			p := "p" + strconv.Itoa(r.IntN(5))
+			c.Data["productId"] = p
+			if c.Type == "add-item" {
+				c.Data["name"] = "Product " + p
+				c.Data["quantity"] = float64(1 + r.IntN(3))
+				if r.IntN(10) == 0 {
+					c.Data["quantity"] = float64(0)
+				}
+			}
+		}
+		// Normalise through JSON, as the handlers will see it.
+		js, _ := json.Marshal(c.Data)
+		c.Data = nil
+		_ = json.Unmarshal(js, &c.Data)
+		out = append(out, c)
+	}
+	return out
+}
+
+func runSchedule(t *testing.T, seed uint64, w workload) pt.Report {
 	t.Helper()
 	h, err := pt.NewWith([]pt.Option{pt.Partitions(3), pt.CommitEvery(1 + int(seed%4))},
-		sample.NewCustomer(), sample.NewCart(), sample.NewCustomersByEmail(), sample.NewCarts())
+		sample.NewCustomer(w.opts...), sample.NewCart(w.opts...), sample.NewCustomersByEmail(), sample.NewCarts())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmds := shopmodel.Workload(rand.New(rand.NewPCG(seed, 1)), 40, 8)
+	cmds := w.commands(rand.New(rand.NewPCG(seed, 1)))
 	work := make([]pt.Command, len(cmds))
 	for i, c := range cmds {
 		work[i] = pt.Command{Entity: c.Entity, Subject: c.Subject, Name: c.Type, Payload: c.Data}
@@ -71,20 +189,30 @@ func runSchedule(t *testing.T, seed uint64) pt.Report {
 	for i, id := range rep.IDs {
 		byID[id] = cmds[i]
 	}
-	// Exactly once: each command applied once, folded in first-applied order.
+	// Exactly once within the retention: each command applied once, and
+	// once more each time it came again after the retention; folded in the
+	// order applied.
+	again := map[string]int{}
+	for _, ids := range rep.Reapplied {
+		for _, id := range ids {
+			again[id]++
+		}
+	}
 	m := shopmodel.New()
-	seen := map[string]bool{}
+	applied := map[string]int{}
 	for _, k := range rep.Subjects() {
 		for _, id := range rep.Applied[k] {
-			if seen[id] {
-				t.Errorf("seed %d: command %s applied twice", seed, id)
-			}
-			seen[id] = true
+			applied[id]++
 			m.Apply(byID[id])
 		}
 	}
-	if len(seen) != len(cmds) {
-		t.Errorf("seed %d: %d of %d commands applied: some were lost", seed, len(seen), len(cmds))
+	for _, id := range rep.IDs {
+		if n := applied[id]; n > 1+again[id] {
+			t.Errorf("seed %d: command %s applied %d times, %d of them after the retention", seed, id, n, again[id])
+		}
+	}
+	if len(applied) != len(cmds) {
+		t.Errorf("seed %d: %d of %d commands applied: some were lost", seed, len(applied), len(cmds))
 	}
 	for s, c := range m.Customers {
 		var got sample.Customer

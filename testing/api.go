@@ -104,7 +104,7 @@ func (h *Harness) Send(entity, subject, command string, payload any, opts ...Sen
 	}
 	h.write(h.topics.Commands(entity), ev, o)
 	h.settle(nil)
-	return h.reply(ev.ID())
+	return h.reply(ev.Source(), ev.ID())
 }
 
 // write appends ev to topic, on its subject's partition unless misrouted.
@@ -125,15 +125,19 @@ func (h *Harness) write(topic string, ev codec.Event, o sendOpts) {
 	h.sent[ev.Source()+"\x00"+ev.ID()] = sentCommand{topic: topic, partition: p, record: r}
 }
 
-// reply finds the last reply to command id.
-func (h *Harness) reply(id string) (Reply, error) {
+// reply finds the last reply to the command of source and id.
+func (h *Harness) reply(source, id string) (Reply, error) {
 	parts := h.logs[h.topics.Replies()]
 	if parts == nil {
 		return Reply{}, fmt.Errorf("%w to %s", ErrNoReply, id)
 	}
-	recs := parts[h.partition([]byte(id))]
+	key := core.ReplyKey(source, id)
+	if h.dead[source+"\x00"+id] {
+		return Reply{}, fmt.Errorf("%w to %s: its last delivery was dead-lettered", ErrNoReply, id)
+	}
+	recs := parts[h.partition([]byte(key))]
 	for i := len(recs) - 1; i >= 0; i-- {
-		if string(recs[i].Key) != id {
+		if string(recs[i].Key) != key {
 			continue
 		}
 		e, err := codec.DecodeEvent(recs[i])
@@ -167,7 +171,7 @@ func (h *Harness) Redeliver(id string, source ...string) (Reply, error) {
 	}
 	h.append(s.topic, s.partition, s.record)
 	h.settle(nil)
-	return h.reply(id)
+	return h.reply(src, id)
 }
 
 // RedeliverEvent writes the event with ce-id id on topic again, behind

@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,9 +71,10 @@ type Harness struct {
 	failNext    map[string]int // "<entity>/<type>" -> failures left
 	sent        map[string]sentCommand
 	duplicates  map[string]bool // command id -> its last delivery was a duplicate
+	dead        map[string]bool // command source+NUL+id -> its last delivery was dead-lettered
 	violations  []string
 	delivered   int
-	applied     map[string][]string // during RunSchedule: "<entity>/<subject>" -> ids first applied
+	sched       *ledger // during RunSchedule: every command applied, and when (see schedule.go)
 }
 
 // write is a record a group has produced and the broker has not yet
@@ -98,9 +100,11 @@ type group struct {
 	sources   map[string]*core.ViewSource
 	inputs    []string
 	loop      string
-	table     map[string][]byte // the group's local store (goka's LevelDB)
-	unflushed []write           // writes produced but not yet acknowledged
-	volatile  [][2]string       // during RunSchedule: applications ("<entity>/<subject>", id) in the store, not yet on the table topic
+	table     map[string][]byte  // the group's local store (goka's LevelDB)
+	ids       *idTable           // an entity's local copy of its id table (nil: none)
+	starts    map[string][]int64 // where the current epoch started reading each input (the committed offsets at its start)
+	unflushed []write            // writes produced but not yet acknowledged
+	volatile  []string           // during RunSchedule: the "<entity>/<subject>" of each application in the store, not yet on the table topic
 	pos       map[string][]int64
 	committed map[string][]int64
 	since     int
@@ -130,7 +134,7 @@ func NewWith(opts []Option, parts ...Part) (*Harness, error) {
 		topics: core.Topics{App: "app"}, n: 4, commitEvery: 1,
 		logs:   map[string][][]codec.Record{},
 		byName: map[string]*group{}, failNext: map[string]int{},
-		sent: map[string]sentCommand{}, duplicates: map[string]bool{},
+		sent: map[string]sentCommand{}, duplicates: map[string]bool{}, dead: map[string]bool{},
 		now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 	}
 	for _, o := range opts {
@@ -144,6 +148,9 @@ func NewWith(opts []Option, parts ...Part) (*Harness, error) {
 			if g.entity.Kind != core.Stateless {
 				g.inputs = append(g.inputs, h.topics.Commands(g.name))
 				g.loop = h.topics.Loop(g.name)
+				if g.entity.Retention > 0 {
+					g.ids = newIDTable(nil)
+				}
 			}
 			for t := range g.entity.Subscriptions {
 				g.inputs = append(g.inputs, t)
@@ -157,6 +164,9 @@ func NewWith(opts []Option, parts ...Part) (*Harness, error) {
 				g.inputs = append(g.inputs, t)
 			}
 			g.loop = h.topics.Loop(g.name)
+			if g.view.KeepsIDs() {
+				g.ids = newIDTable(nil)
+			}
 			store, err := views.OpenMemoryStore(g.view.Indexes...)
 			if err != nil {
 				return nil, err
@@ -288,6 +298,12 @@ func (h *Harness) step(c cursor) {
 	if stateful {
 		d.Stored = g.table[string(rec.Key)]
 	}
+	if g.ids != nil {
+		d.IDs = g.ids
+	}
+	if g.entity != nil && g.entity.Kind != core.Stateless && g.starts != nil {
+		d.Since = core.Since{0, g.starts[h.topics.Commands(g.name)][c.p], g.starts[g.loop][c.p]}
+	}
 	var a core.Actions
 	if g.view != nil {
 		a = core.HandleView(h.env(g), g.view, g.sources, d)
@@ -297,12 +313,16 @@ func (h *Harness) step(c cursor) {
 	h.delivered++
 	command := c.topic == h.topics.Commands(g.name) ||
 		c.topic == g.loop && string(rec.Headers[core.HeaderOriginTopic]) == h.topics.Commands(g.name)
-	if ev, err := codec.DecodeEvent(rec); err == nil && command && a.Loopback == nil && a.DeadLetter == nil {
-		h.duplicates[ev.ID()] = a.Duplicate
-		if h.applied != nil && !a.Duplicate {
+	if ev, err := codec.DecodeEvent(rec); err == nil && command && a.Loopback == nil {
+		h.dead[ev.Source()+"\x00"+ev.ID()] = a.DeadLetter != nil
+		if a.DeadLetter == nil {
+			h.duplicates[ev.ID()] = a.Duplicate
+		}
+		if h.sched != nil && a.DeadLetter == nil {
 			k := g.name + "/" + ev.Subject()
-			h.applied[k] = append(h.applied[k], ev.ID())
-			g.volatile = append(g.volatile, [2]string{k, ev.ID()})
+			if h.sched.deliver(h, g, k, ev.ID(), a.Duplicate) {
+				g.volatile = append(g.volatile, k)
+			}
 		}
 	}
 	produce := func(topic string, p int32, r codec.Record) {
@@ -319,6 +339,12 @@ func (h *Harness) step(c cursor) {
 			// write is acknowledged.
 			g.table[string(rec.Key)] = a.Store
 			produce(h.topics.Table(g.name), c.p, codec.Record{Key: rec.Key, Value: a.Store})
+		}
+		for _, m := range a.Remember {
+			// The local copy at once, the id table's topic when acknowledged.
+			g.ids.entries[m.Key] = m.Value
+			g.ids.pending[m.Key] = m.Value
+			produce(h.topics.IDs(g.name), c.p, codec.Record{Key: []byte(m.Key), Value: m.Value})
 		}
 		for _, o := range a.Outputs {
 			produce(o.Topic, h.partition(o.Record.Key), o.Record)
@@ -337,6 +363,9 @@ func (h *Harness) flush(g *group) {
 	table := h.topics.Table(g.name)
 	for _, w := range g.unflushed {
 		h.append(w.topic, w.p, w.rec)
+		if g.ids != nil && w.topic == h.topics.IDs(g.name) {
+			delete(g.ids.pending, string(w.rec.Key)) // read back from the topic
+		}
 		if g.view == nil || w.topic != table {
 			continue
 		}
@@ -366,30 +395,70 @@ func (h *Harness) commit(g *group) {
 // table topic; on another worker (restore true) the store is restored from
 // the table topic.
 func (h *Harness) crash(g *group, restore bool) {
-	if restore {
-		// Applications whose state never reached the table topic are undone.
-		for _, a := range g.volatile {
-			if i := slices.Index(h.applied[a[0]], a[1]); i >= 0 {
-				h.applied[a[0]] = slices.Delete(h.applied[a[0]], i, i+1)
-			}
+	if restore && h.sched != nil {
+		// Applications whose state never reached the table topic are undone,
+		// newest first: they are the last of their subjects'.
+		for _, k := range slices.Backward(g.volatile) {
+			h.sched.undo(k)
 		}
+	}
+	if restore {
 		g.volatile = nil
 	}
 	g.unflushed = nil
 	g.epoch++
+	g.starts = map[string][]int64{}
 	for t, ps := range g.committed {
 		copy(g.pos[t], ps)
+		g.starts[t] = slices.Clone(ps)
 	}
 	g.since = 0
 	if restore {
-		g.table = h.restore(g)
+		g.table = h.restore(h.topics.Table(g.name))
+		if g.ids != nil {
+			g.ids = newIDTable(h.restore(h.topics.IDs(g.name)))
+		}
 	}
 }
 
-// restore reads a group's table topic: the latest value of each key.
-func (h *Harness) restore(g *group) map[string][]byte {
+// idTable is a group's local copy of its id table, with the entries it
+// wrote that have not landed on the topic (as processor's idCopy marks them).
+type idTable struct {
+	entries, pending map[string][]byte
+}
+
+func newIDTable(entries map[string][]byte) *idTable {
+	if entries == nil {
+		entries = map[string][]byte{}
+	}
+	return &idTable{entries: entries, pending: map[string][]byte{}}
+}
+
+func (t *idTable) Get(key string) ([]byte, error) { return t.entries[key], nil }
+
+func (t *idTable) Pending(subject string) ([]core.Remembered, error) {
+	var out []core.Remembered
+	for k, v := range t.pending {
+		if strings.HasPrefix(k, subject+"\x00") {
+			out = append(out, core.Remembered{Key: k, Value: v})
+		}
+	}
+	slices.SortFunc(out, func(a, b core.Remembered) int { return strings.Compare(a.Key, b.Key) })
+	return out, nil
+}
+
+// idEntries are the entries of the group's id table copy (nil: none).
+func (g *group) idEntries() map[string][]byte {
+	if g.ids == nil {
+		return nil
+	}
+	return g.ids.entries
+}
+
+// restore reads a table topic: the latest value of each key.
+func (h *Harness) restore(topic string) map[string][]byte {
 	out := map[string][]byte{}
-	for _, part := range h.logs[h.topics.Table(g.name)] {
+	for _, part := range h.logs[topic] {
 		for _, r := range part {
 			if r.Value == nil {
 				delete(out, string(r.Key))
@@ -409,13 +478,30 @@ func (h *Harness) checkDurable() {
 		if g.view == nil && g.entity.Kind == core.Stateless {
 			continue
 		}
-		topic := h.restore(g)
+		topic := h.restore(h.topics.Table(g.name))
 		for k, v := range g.table {
 			if string(topic[k]) != string(v) {
 				h.violations = append(h.violations, fmt.Sprintf("%s: the table topic does not hold the state of %q that the group's store holds; a worker restoring from it would lose a write", g.name, k))
 			}
 		}
+		ids := h.restore(h.topics.IDs(g.name))
+		for k, v := range g.idEntries() {
+			if string(ids[k]) != string(v) && !h.expired(g, v) {
+				h.violations = append(h.violations, fmt.Sprintf("%s: the id table topic does not hold the entry %q that the group's copy holds; a worker restoring from it could apply a command twice", g.name, k))
+			}
+		}
 	}
+}
+
+// expired reports whether an entity's id table entry is older than the
+// entity's retention: Process forgets it, so whether the topic holds it
+// makes no difference (a new epoch does not write expired entries again).
+func (h *Harness) expired(g *group, entry []byte) bool {
+	if g.entity == nil || g.entity.Retention <= 0 {
+		return false
+	}
+	a, err := core.DecodeApplied(entry)
+	return err == nil && a.Time != 0 && h.now.UnixNano()-a.Time > int64(g.entity.Retention)
 }
 
 // size is the number of records in topic's partition p.

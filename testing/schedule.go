@@ -3,8 +3,8 @@ package partitatest
 import (
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"sort"
+	"time"
 )
 
 // Command is one command of a workload for RunSchedule.
@@ -13,55 +13,116 @@ type Command struct {
 	Payload               any
 }
 
-// Faults are the chances, per command sent, of each fault in a schedule.
+// Faults are the chances, per command sent, of each fault in a schedule,
+// and how far its clock moves.
 type Faults struct {
 	Redeliver float64 // an earlier command is written again behind newer ones
 	Duplicate float64 // the command is written twice
 	Misroute  float64 // the command lands on another partition under another key
 	Crash     float64 // a random group's worker dies (see Harness.Crash), restarting on the same worker or another
 	Lag       float64 // a random view starts or stops lagging
+
+	// Behind is the chance that an earlier command of the subject just sent
+	// is written again behind BehindMin to BehindMax newer commands of that
+	// subject (when it has had that many): further back than an entity's
+	// dedup window (16 by default), where only its id table knows it.
+	Behind               float64
+	BehindMin, BehindMax int
+
+	// Gap is the chance that the clock jumps ahead before a command, by an
+	// amount drawn uniformly so that the jumps add up to about Span over
+	// the workload; they never add up to more. Redeliveries and crash
+	// replays then come hours after the command's first application: within
+	// an entity's Retention they are duplicates, after it new commands.
+	Gap  float64
+	Span time.Duration
 }
 
-// DefaultFaults is a schedule that hits every fault often.
-var DefaultFaults = Faults{Redeliver: 0.15, Duplicate: 0.1, Misroute: 0.1, Crash: 0.05, Lag: 0.1}
+// DefaultFaults is a schedule that hits every fault often, over about 12
+// hours: well inside the default retention of command ids (24 hours).
+var DefaultFaults = Faults{
+	Redeliver: 0.15, Duplicate: 0.1, Misroute: 0.1, Crash: 0.05, Lag: 0.1,
+	Behind: 0.05, BehindMin: 20, BehindMax: 200,
+	Gap: 0.1, Span: 12 * time.Hour,
+}
 
 // Report is what a schedule did.
 type Report struct {
 	Seed                                                   uint64
 	Commands, Deliveries                                   int
 	Redelivered, Duplicated, Misrouted, Crashes, LagToggle int
+	// Behind counts the redeliveries behind Faults.BehindMin or more newer
+	// commands of their subject (Redelivered does not include them).
+	Behind int
+	// Gaps counts the clock's jumps; Elapsed is how far it moved in all.
+	Gaps    int
+	Elapsed time.Duration
+	// Deduplicated counts the deliveries of an applied command that were
+	// not applied again (redeliveries, duplicates, crash replays within the
+	// entity's retention); BeyondWindow those of them behind more than the
+	// entity's dedup window of newer applications of their subject.
+	Deduplicated, BeyondWindow int
+	// ReappliedBeyondWindow counts the re-applications after the retention
+	// (see Reapplied) behind more than the dedup window of newer
+	// applications: the id table forgot them.
+	ReappliedBeyondWindow int
 	// IDs are the ce-ids of the workload's commands, in workload order.
 	IDs []string
 	// Applied lists, per entity and subject ("<entity>/<subject>"), the ids
-	// of the commands applied, in the order they were first applied: the
-	// order an exactly-once fold must follow.
+	// of the commands applied, in the order they were applied: the order an
+	// exactly-once fold must follow. An id appears once, and once more for
+	// each time it is in Reapplied.
 	Applied map[string][]string
+	// Reapplied lists, per entity and subject, the ids of the commands
+	// applied again because they were delivered again after their entity's
+	// Retention had passed since their previous application: a new command
+	// then, as documented, and so folded again. Once per re-application.
+	Reapplied map[string][]string
 }
 
 // Faults is the number of faults injected.
 func (r Report) Faults() int {
-	return r.Redelivered + r.Duplicated + r.Misrouted + r.Crashes + r.LagToggle
+	return r.Redelivered + r.Behind + r.Duplicated + r.Misrouted + r.Crashes + r.LagToggle
+}
+
+// Reapplications is the number of re-applications after the retention.
+func (r Report) Reapplications() int {
+	n := 0
+	for _, ids := range r.Reapplied {
+		n += len(ids)
+	}
+	return n
 }
 
 func (r Report) String() string {
-	return fmt.Sprintf("seed %d: %d commands, %d deliveries; faults: %d redelivered, %d duplicated, %d misrouted, %d crashes, %d lag toggles",
-		r.Seed, r.Commands, r.Deliveries, r.Redelivered, r.Duplicated, r.Misrouted, r.Crashes, r.LagToggle)
+	return fmt.Sprintf("seed %d: %d commands, %d deliveries over %v; faults: %d redelivered, %d redelivered far behind, %d duplicated, %d misrouted, %d crashes, %d lag toggles; %d deduplicated (%d beyond the window), %d applied again after the retention (%d beyond the window)",
+		r.Seed, r.Commands, r.Deliveries, r.Elapsed, r.Redelivered, r.Behind, r.Duplicated, r.Misrouted, r.Crashes, r.LagToggle,
+		r.Deduplicated, r.BeyondWindow, r.Reapplications(), r.ReappliedBeyondWindow)
 }
 
 // RunSchedule sends the workload with faults interleaved at random from
 // seed: records are delivered in a random order across groups and
 // partitions (in order within each), while earlier commands are redelivered
-// behind newer ones, commands are duplicated or misrouted, groups crash
-// back to their committed offsets and views lag. At the end every view
-// catches up and everything is delivered. The same seed on a fresh harness
-// with the same parts and workload replays the same run exactly; print the
-// seed when a check fails.
+// behind newer ones (some far behind, see Faults.Behind), commands are
+// duplicated or misrouted, groups crash back to their committed offsets,
+// views lag and the clock jumps ahead. At the end every view catches up
+// and everything is delivered. The same seed on a fresh harness with the
+// same parts and workload replays the same run exactly; print the seed
+// when a check fails.
+//
+// Besides the harness's own checks (Violations), the schedule holds each
+// delivery of an applied command to the entity's retention of command ids
+// (entities.Retention): within it the command must not be applied again,
+// after it it must be (and is listed in Report.Reapplied). With
+// Retention(0) (the dedup window alone) nothing expires and nothing is
+// checked: a re-application then shows as an id applied twice.
 func (h *Harness) RunSchedule(seed uint64, workload []Command, f Faults) (Report, error) {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	rep := Report{Seed: seed, Commands: len(workload), Applied: map[string][]string{}}
-	h.applied = rep.Applied
-	defer func() { h.applied = nil }()
+	rep := Report{Seed: seed, Commands: len(workload), Applied: map[string][]string{}, Reapplied: map[string][]string{}}
+	h.sched = &ledger{apps: map[string][]application{}, last: map[string]int{}}
+	defer func() { h.sched = nil }()
 	var sent []sentCommand
+	bySubject := map[string][]int{} // "<entity>/<subject>" -> indexes in sent
 	var viewNames []string
 	var groupNames []string
 	for _, g := range h.groups {
@@ -80,10 +141,22 @@ func (h *Harness) RunSchedule(seed uint64, workload []Command, f Faults) (Report
 			h.step(pick(cs)[0])
 		}
 	}
+	var maxGap int64 // the longest jump: twice the mean, for a total of about Span
+	if f.Gap > 0 && f.Span > 0 && len(workload) > 0 {
+		maxGap = int64(2*float64(f.Span)/(f.Gap*float64(len(workload)))) + 1
+	}
+	start := h.now
 	before := h.delivered
 	for i, c := range workload {
 		if g := h.byName[c.Entity]; g == nil || g.entity == nil {
 			return rep, fmt.Errorf("%w entity %q", ErrUnknown, c.Entity)
+		}
+		if r.Float64() < f.Gap && maxGap > 0 {
+			d := min(time.Duration(r.Int64N(maxGap)), f.Span-h.now.Sub(start))
+			if d > 0 {
+				h.Advance(d)
+				rep.Gaps++
+			}
 		}
 		o := sendOpts{id: fmt.Sprintf("s%d-%d", seed, i)}
 		if r.Float64() < f.Misroute {
@@ -101,11 +174,23 @@ func (h *Harness) RunSchedule(seed uint64, workload []Command, f Faults) (Report
 		h.write(h.topics.Commands(c.Entity), ev, o)
 		rep.IDs = append(rep.IDs, ev.ID())
 		sent = append(sent, h.sent[ev.Source()+"\x00"+ev.ID()])
+		k := c.Entity + "/" + c.Subject
+		bySubject[k] = append(bySubject[k], len(sent)-1)
 		deliver(r.IntN(6))
 		if r.Float64() < f.Redeliver {
 			s := sent[r.IntN(len(sent))]
 			h.append(s.topic, s.partition, s.record)
 			rep.Redelivered++
+		}
+		if r.Float64() < f.Behind {
+			// The command newer commands of its subject back, when there
+			// are that many (the one just sent is the newest).
+			if hist := bySubject[k]; len(hist)-1 >= f.BehindMin && f.BehindMin > 0 {
+				n := f.BehindMin + r.IntN(min(max(f.BehindMax, f.BehindMin), len(hist)-1)-f.BehindMin+1)
+				s := sent[hist[len(hist)-1-n]]
+				h.append(s.topic, s.partition, s.record)
+				rep.Behind++
+			}
 		}
 		if r.Float64() < f.Crash {
 			h.crash(h.byName[groupNames[r.IntN(len(groupNames))]], r.IntN(2) == 0)
@@ -123,10 +208,90 @@ func (h *Harness) RunSchedule(seed uint64, workload []Command, f Faults) (Report
 	h.settle(pick)
 	h.checkDurable()
 	rep.Deliveries = h.delivered - before
-	for k := range rep.Applied {
-		rep.Applied[k] = slices.Clip(rep.Applied[k])
+	rep.Elapsed = h.now.Sub(start)
+	rep.Deduplicated, rep.BeyondWindow = h.sched.deduplicated, h.sched.beyondWindow
+	for k, apps := range h.sched.apps {
+		ids := make([]string, len(apps))
+		for i, a := range apps {
+			ids[i] = a.id
+			if a.again {
+				rep.Reapplied[k] = append(rep.Reapplied[k], a.id)
+				if a.beyondWindow {
+					rep.ReappliedBeyondWindow++
+				}
+			}
+		}
+		if len(ids) > 0 {
+			rep.Applied[k] = ids
+		}
 	}
 	return rep, nil
+}
+
+// ledger is what a schedule applied: per "<entity>/<subject>", each
+// application of a command, in order, with the harness's clock then.
+type ledger struct {
+	apps                       map[string][]application
+	last                       map[string]int // "<entity>/<subject>" NUL id -> index in apps of its latest application
+	deduplicated, beyondWindow int
+}
+
+type application struct {
+	id           string
+	at           time.Time
+	again        bool // a re-application after the retention
+	beyondWindow bool // again, behind more than the dedup window of newer applications
+}
+
+// deliver records a command delivery to g that reached the entity's
+// decision (neither re-routed nor dead-lettered) and checks it against the
+// entity's retention; it reports whether the command was applied.
+func (l *ledger) deliver(h *Harness, g *group, k, id string, duplicate bool) bool {
+	retention := g.entity.Retention
+	i, seen := l.last[k+"\x00"+id]
+	var since time.Duration
+	var newer int
+	if seen {
+		since, newer = h.now.Sub(l.apps[k][i].at), len(l.apps[k])-1-i
+	}
+	expired := seen && retention > 0 && since > retention
+	switch {
+	case duplicate:
+		if !seen {
+			h.violations = append(h.violations, fmt.Sprintf("%s: command %s was dropped as a duplicate, but no application of it stands (none, or lost in a crash)", k, id))
+		}
+		if expired {
+			h.violations = append(h.violations, fmt.Sprintf("%s: command %s delivered again %v after its application, past the retention of %v, was dropped as a duplicate; it should have been applied as a new command", k, id, since, retention))
+		}
+		l.deduplicated++
+		if seen && newer >= g.entity.Window {
+			l.beyondWindow++
+		}
+		return false
+	case seen && retention > 0 && !expired:
+		h.violations = append(h.violations, fmt.Sprintf("%s: command %s was applied again %v after its application, behind %d newer commands of its subject, within the retention of %v", k, id, since, newer, retention))
+	}
+	l.last[k+"\x00"+id] = len(l.apps[k])
+	l.apps[k] = append(l.apps[k], application{id: id, at: h.now, again: expired, beyondWindow: expired && newer >= g.entity.Window})
+	return true
+}
+
+// undo forgets the latest application to subject k, lost in a crash.
+func (l *ledger) undo(k string) {
+	apps := l.apps[k]
+	if len(apps) == 0 {
+		return
+	}
+	id := apps[len(apps)-1].id
+	apps = apps[:len(apps)-1]
+	l.apps[k] = apps
+	delete(l.last, k+"\x00"+id)
+	for i := len(apps) - 1; i >= 0; i-- {
+		if apps[i].id == id {
+			l.last[k+"\x00"+id] = i
+			break
+		}
+	}
 }
 
 // Subjects lists the keys of Applied, sorted (for deterministic checks).

@@ -20,8 +20,8 @@ package views
 
 import (
 	"encoding/json"
-
 	"fmt"
+	"time"
 
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/internal/core"
@@ -42,9 +42,24 @@ func Index(field string) Option {
 	return func(v *core.View) { v.Indexes = append(v.Indexes, field) }
 }
 
+// Defaults of a view's options.
+const (
+	DefaultRetention = 24 * time.Hour
+	DefaultIDWindow  = 16
+)
+
+// Retention sets how long a view remembers the ids (ce-source and ce-id) of
+// the updates it applied from a topic ([FromTopic]) that carry no sequence
+// number (default 24 hours): such an update delivered again within it is
+// skipped. Updates with a sequence number (entities' state changes and
+// events, and what entities publish) are skipped when not newer, at any
+// age. Each row keeps the last 16 ids; older ones go to the view's id
+// table, the compacted topic <app>.<view>-ids. Retention(0): no ids kept.
+func Retention(d time.Duration) Option { return func(v *core.View) { v.Retention = d } }
+
 // New defines a view named name.
 func New[R any](name string, opts ...Option) *View[R] {
-	v := &View[R]{def: core.View{Name: name}, sources: map[string]*core.ViewSource{}}
+	v := &View[R]{def: core.View{Name: name, Window: DefaultIDWindow, Retention: DefaultRetention}, sources: map[string]*core.ViewSource{}}
 	for _, o := range opts {
 		o(&v.def)
 	}

@@ -18,6 +18,7 @@ func ExampleMain() {
 	worker.Main(context.Background(), app, []string{"topics", "plan", "--brokers", "kafka:9092"}, lookup, os.Stdout, os.Stderr)
 	// Output:
 	// # replication 3 unless the cluster has fewer brokers; set replication to choose
+	// crm.customer-ids partitions=8 replication=3 cleanup.policy=compact,delete,retention.ms=90000000
 	// crm.customer-loop partitions=8 replication=3 cleanup.policy=delete,retention.ms=604800000
 	// crm.customer-table partitions=8 replication=3 cleanup.policy=compact
 	// crm.customer.commands partitions=8 replication=3 cleanup.policy=delete,retention.ms=604800000

@@ -67,6 +67,7 @@ type deadLetter struct {
 	Key    string    `json:"key"`
 	ID     string    `json:"id,omitempty"`
 	Type   string    `json:"type,omitempty"`
+	Code   string    `json:"code,omitempty"` // the reason's kind, when it has one (idempotency_conflict)
 }
 
 func newGateway(ctx context.Context, cfg Config, kc broker.Config, rt *processor.Runtime, m *metrics, log *slog.Logger) (*gateway, error) {
@@ -187,7 +188,8 @@ func (g *gateway) deliver(m *sarama.ConsumerMessage) {
 	var res result
 	if m.Topic == g.topics.DeadLetters() {
 		d := deadLetter{Time: m.Timestamp, Group: string(headers[core.HeaderDLQGroup]), Reason: string(headers[core.HeaderDLQReason]),
-			Key: string(m.Key), ID: string(headers["ce_id"]), Type: string(headers["ce_type"])}
+			Key: string(m.Key), ID: string(headers["ce_id"]), Type: string(headers["ce_type"]),
+			Code: string(headers[core.HeaderDLQCode])}
 		g.mu.Lock()
 		g.recent = append(g.recent, d)
 		if len(g.recent) > 50 {
@@ -203,7 +205,13 @@ func (g *gateway) deliver(m *sarama.ConsumerMessage) {
 		if err != nil {
 			return
 		}
-		id, res.reply = string(m.Key), ev
+		// Correlated by the command's source and id: another producer's
+		// command may reuse an id.
+		ext := ev.Extensions()
+		if fmt.Sprint(ext[codec.ExtRequestSource]) != GatewaySource {
+			return
+		}
+		id, res.reply = fmt.Sprint(ext[codec.ExtRequest]), ev
 	}
 	g.mu.Lock()
 	ch := g.pending[id]
@@ -219,6 +227,7 @@ func (g *gateway) deliver(m *sarama.ConsumerMessage) {
 func (g *gateway) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /entities/{entity}/{id}/{command}", g.command)
+	mux.HandleFunc("GET /entities/{entity}/{id}", g.entityState)
 	mux.HandleFunc("GET /views/{view}/stream", g.stream)
 	mux.HandleFunc("GET /views/{view}/{id}", g.row)
 	mux.HandleFunc("GET /views/{view}", g.query)
@@ -331,7 +340,11 @@ func (g *gateway) command(w http.ResponseWriter, r *http.Request) {
 	select {
 	case res := <-ch:
 		if res.dead != nil {
-			httpError(w, http.StatusUnprocessableEntity, "dead_letter", res.dead.Reason)
+			code := "dead_letter"
+			if res.dead.Code == core.CodeIdempotencyConflict {
+				code = res.dead.Code
+			}
+			httpError(w, http.StatusUnprocessableEntity, code, res.dead.Reason)
 			return
 		}
 		writeReply(w, res.reply)
@@ -355,6 +368,45 @@ func writeReply(w http.ResponseWriter, reply codec.Event) {
 	}
 	_, _ = w.Write(reply.Data())
 	_, _ = w.Write([]byte("\n"))
+}
+
+// entityState serves GET /entities/{entity}/{id}[?after=<position token>]:
+// the subject's current state from this worker's replica of the entity's
+// table (processor.Runtime.State), whichever worker owns the subject. It
+// writes nothing to Kafka. With after (a command reply's Partita-Position)
+// it answers with that write or a later one, waiting at most ReadTimeout.
+//
+// 200: {"subject", "exists", "seq", "state"} (state null when there is
+// none; exists false for a deleted subject), with the read's own position
+// in Partita-Position. 404 not_found: no such entity, or a subject that
+// never had state. 400 invalid_argument: a bad token, or one for another
+// entity or subject. 504 stale: the replica did not reach the token in
+// time; 503 unavailable: it has not recovered yet.
+func (g *gateway) entityState(w http.ResponseWriter, r *http.Request) {
+	entity, subject, after := r.PathValue("entity"), r.PathValue("id"), r.URL.Query().Get("after")
+	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.ReadTimeout)
+	defer cancel()
+	st, err := g.rt.State(ctx, entity, subject, after)
+	switch {
+	case errors.Is(err, processor.ErrUnknownEntity):
+		httpError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no entity %q", entity))
+	case errors.Is(err, processor.ErrBadPosition), errors.Is(err, processor.ErrBadSubject):
+		httpError(w, http.StatusBadRequest, "invalid_argument", err.Error())
+	case errors.Is(err, processor.ErrNotYet) && r.Context().Err() != nil:
+		// the client went away
+	case errors.Is(err, processor.ErrNotYet) && after != "":
+		httpError(w, http.StatusGatewayTimeout, "stale", err.Error())
+	case errors.Is(err, processor.ErrNotYet):
+		httpError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+	case err != nil:
+		httpError(w, http.StatusInternalServerError, "internal", err.Error())
+	case !st.Exists && st.Seq == 0:
+		httpError(w, http.StatusNotFound, "not_found", fmt.Sprintf("entity %s has no state for %q", entity, subject))
+	default:
+		w.Header().Set(HeaderPosition, core.Position{Entity: entity, Subject: subject, Seq: st.Seq}.Token())
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(st)
+	}
 }
 
 func newID() string {

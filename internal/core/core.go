@@ -48,8 +48,14 @@ type Entity struct {
 	StartLatest map[string]bool
 	// IgnoreUnknown drops, instead of dead-lettering, records of unknown type.
 	IgnoreUnknown bool
-	// Window is how many applied command ids each subject remembers.
+	// Window is how many applied command ids each subject keeps in its
+	// envelope (the fast path of deduplication).
 	Window int
+	// Retention is how long an applied command id is remembered: a
+	// redelivery within it is not applied again, however many commands
+	// came in between. Ids that leave the window are kept in the entity's
+	// id table (see Process). 0: the window alone, with no expiry.
+	Retention time.Duration
 	// Retries is how often a failing handler is retried before its record
 	// is dead-lettered; Backoff is the first wait, doubled each time.
 	Retries int
@@ -139,7 +145,11 @@ type Envelope struct {
 	Exists bool
 	// Epoch is the Env.Epoch of the processor that wrote the envelope.
 	Epoch uint64
-	State json.RawMessage
+	// Spilled is set once the subject's window overflowed: from then on
+	// every command it applies is also written to the id table, and a
+	// command not found in the window is looked up there.
+	Spilled bool
+	State   json.RawMessage
 	// Applied is the dedup window, oldest first, of an envelope built in
 	// memory. DecodeEnvelope keeps a version 4 envelope's window encoded
 	// instead (see Window).
@@ -147,13 +157,44 @@ type Envelope struct {
 	window  *window
 }
 
+// Origin is where a record was read on its subject's partition.
+type Origin struct {
+	Topic  byte // OriginCommands, OriginLoop, or OriginElsewhere (a subscribed topic)
+	Offset int64
+}
+
+// Origin topics.
+const (
+	OriginElsewhere byte = iota
+	OriginCommands
+	OriginLoop
+)
+
+// Since is where an epoch started reading a partition, by origin topic
+// (Since[OriginCommands], Since[OriginLoop]): every record before it was
+// committed by an earlier epoch, so what it wrote was acknowledged. The
+// zero Since knows nothing (nothing is before offset 0).
+type Since [3]int64
+
+// committed reports whether o was committed before the epoch of s.
+func (s Since) committed(o Origin) bool {
+	return o.Topic != OriginElsewhere && int(o.Topic) < len(s) && o.Offset < s[o.Topic]
+}
+
 // Applied records a command that was applied and what it wrote.
 type Applied struct {
 	// Key is source + "\x00" + id. A command that wrote nothing is stored
 	// as Hash alone (see Envelope.Encode): Key is then empty.
-	Key   string
-	Hash  uint64 // hashKey(Key), when Key is not stored
-	Time  int64  // when it was applied (Unix nanoseconds): its records' ce-time
+	Key  string
+	Hash uint64 // hashKey(Key), when Key is not stored
+	Time int64  // when it was applied (Unix nanoseconds): its records' ce-time
+	// Digest is the request's Digest (0: not recorded): the same key with
+	// another request is refused.
+	Digest uint64
+	// From is where the command was read (facts entries only): a new
+	// epoch writes its facts again only when it was not committed before
+	// the epoch started (see Process).
+	From  Origin
 	Facts []Fact // what it wrote, as render turns it into records
 	// Outputs are the records themselves, in envelopes written before
 	// facts (versions 1 and 2).
@@ -217,6 +258,10 @@ func (t Topics) Group(entity string) string { return t.App + "." + entity }
 
 // Table is the group table topic of an entity.
 func (t Topics) Table(entity string) string { return t.Group(entity) + "-table" }
+
+// IDs is the id table topic of an entity (see Process): compacted, keyed
+// by IDKey, co-partitioned with its commands.
+func (t Topics) IDs(entity string) string { return t.Group(entity) + "-ids" }
 
 // Loop is the loop topic of an entity.
 func (t Topics) Loop(entity string) string { return t.Group(entity) + "-loop" }

@@ -11,15 +11,18 @@ import (
 // applied window's records would be base64 and maps, and decoding and
 // encoding them dominated the entity path; see docs/decisions.md):
 //
-//	'P' 4 | uvarint seq | exists byte | uvarint epoch | bytes state | uvarint n | n × applied
+//	'P' 5 | uvarint seq | exists byte | uvarint epoch | flags byte | bytes state | uvarint n | n × applied
+//	flags:   bit 0: spilled (the subject's applied commands are also kept in the id table, see Process)
 //	applied: form byte, then
-//	  0 (wrote nothing): 8 bytes of hashKey(key), little-endian
-//	  1 (facts):         bytes key | varint time | uvarint f | f × fact
+//	  0 (wrote nothing): 8 bytes hashKey(key) | 8 bytes digest | varint time
+//	  1 (facts):         bytes key | varint time | 8 bytes digest | origin byte | varint offset | uvarint f | f × fact
 //	  2 (records):       bytes key | uvarint m | m × output
 //	fact:    kind byte | bytes target | bytes type | bytes subject | uvarint seq | bytes content type | bytes data
 //	output:  bytes topic | bytes key | bytes value | uvarint h | h × (bytes k | bytes v)
 //
-// where bytes is a uvarint length and the bytes. The state is the entity's
+// where bytes is a uvarint length and the bytes, 8-byte numbers are
+// little-endian, time is Unix nanoseconds and digest is the request's
+// digest (see Digest; 0: not recorded, as in older versions). The state is the entity's
 // own encoding (JSON). The window keeps facts, not records (see render):
 // a reply record is some 500 bytes of headers around its data. A command
 // that wrote nothing (no reply asked, no event) needs only its key to be
@@ -28,9 +31,14 @@ import (
 // written by versions 1 and 2.
 //
 // Versions 1 (no epoch, no time, no facts: key | outputs), 2 (no time, no
-// facts) and 3 (key | time | facts | outputs) are still read. Decoding
-// aliases the input; goka hands each callback its own copy.
-const envelopeMagic, envelopeVersion = 'P', 4
+// facts), 3 (key | time | facts | outputs) and 4 (no flags, no digests, no
+// time in form 0) are still read; their windows are converted once, when
+// the envelope is written again. Decoding aliases the input; goka hands
+// each callback its own copy.
+const envelopeMagic, envelopeVersion = 'P', 5
+
+// Envelope flags.
+const flagSpilled = 1
 
 // Forms of an applied entry in a version 4 envelope.
 const (
@@ -53,12 +61,17 @@ func (e *Envelope) Encode() ([]byte, error) {
 		b = append(b, 0)
 	}
 	b = binary.AppendUvarint(b, e.Epoch)
+	var flags byte
+	if e.Spilled {
+		flags |= flagSpilled
+	}
+	b = append(b, flags)
 	b = appendBytes(b, e.State)
 	b = binary.AppendUvarint(b, uint64(len(w.starts)))
 	return append(b, w.raw...), nil
 }
 
-// appendApplied writes a window entry (version 4).
+// appendApplied writes a window entry (version 5).
 func appendApplied(b []byte, a Applied) []byte {
 	switch {
 	case len(a.Outputs) > 0:
@@ -69,6 +82,9 @@ func appendApplied(b []byte, a Applied) []byte {
 		b = append(b, formFacts)
 		b = appendBytes(b, []byte(a.Key))
 		b = binary.AppendVarint(b, a.Time)
+		b = binary.LittleEndian.AppendUint64(b, a.Digest)
+		b = append(b, a.From.Topic)
+		b = binary.AppendVarint(b, a.From.Offset)
 		b = binary.AppendUvarint(b, uint64(len(a.Facts)))
 		for _, f := range a.Facts {
 			b = append(b, byte(f.Kind))
@@ -86,11 +102,13 @@ func appendApplied(b []byte, a Applied) []byte {
 		}
 		b = append(b, formHash)
 		b = binary.LittleEndian.AppendUint64(b, h)
+		b = binary.LittleEndian.AppendUint64(b, a.Digest)
+		b = binary.AppendVarint(b, a.Time)
 	}
 	return b
 }
 
-// window is a dedup window as Encode writes it (version 4 entries), kept
+// window is a dedup window as Encode writes it (version 5 entries), kept
 // encoded: the entity path looks for one key in it and appends one entry,
 // and decoding every entry of the window on every command, to encode them
 // all again, was a tenth of that path (issue 7). It is never changed.
@@ -137,23 +155,28 @@ func (w *window) decode(i int) Applied {
 	return r.applied(envelopeVersion)
 }
 
-// find returns the index of the entry of the command with key, whose
-// hashKey is hash, or -1.
-func (w *window) find(key string, hash uint64) int {
-	for i := range w.starts {
+// find returns the index of the newest entry of the command with key,
+// whose hashKey is hash, or -1, with the entry's time and digest.
+func (w *window) find(key string, hash uint64) (i int, time int64, digest uint64) {
+	for i := len(w.starts) - 1; i >= 0; i-- {
 		e := w.entry(i)
 		if e[0] == formHash {
 			if binary.LittleEndian.Uint64(e[1:]) == hash {
-				return i
+				r := reader{b: e[17:]}
+				return i, r.varint(), binary.LittleEndian.Uint64(e[9:])
 			}
 			continue
 		}
 		r := reader{b: e[1:]}
 		if string(r.bytes()) == key {
-			return i
+			if e[0] == formRecords {
+				return i, 0, 0
+			}
+			t := r.varint()
+			return i, t, binary.LittleEndian.Uint64(r.next(8))
 		}
 	}
-	return -1
+	return -1, 0, 0
 }
 
 // then returns the window of the last size-1 entries of w and a (nil when
@@ -218,11 +241,14 @@ func DecodeEnvelope(data []byte) (*Envelope, error) {
 	if version >= 2 {
 		env.Epoch = r.uvarint()
 	}
+	if version >= 5 {
+		env.Spilled = r.byte()&flagSpilled != 0
+	}
 	if st := r.bytes(); len(st) > 0 {
 		env.State = st
 	}
 	n := r.count()
-	if version < 4 {
+	if version < envelopeVersion {
 		env.Applied = make([]Applied, 0, n)
 		for range n {
 			env.Applied = append(env.Applied, r.applied(version))
@@ -257,6 +283,12 @@ func (r *reader) applied(version byte) Applied {
 		if h := r.next(8); h != nil {
 			a.Hash = binary.LittleEndian.Uint64(h)
 		}
+		if version >= 5 {
+			if d := r.next(8); d != nil {
+				a.Digest = binary.LittleEndian.Uint64(d)
+			}
+			a.Time = r.varint()
+		}
 		return a
 	case formFacts, formRecords:
 		a.Key = string(r.bytes())
@@ -266,6 +298,12 @@ func (r *reader) applied(version byte) Applied {
 	}
 	if form == formFacts {
 		a.Time = r.varint()
+		if version >= 5 {
+			if d := r.next(8); d != nil {
+				a.Digest = binary.LittleEndian.Uint64(d)
+			}
+			a.From = Origin{Topic: r.byte(), Offset: r.varint()}
+		}
 		if f := r.count(); f > 0 {
 			a.Facts = make([]Fact, 0, f)
 			for range f {
@@ -363,3 +401,17 @@ func (r *reader) count() int {
 }
 
 func (r *reader) bytes() []byte { return r.next(r.count()) }
+
+// EncodeApplied is an applied entry as the id table stores it (the form a
+// version 5 window keeps it in).
+func EncodeApplied(a Applied) []byte { return appendApplied(nil, a) }
+
+// DecodeApplied reads an entry written by EncodeApplied.
+func DecodeApplied(data []byte) (Applied, error) {
+	r := reader{b: data}
+	a := r.applied(envelopeVersion)
+	if r.err != nil || len(r.b) != 0 {
+		return Applied{}, fmt.Errorf("%w: an id table entry is truncated or corrupt", errEnvelope)
+	}
+	return a, nil
+}

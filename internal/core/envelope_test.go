@@ -16,7 +16,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 			{Key: "src\x00id-1", Outputs: []Output{{Topic: "app.replies", Record: codec.Record{Key: []byte("id-1"), Value: []byte("{}"),
 				Headers: map[string][]byte{"ce_id": []byte("reply:src/id-1"), "ce_type": []byte("partita.reply")}}}}},
 			{Key: "src\x00id-2", Outputs: []Output{}},
-			{Key: "src\x00id-3", Time: -5, Facts: []Fact{
+			{Key: "src\x00id-3", Time: -5, Digest: 42, From: Origin{OriginLoop, 77}, Facts: []Fact{
 				{Kind: FactEvent, Type: "added", Subject: "s", Seq: 299, ContentType: "application/json", Data: []byte(`{"a":1}`)},
 				{Kind: FactSend, Target: "other", Type: "do", Subject: "o"},
 				{Kind: FactReply, Type: "not_found", Subject: "s", Seq: 300, Data: []byte(`{}`)},
@@ -36,6 +36,7 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 		}
 		for i := range env.Applied {
 			if !got.Window()[i].Is(env.Applied[i].Key) || got.Window()[i].Time != env.Applied[i].Time || len(got.Window()[i].Outputs) != len(env.Applied[i].Outputs) ||
+				got.Window()[i].Digest != env.Applied[i].Digest || got.Window()[i].From != env.Applied[i].From ||
 				!reflect.DeepEqual(got.Window()[i].Facts, env.Applied[i].Facts) {
 				t.Fatalf("applied %d: %+v, want %+v", i, got.Window()[i], env.Applied[i])
 			}
@@ -75,8 +76,10 @@ func TestEnvelopeReadsVersion3(t *testing.T) {
 	}
 }
 
-// A command that wrote nothing takes 9 bytes of the window: a form byte and
-// the hash of its key. It is still recognized, and no other key is.
+// A command that wrote nothing takes 18 bytes of the window here: a form
+// byte, the hash of its key, the request's digest and the time (a varint:
+// one byte for this test's time, 9 for a real one). It is still
+// recognized, and no other key is.
 func TestEnvelopeRemembersSilentCommandsByHash(t *testing.T) {
 	env := &Envelope{Seq: 16, Exists: true, State: []byte(`{"n":16}`)}
 	empty, _ := env.Encode()
@@ -84,8 +87,8 @@ func TestEnvelopeRemembersSilentCommandsByHash(t *testing.T) {
 		env.Applied = append(env.Applied, Applied{Key: fmt.Sprintf("gateway\x00cmd-%d", i), Time: 1})
 	}
 	data, _ := env.Encode()
-	if n := len(data) - len(empty); n != 16*9 {
-		t.Fatalf("16 silent commands take %d bytes, want %d", n, 16*9)
+	if n := len(data) - len(empty); n != 16*18 {
+		t.Fatalf("16 silent commands take %d bytes, want %d", n, 16*18)
 	}
 	got, err := DecodeEnvelope(data)
 	if err != nil {

@@ -18,6 +18,11 @@ const (
 	HeaderDLQOrigin   = "partita_dlq_origin"   // "<topic>/<partition>/<offset>" it was read from
 	HeaderDLQGroup    = "partita_dlq_group"    // the group that gave up on it
 	HeaderDLQTime     = "partita_dlq_time"     // RFC 3339
+	HeaderDLQCode     = "partita_dlq_code"     // the reason's kind, when callers act on it (CodeIdempotencyConflict)
+	// HeaderAmbiguous is set by the runtime's consumers on a record that
+	// carries a CloudEvents header more than once (its value names them):
+	// which one a reader takes is a guess, so the record is a dead letter.
+	HeaderAmbiguous = "partita_ambiguous"
 )
 
 // Delivery is one record handed to a group (an entity, a consumer or a
@@ -33,6 +38,11 @@ type Delivery struct {
 	Partitions int32
 	// Stored is the group table's value under the record's key (nil: none).
 	Stored []byte
+	// IDs reads the entity's id table (nil: none; see Process).
+	IDs IDTable
+	// Since is where the group's current epoch started reading this
+	// partition of its commands and loop topics (see Process).
+	Since Since
 }
 
 // Origin is "<topic>/<partition>/<offset>".
@@ -51,6 +61,9 @@ type Actions struct {
 	Reason     string // why, with DeadLetter
 	// Store is the group table's new value for the key; nil: unchanged.
 	Store []byte
+	// Remember are entries for the entity's id table, written with Store
+	// (to the local table at once, and to its topic).
+	Remember []Remembered
 	// Outputs are the records to write.
 	Outputs []Output
 	// Counters.
@@ -77,7 +90,12 @@ func reroute(d Delivery, subject string) Actions {
 // deadLetter returns the DeadLetter action: the record as received plus the
 // dead-letter headers.
 func deadLetter(d Delivery, group, reason string, now time.Time) Actions {
-	h := make(map[string][]byte, len(d.Record.Headers)+4)
+	return deadLetterCode(d, group, "", reason, now)
+}
+
+// deadLetterCode is deadLetter with the reason's kind (HeaderDLQCode).
+func deadLetterCode(d Delivery, group, code, reason string, now time.Time) Actions {
+	h := make(map[string][]byte, len(d.Record.Headers)+5)
 	for k, v := range d.Record.Headers {
 		h[k] = v
 	}
@@ -85,24 +103,47 @@ func deadLetter(d Delivery, group, reason string, now time.Time) Actions {
 	h[HeaderDLQOrigin] = []byte(d.Origin())
 	h[HeaderDLQGroup] = []byte(group)
 	h[HeaderDLQTime] = []byte(now.UTC().Format(time.RFC3339Nano))
+	if code != "" {
+		h[HeaderDLQCode] = []byte(code)
+	}
 	return Actions{DeadLetter: &codec.Record{Key: d.Record.Key, Value: d.Record.Value, Headers: h}, Reason: reason}
 }
 
 // decode reads the delivery's CloudEvent, requiring a subject.
 func decode(d Delivery) (codec.Event, error) {
+	if err := ambiguous(d); err != nil {
+		return codec.Event{}, err
+	}
 	ev, err := codec.DecodeEvent(d.Record)
 	if err == nil {
 		err = codec.RequireSubject(ev)
 	}
+	if err == nil {
+		err = checkSubject(ev.Subject())
+	}
 	return ev, err
+}
+
+// ambiguous refuses a record the runtime's consumer marked (HeaderAmbiguous).
+func ambiguous(d Delivery) error {
+	if names, ok := d.Record.Headers[HeaderAmbiguous]; ok {
+		return fmt.Errorf("ambiguous CloudEvent: a CloudEvents header appears more than once (%s)", names)
+	}
+	return nil
 }
 
 // decodeCommand reads the delivery's CloudEvent as attributes (cheaper
 // than decode), requiring a subject.
 func decodeCommand(d Delivery) (codec.Attributes, error) {
+	if err := ambiguous(d); err != nil {
+		return codec.Attributes{}, err
+	}
 	a, err := codec.DecodeAttributes(d.Record)
 	if err == nil {
 		err = a.RequireSubject()
+	}
+	if err == nil {
+		err = checkSubject(a.Subject)
 	}
 	return a, err
 }
@@ -134,11 +175,21 @@ func HandleEntity(env Env, def *Entity, d Delivery) Actions {
 			return deadLetter(d, group, fmt.Sprintf("subject %q: %v", subject, err), env.Now())
 		}
 	}
-	out := Process(env, def, topic, stored, ev)
-	if out.DeadLetter != "" {
-		return deadLetter(d, group, out.DeadLetter, env.Now())
+	at := Arrival{}
+	if def.Kind != Stateless {
+		at = Arrival{IDs: d.IDs, Since: d.Since, From: Origin{Topic: OriginElsewhere, Offset: d.Offset}}
+		switch d.Topic {
+		case env.Topics.Commands(def.Name):
+			at.From.Topic = OriginCommands
+		case d.Loop:
+			at.From.Topic = OriginLoop
+		}
 	}
-	a := Actions{Outputs: out.Outputs, Duplicate: out.Duplicate}
+	out := Process(env, def, topic, stored, ev, at)
+	if out.DeadLetter != "" {
+		return deadLetterCode(d, group, out.Code, out.DeadLetter, env.Now())
+	}
+	a := Actions{Outputs: out.Outputs, Remember: out.Remember, Duplicate: out.Duplicate}
 	if out.Envelope != nil && def.Kind != Stateless {
 		data, err := out.Envelope.Encode()
 		if err != nil {
@@ -204,9 +255,27 @@ func HandleView(env Env, v *View, sources map[string]*ViewSource, d Delivery) Ac
 			return deadLetter(d, group, fmt.Sprintf("stored row of %q is unreadable: %v", subject, err), env.Now())
 		}
 	}
+	// An update with no sequence number (another producer's event) is
+	// recognized by its id, within the retention.
+	var idKey string
+	now := env.Now()
+	if seq == 0 && src.Kind == FromTopic && v.KeepsIDs() {
+		idKey = in.Event.Source() + "\x00" + in.Event.ID()
+		seen, err := seenID(v, stored, subject, idKey, now, d.IDs)
+		if err != nil {
+			return deadLetter(d, group, fmt.Sprintf("row %q: id table: %v", subject, err), now)
+		}
+		if seen {
+			return Actions{Store: d.Stored, Duplicate: true}
+		}
+	}
 	next, reason := ProcessView(src, typ, subject, seq, stored, in)
 	if reason != "" {
 		return deadLetter(d, group, reason, env.Now())
+	}
+	var remember []Remembered
+	if next != nil && idKey != "" {
+		remember = rememberID(v, next, subject, idKey, now)
 	}
 	if next == nil {
 		// Not newer than what the row holds: a redelivery, or an update
@@ -220,5 +289,5 @@ func HandleView(env Env, v *View, sources map[string]*ViewSource, d Delivery) Ac
 	if err != nil {
 		return deadLetter(d, group, err.Error(), env.Now())
 	}
-	return Actions{Store: data}
+	return Actions{Store: data, Remember: remember}
 }

@@ -2,6 +2,7 @@ package core
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"slices"
@@ -18,14 +19,73 @@ type Outcome struct {
 	Envelope *Envelope
 	// Outputs are the records to write, in order.
 	Outputs []Output
+	// Remember are the id table's new entries (see Process).
+	Remember []Remembered
 	// DeadLetter, when not empty, is why the input goes to the dead-letter
-	// topic; Envelope and Outputs are then empty.
+	// topic, and Code names the reason's kind when callers may act on it
+	// (CodeIdempotencyConflict); Envelope and Outputs are then empty.
 	DeadLetter string
+	Code       string
 	// Duplicate is set when the input was a redelivery of an applied command.
 	Duplicate bool
 	// Ignored is set when the input was dropped on purpose (unknown type
 	// with IgnoreUnknown, or an Ignore effect).
 	Ignored bool
+}
+
+// Remembered is an entry of an entity's id table: under IDKey, the applied
+// command as EncodeApplied writes it.
+type Remembered struct {
+	Key   string
+	Value []byte
+}
+
+// IDTable reads an entity's id table: Get returns nil when key has no
+// entry. The table is co-partitioned with the entity (its keys start with
+// the subject), so the partition's own copy answers. Pending lists the
+// entries of subject that the copy holds and the table's topic may not (it
+// has not read them back from the topic): after a crash, a new epoch
+// writes them again.
+type IDTable interface {
+	Get(key string) ([]byte, error)
+	Pending(subject string) ([]Remembered, error)
+}
+
+// IDKey is the id table's key of a command of subject whose key hashes to
+// hash (see hashKey): the subject, a NUL byte and the hash in hex. The
+// runtime's partitioner hashes what precedes the NUL, so the entry lives on
+// its subject's partition.
+func IDKey(subject string, hash uint64) string {
+	return subject + "\x00" + strconv.FormatUint(hash, 16)
+}
+
+// Arrival is what Process knows of where a command came from.
+type Arrival struct {
+	IDs   IDTable // the entity's id table (nil: none)
+	From  Origin  // where the command was read
+	Since Since   // where this epoch started reading the subject's partition
+}
+
+// CodeIdempotencyConflict is the Outcome.Code (and dead-letter code) of a
+// command whose id was applied before with another request.
+const CodeIdempotencyConflict = "idempotency_conflict"
+
+// Digest is the digest of a command's request, recorded with its id: its
+// type, content type and data. The same id with another digest is refused.
+func Digest(ev codec.Attributes) uint64 {
+	h := uint64(14695981039346656037)
+	add := func(s []byte) {
+		for _, c := range s {
+			h ^= uint64(c)
+			h *= 1099511628211
+		}
+		h ^= 0xff // separator
+		h *= 1099511628211
+	}
+	add([]byte(ev.Type))
+	add([]byte(ev.DataContentType))
+	add(ev.Data)
+	return h | 1 // never 0, which means "not recorded"
 }
 
 // Env is what Process needs from its caller.
@@ -43,40 +103,119 @@ type Env struct {
 
 // Process handles one validated CloudEvent (it has a subject) for def,
 // arriving on topic (the commands topic or a subscribed one), against the
-// subject's stored envelope.
-func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Attributes) Outcome {
+// subject's stored envelope and the entity's id table (at.IDs, nil: none).
+//
+// Deduplication: a command's key (source, id) is looked for in the
+// envelope's window (its last def.Window commands) and, once the subject's
+// window has overflowed (Envelope.Spilled), in the id table, where every
+// command the subject applies from then on is written too (Remember). An
+// entry older than def.Retention is forgotten: the command is applied
+// again. A duplicate answers with its recorded reply, and writes nothing
+// else within one epoch (its other records were written by this epoch);
+// with another request (Digest) it is a dead letter with
+// CodeIdempotencyConflict.
+func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Attributes, at Arrival) Outcome {
 	// A processor that died may have left the envelope in its local store
 	// with writes that never reached the broker: the table record itself,
-	// and the outputs (events) of the commands it recorded. The first time
-	// a new epoch touches a subject, it writes the envelope again and, ahead
-	// of anything new, the recorded outputs but replies, so the events topic
-	// holds every event in sequence order (a view drops what is not newer
-	// than what it holds, so an event written behind a later one would be
-	// lost to it). Replies are not repeated: a caller that missed one sends
-	// the command again and gets it as a duplicate.
+	// the outputs (events) of the commands it recorded and their id table
+	// entries. The first time a new epoch touches a subject, it writes the
+	// envelope again and, ahead of anything new, the recorded outputs but
+	// replies, so the events topic holds every event in sequence order (a
+	// view drops what is not newer than what it holds, so an event written
+	// behind a later one would be lost to it), and the window's id table
+	// entries. Only what the broker may lack: the outputs of commands read
+	// before the epoch started reading the partition (at.Since) were
+	// committed, so acknowledged. Replies are not repeated: a caller that
+	// missed one sends the command again and gets it as a duplicate.
 	var again []Output
+	var remember []Remembered
 	w := stored.encodedWindow()
 	first := stored.Epoch != env.Epoch && len(w.starts) > 0
 	subject := ev.Subject
+	now := env.Now() // the handler's clock and its records' ce-time
+	live := func(t int64) bool { return def.Retention <= 0 || t == 0 || now.UnixNano()-t <= int64(def.Retention) }
 	if first {
-		outs, err := render(env, def.Name, subject, stored.Window()...)
+		window := stored.Window()
+		var unsure []Applied
+		for _, a := range window {
+			if !at.Since.committed(a.From) {
+				unsure = append(unsure, a)
+			}
+		}
+		outs, err := render(env, def.Name, subject, unsure...)
 		if err != nil {
 			return Outcome{DeadLetter: fmt.Sprintf("subject %q: recorded outputs: %v", subject, err)}
 		}
 		again = without(outs, env.Topics.Replies())
+		if stored.Spilled {
+			// The window's entries (the envelope may have reached the
+			// table topic without them), and any the local copy holds
+			// that the topic may lack (they may have left the window
+			// since: the envelope does not know them).
+			seen := map[string]bool{}
+			for _, a := range window {
+				if live(a.Time) {
+					r := remembered(subject, a)
+					seen[r.Key] = true
+					remember = append(remember, r)
+				}
+			}
+			if at.IDs != nil {
+				pending, err := at.IDs.Pending(subject)
+				if err != nil {
+					return Outcome{DeadLetter: fmt.Sprintf("subject %q: id table: %v", subject, err)}
+				}
+				for _, r := range pending {
+					if !seen[r.Key] {
+						remember = append(remember, r)
+					}
+				}
+			}
+		}
 	}
 	key := ev.Source + "\x00" + ev.ID
-	if i := w.find(key, hashKey(key)); i >= 0 {
-		outs, err := render(env, def.Name, subject, w.decode(i))
+	hash := hashKey(key)
+	digest := Digest(ev)
+	var dup *Applied
+	if i, t, d := w.find(key, hash); i >= 0 && live(t) {
+		if d != 0 && d != digest {
+			return conflict(ev)
+		}
+		a := w.decode(i)
+		dup = &a
+	} else if stored.Spilled && at.IDs != nil {
+		data, err := at.IDs.Get(IDKey(subject, hash))
+		if err != nil {
+			return Outcome{DeadLetter: fmt.Sprintf("subject %q: id table: %v", subject, err)}
+		}
+		if data != nil {
+			a, err := DecodeApplied(data)
+			if err != nil {
+				return Outcome{DeadLetter: fmt.Sprintf("subject %q: %v", subject, err)}
+			}
+			if live(a.Time) && (a.Key == "" || a.Key == key) {
+				if a.Digest != 0 && a.Digest != digest {
+					return conflict(ev)
+				}
+				dup = &a
+				if first {
+					remember = append(remember, remembered(subject, a))
+				}
+			}
+		}
+	}
+	if dup != nil {
+		outs, err := render(env, def.Name, subject, *dup)
 		if err != nil {
 			return Outcome{DeadLetter: fmt.Sprintf("subject %q: recorded outputs: %v", subject, err)}
 		}
+		replies := only(outs, env.Topics.Replies())
 		if !first {
-			return Outcome{Outputs: outs, Duplicate: true}
+			return Outcome{Outputs: replies, Duplicate: true}
 		}
 		restamped := *stored
 		restamped.Epoch = env.Epoch
-		return Outcome{Envelope: &restamped, Outputs: append(again, only(outs, env.Topics.Replies())...), Duplicate: true}
+		return Outcome{Envelope: &restamped, Outputs: append(again, replies...), Remember: remember, Duplicate: true}
 	}
 	handlers := def.Commands
 	isCommand := topic == env.Topics.Commands(def.Name)
@@ -90,7 +229,6 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Attr
 		}
 		return Outcome{DeadLetter: fmt.Sprintf("unknown type %q for entity %s on %s", ev.Type, def.Name, topic)}
 	}
-	now := env.Now() // the handler's clock and its records' ce-time
 	in := Input{Subject: subject, State: stored.State, Exists: stored.Exists, Seq: stored.Seq, Event: ev, Now: now}
 	d, reason := call(env, def, h, in)
 	if reason != "" {
@@ -103,14 +241,45 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Attr
 	if err != nil {
 		return Outcome{DeadLetter: err.Error()}
 	}
-	applied := Applied{Key: key, Time: now.UnixNano(), Facts: facts}
+	applied := Applied{Key: key, Time: now.UnixNano(), Digest: digest, Facts: facts, From: at.From}
 	outs, err := render(env, def.Name, subject, applied)
 	if err != nil {
 		return Outcome{DeadLetter: err.Error()}
 	}
 	next.Epoch = env.Epoch
 	next.window = w.then(applied, def.Window)
-	return Outcome{Envelope: next, Outputs: append(again, outs...)}
+	if def.Retention > 0 && def.Kind != Stateless {
+		next.Spilled = stored.Spilled
+		if !next.Spilled && len(w.starts) >= def.Window {
+			// The window overflows: from now on the subject's commands are
+			// kept in the id table too, starting with the window's.
+			next.Spilled = true
+			for _, a := range stored.Window() {
+				if live(a.Time) {
+					remember = append(remember, remembered(subject, a))
+				}
+			}
+		}
+		if next.Spilled {
+			remember = append(remember, remembered(subject, applied))
+		}
+	}
+	return Outcome{Envelope: next, Outputs: append(again, outs...), Remember: remember}
+}
+
+// remembered is the id table entry of a, a command of subject.
+func remembered(subject string, a Applied) Remembered {
+	h := a.Hash
+	if a.Key != "" {
+		h = hashKey(a.Key)
+	}
+	return Remembered{Key: IDKey(subject, h), Value: EncodeApplied(a)}
+}
+
+func conflict(ev codec.Attributes) Outcome {
+	return Outcome{Code: CodeIdempotencyConflict, DeadLetter: fmt.Sprintf(
+		"%s: the command %s/%s was applied before with another request (type, content type or data); send a new id for a new request",
+		CodeIdempotencyConflict, ev.Source, ev.ID)}
 }
 
 // without drops the outputs to topic; only keeps them.
@@ -212,6 +381,12 @@ func apply(def *Entity, stored *Envelope, cmd codec.Attributes, d Decision, isCo
 			facts = append(facts, Fact{Kind: FactEvent, Type: oe.Type, Seq: next.Seq, ContentType: oe.ContentType, Data: oe.Data})
 		}
 		next.Exists, next.State = true, d.State
+	default:
+		if def.Kind != Stateless && len(d.Publishes)+len(d.Sends) > 0 {
+			// What it publishes or sends carries a sequence number of its
+			// own, so that a receiver can tell it from the next one.
+			next.Seq++
+		}
 	}
 	for _, p := range d.Publishes {
 		if !slices.Contains(def.PublishTopics, p.Topic) {
@@ -221,13 +396,19 @@ func apply(def *Entity, stored *Envelope, cmd codec.Attributes, d Decision, isCo
 		if subj == "" {
 			subj = subject
 		}
+		if err := checkSubject(subj); err != nil {
+			return nil, nil, fmt.Errorf("entity %s publishes to %s: %w", def.Name, p.Topic, err)
+		}
 		facts = append(facts, Fact{Kind: FactPublish, Target: p.Topic, Type: p.Type, Subject: subj, Seq: next.Seq, ContentType: p.ContentType, Data: p.Data})
 	}
 	for _, s := range d.Sends {
 		if !slices.Contains(def.SendsTo, s.Entity) {
 			return nil, nil, fmt.Errorf("entity %s sends to entity %s, which it did not declare (entities.SendsTo)", def.Name, s.Entity)
 		}
-		facts = append(facts, Fact{Kind: FactSend, Target: s.Entity, Type: s.Command, Subject: s.Subject, ContentType: s.ContentType, Data: s.Data})
+		if err := checkSubject(s.Subject); err != nil {
+			return nil, nil, fmt.Errorf("entity %s sends to %s: %w", def.Name, s.Entity, err)
+		}
+		facts = append(facts, Fact{Kind: FactSend, Target: s.Entity, Type: s.Command, Subject: s.Subject, Seq: next.Seq, ContentType: s.ContentType, Data: s.Data})
 	}
 	if isCommand && cmd.WantsReply() {
 		f := Fact{Kind: FactReply, Seq: next.Seq, ContentType: "application/json", Data: d.Reply}
@@ -241,6 +422,21 @@ func apply(def *Entity, stored *Envelope, cmd codec.Attributes, d Decision, isCo
 		facts = append(facts, f)
 	}
 	return next, facts, nil
+}
+
+// ReplyKey is the Kafka key of the reply to the command with source and id.
+func ReplyKey(source, id string) string { return source + "/" + id }
+
+// checkSubject refuses a subject Partita cannot route: empty, or holding
+// the NUL byte that separates the subject in id table keys (see IDKey).
+func checkSubject(subject string) error {
+	if subject == "" {
+		return errors.New("the subject is empty")
+	}
+	if strings.IndexByte(subject, 0) >= 0 {
+		return fmt.Errorf("the subject %q holds a NUL byte, which Partita reserves", subject)
+	}
+	return nil
 }
 
 // Reply types.
@@ -285,11 +481,15 @@ func render(env Env, entity, subject string, window ...Applied) ([]Output, error
 			case FactSend:
 				topic = env.Topics.Commands(f.Target)
 				e = newEvent(source+"/"+subject, fmt.Sprintf("%s:send-%d", cmdRef, sends), f.Type, f.Subject, now)
+				if f.Seq > 0 {
+					e.SetExtension(codec.ExtSequence, seq)
+				}
 				sends++
 			case FactReply:
 				topic = env.Topics.Replies()
 				e = newEvent(source, "reply:"+cmdRef, TypeReply, subject, now)
 				e.SetExtension(codec.ExtRequest, cmdID)
+				e.SetExtension(codec.ExtRequestSource, cmdSource)
 				e.SetExtension(codec.ExtSequence, seq)
 				e.SetExtension(codec.ExtPosition, Position{Entity: entity, Subject: subject, Seq: f.Seq}.Token())
 				if f.Type != "" {
@@ -305,7 +505,7 @@ func render(env Env, entity, subject string, window ...Applied) ([]Output, error
 				return nil, fmt.Errorf("encode output for %s: %w", topic, err)
 			}
 			if f.Kind == FactReply {
-				r.Key = []byte(cmdID) // replies are keyed by request id
+				r.Key = []byte(ReplyKey(cmdSource, cmdID))
 			}
 			outs = append(outs, Output{Topic: topic, Record: r})
 		}

@@ -44,17 +44,19 @@ func TestNewEpochWritesRecordedOutputsAgain(t *testing.T) {
 	}
 	commands := topics.Commands("counter")
 
-	first := Process(env(1), def, commands, &Envelope{}, cmd("a"))
-	second := Process(env(1), def, commands, first.Envelope, cmd("b"))
+	first := Process(env(1), def, commands, &Envelope{}, cmd("a"), Arrival{})
+	second := Process(env(1), def, commands, first.Envelope, cmd("b"), Arrival{})
 	if got := events(second.Outputs); len(got) != 1 || got[0] != "2" {
 		t.Fatalf("same epoch, new command: events %v, want just [2]", got)
 	}
-	if dup := Process(env(1), def, commands, second.Envelope, cmd("a")); dup.Envelope != nil || len(events(dup.Outputs)) != 1 {
-		t.Fatalf("same epoch, duplicate: envelope %v, events %v; want no write and its own event", dup.Envelope, events(dup.Outputs))
+	// Same epoch, a duplicate: its reply alone (its event was written by
+	// this epoch, which wrote everything before it committed the input).
+	if dup := Process(env(1), def, commands, second.Envelope, cmd("a"), Arrival{}); dup.Envelope != nil || len(events(dup.Outputs)) != 0 || replies(dup.Outputs) != 1 {
+		t.Fatalf("same epoch, duplicate: envelope %v, events %v; want no write, no event, its reply", dup.Envelope, events(dup.Outputs))
 	}
 
 	// New epoch, a new command: the recorded events first, then its own.
-	third := Process(env(2), def, commands, second.Envelope, cmd("c"))
+	third := Process(env(2), def, commands, second.Envelope, cmd("c"), Arrival{})
 	if got := events(third.Outputs); len(got) != 3 || got[0] != "1" || got[1] != "2" || got[2] != "3" {
 		t.Fatalf("new epoch, new command: events %v, want [1 2 3]", got)
 	}
@@ -64,12 +66,51 @@ func TestNewEpochWritesRecordedOutputsAgain(t *testing.T) {
 
 	// New epoch, a duplicate: the envelope written again (stamped) and the
 	// recorded events, with the duplicate's own reply.
-	dup := Process(env(3), def, commands, second.Envelope, cmd("a"))
+	dup := Process(env(3), def, commands, second.Envelope, cmd("a"), Arrival{})
 	if !dup.Duplicate || dup.Envelope == nil || dup.Envelope.Epoch != 3 || dup.Envelope.Seq != 2 {
 		t.Fatalf("new epoch, duplicate: %+v; want the envelope at seq 2 stamped with epoch 3", dup)
 	}
 	if got := events(dup.Outputs); len(got) != 2 || replies(dup.Outputs) != 1 {
 		t.Fatalf("new epoch, duplicate: events %v, %d replies; want [1 2] and one reply", got, replies(dup.Outputs))
+	}
+}
+
+// A new epoch writes again only what the broker may lack: the outputs of
+// commands read at or after where the epoch started reading the partition.
+// Those read before were committed, so their writes were acknowledged.
+func TestNewEpochSkipsWhatWasCommitted(t *testing.T) {
+	def := &Entity{Name: "counter", Kind: EventSourced, Window: 16, Commands: map[string]Handler{
+		"add": func(in Input) Decision {
+			return Decision{Kind: Persist, State: []byte(`{}`), Events: []OutEvent{{Type: "added", Data: []byte(`{}`), ContentType: "application/json"}}}
+		},
+	}}
+	topics := Topics{App: "app"}
+	env := func(epoch uint64) Env {
+		return Env{Topics: topics, Now: func() time.Time { return time.Unix(0, 0) }, Sleep: func(time.Duration) {}, Epoch: epoch}
+	}
+	cmd := func(id string) codec.Attributes {
+		return codec.Attributes{ID: id, Source: "test", Type: "add", Subject: "s"}
+	}
+	commands := topics.Commands("counter")
+	stored := &Envelope{}
+	for i, from := range []Origin{{OriginCommands, 3}, {OriginLoop, 4}, {OriginCommands, 8}, {OriginLoop, 9}} {
+		stored = Process(env(1), def, commands, stored, cmd(string(rune('a'+i))), Arrival{From: from}).Envelope
+	}
+	// The new epoch started reading the commands topic at 5 and the loop
+	// topic at 9: events 1 and 2 were committed; 3 (commands 8) and 4 (loop
+	// 9) may not have been.
+	out := Process(env(2), def, commands, stored, cmd("e"), Arrival{From: Origin{OriginCommands, 10}, Since: Since{0, 5, 9}})
+	var seqs []string
+	for _, o := range out.Outputs {
+		seqs = append(seqs, string(o.Record.Headers["ce_partitaseq"]))
+	}
+	if strings.Join(seqs, ",") != "3,4,5" {
+		t.Fatalf("new epoch wrote events %v, want 3,4 again and its own 5", seqs)
+	}
+	// With nothing known of where it started, everything is written again.
+	out = Process(env(3), def, commands, stored, cmd("e"), Arrival{})
+	if n := len(out.Outputs); n != 5 {
+		t.Fatalf("new epoch knowing nothing wrote %d events, want 4 again and its own", n)
 	}
 }
 
@@ -85,7 +126,7 @@ func TestReplyOnlyWhenAsked(t *testing.T) {
 		if ask != "" {
 			e.Extensions = map[string]string{codec.ExtReply: ask}
 		}
-		out := Process(env, def, env.Topics.Commands("counter"), &Envelope{}, e)
+		out := Process(env, def, env.Topics.Commands("counter"), &Envelope{}, e, Arrival{})
 		want := 0
 		if ask == "true" {
 			want = 1
@@ -110,7 +151,7 @@ func TestDuplicateGetsTheSameRecords(t *testing.T) {
 	clock := time.Unix(1700000000, 123456789)
 	env := Env{Topics: Topics{App: "shop"}, Now: func() time.Time { return clock }, Epoch: 1}
 	e := codec.Attributes{ID: "a", Source: "test", Type: "add", Subject: "k-1", Extensions: map[string]string{codec.ExtReply: "true"}}
-	first := Process(env, def, env.Topics.Commands("cart"), &Envelope{}, e)
+	first := Process(env, def, env.Topics.Commands("cart"), &Envelope{}, e, Arrival{})
 	if len(first.Outputs) != 5 {
 		t.Fatalf("%d outputs, want 2 events, a publish, a send, a reply", len(first.Outputs))
 	}
@@ -123,13 +164,18 @@ func TestDuplicateGetsTheSameRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock = clock.Add(time.Hour)
-	dup := Process(env, def, env.Topics.Commands("cart"), stored, e)
+	same := Process(env, def, env.Topics.Commands("cart"), stored, e, Arrival{})
+	if !same.Duplicate || !reflect.DeepEqual(same.Outputs, first.Outputs[4:]) {
+		t.Fatalf("duplicate in the same epoch wrote\n%v\nwant its reply\n%v", same.Outputs, first.Outputs[4:])
+	}
+	env.Epoch = 2 // a new epoch writes everything recorded again
+	dup := Process(env, def, env.Topics.Commands("cart"), stored, e, Arrival{})
 	if !dup.Duplicate || !reflect.DeepEqual(dup.Outputs, first.Outputs) {
 		t.Fatalf("duplicate wrote\n%v\nwant\n%v", dup.Outputs, first.Outputs)
 	}
 
 	legacy := &Envelope{Seq: 1, Exists: true, State: []byte(`{}`), Epoch: 1, Applied: []Applied{{Key: "test\x00a", Outputs: first.Outputs[:1]}}}
-	if again := Process(env, def, env.Topics.Commands("cart"), legacy, e); !again.Duplicate || !reflect.DeepEqual(again.Outputs, first.Outputs[:1]) {
+	if again := Process(env, def, env.Topics.Commands("cart"), legacy, e, Arrival{}); !again.Duplicate || !reflect.DeepEqual(again.Outputs, first.Outputs[:1]) {
 		t.Fatalf("an entry holding records: duplicate wrote %v", again.Outputs)
 	}
 }
@@ -142,7 +188,7 @@ func TestHandlerPanicIsADeadLetter(t *testing.T) {
 			"add": func(in Input) Decision { panic("boom") },
 		}}
 		env := Env{Topics: Topics{App: "app"}, Now: time.Now, Sleep: func(time.Duration) {}, Epoch: 1, Runners: NewRunners(1)}
-		out := Process(env, def, env.Topics.Commands("counter"), &Envelope{}, codec.Attributes{ID: "a", Source: "test", Type: "add", Subject: "s"})
+		out := Process(env, def, env.Topics.Commands("counter"), &Envelope{}, codec.Attributes{ID: "a", Source: "test", Type: "add", Subject: "s"}, Arrival{})
 		if !strings.HasPrefix(out.DeadLetter, "handler panicked: boom") || out.Envelope != nil {
 			t.Errorf("timeout %v: dead letter %q, envelope %v", timeout, out.DeadLetter, out.Envelope)
 		}

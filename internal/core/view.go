@@ -1,19 +1,33 @@
 package core
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"runtime/debug"
+	"time"
 
 	"github.com/partita-dev/partita/codec"
 )
 
 // RowEnvelope is what a view table stores for a row id: the row (nil when
-// the id has no row) and, per source and subject, the last sequence number
-// applied.
+// the id has no row), per source and subject the last sequence number
+// applied, and the ids of the last updates applied that carried no
+// sequence number (events of other producers on a topic), for the
+// retention, with the view's id table behind them once they overflow (as
+// an entity's window: see Process).
 type RowEnvelope struct {
-	Row  json.RawMessage   `json:"row,omitempty"`
-	Seqs map[string]uint64 `json:"seqs,omitempty"`
+	Row     json.RawMessage   `json:"row,omitempty"`
+	Seqs    map[string]uint64 `json:"seqs,omitempty"`
+	IDs     []RowID           `json:"ids,omitempty"`
+	Spilled bool              `json:"spilled,omitempty"`
+}
+
+// RowID is an applied update's id (hashKey of source NUL id) and when it
+// was applied (Unix nanoseconds).
+type RowID struct {
+	Hash uint64 `json:"h"`
+	Time int64  `json:"t"`
 }
 
 // SeqKey is the key of RowEnvelope.Seqs for a source and subject.
@@ -40,6 +54,21 @@ type View struct {
 	Name    string
 	Indexes []string
 	Sources []*ViewSource
+	// Window and Retention bound the ids a row remembers of updates that
+	// carry no sequence number (see RowEnvelope).
+	Window    int
+	Retention time.Duration
+}
+
+// KeepsIDs reports whether the view reads a topic, whose updates may carry
+// no sequence number: it then keeps an id table.
+func (v *View) KeepsIDs() bool {
+	for _, s := range v.Sources {
+		if s.Kind == FromTopic {
+			return v.Retention > 0
+		}
+	}
+	return false
 }
 
 // ViewSource is one source of a view with its handlers by event type.
@@ -109,7 +138,7 @@ func ProcessView(src *ViewSource, typ, subject string, seq uint64, stored *RowEn
 	if seq > 0 && stored.Seqs[key] >= seq {
 		return nil, ""
 	}
-	next := &RowEnvelope{Row: stored.Row, Seqs: make(map[string]uint64, len(stored.Seqs)+1)}
+	next := &RowEnvelope{Row: stored.Row, Seqs: make(map[string]uint64, len(stored.Seqs)+1), IDs: stored.IDs, Spilled: stored.Spilled}
 	for k, v := range stored.Seqs {
 		next.Seqs[k] = v
 	}
@@ -145,4 +174,48 @@ func callView(h ViewHandler, in ViewInput) (d ViewDecision, reason string) {
 		return d, d.Err.Error()
 	}
 	return d, ""
+}
+
+// seenID reports whether a row already applied the update with key
+// (source NUL id) within v's retention: in its window, or, once spilled, in
+// the view's id table.
+func seenID(v *View, stored *RowEnvelope, subject, key string, now time.Time, ids IDTable) (bool, error) {
+	hash := hashKey(key)
+	live := func(t int64) bool { return now.UnixNano()-t <= int64(v.Retention) }
+	for i := len(stored.IDs) - 1; i >= 0; i-- {
+		if stored.IDs[i].Hash == hash {
+			return live(stored.IDs[i].Time), nil
+		}
+	}
+	if !stored.Spilled || ids == nil {
+		return false, nil
+	}
+	data, err := ids.Get(IDKey(subject, hash))
+	if err != nil || len(data) != 8 {
+		return false, err
+	}
+	return live(int64(binary.LittleEndian.Uint64(data))), nil
+}
+
+// rememberID adds the update with key to next's window, spilling the
+// window to the id table when it overflows, and returns the id table's
+// new entries.
+func rememberID(v *View, next *RowEnvelope, subject, key string, now time.Time) []Remembered {
+	id := RowID{Hash: hashKey(key), Time: now.UnixNano()}
+	entry := func(r RowID) Remembered {
+		return Remembered{Key: IDKey(subject, r.Hash), Value: binary.LittleEndian.AppendUint64(nil, uint64(r.Time))}
+	}
+	var out []Remembered
+	if !next.Spilled && len(next.IDs) >= v.Window {
+		next.Spilled = true
+		for _, r := range next.IDs {
+			out = append(out, entry(r))
+		}
+	}
+	if next.Spilled {
+		out = append(out, entry(id))
+	}
+	ids := append(make([]RowID, 0, v.Window), next.IDs[max(0, len(next.IDs)+1-v.Window):]...)
+	next.IDs = append(ids, id)
+	return out
 }

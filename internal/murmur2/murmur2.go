@@ -4,10 +4,16 @@
 // Contract: Partition(key, n) equals the partition the Java client's default
 // partitioner picks for a keyed record, toPositive(murmur2(key)) % n; and
 // goka, given New as its hasher, computes the same partition, because Sum32
-// returns the hash with its sign bit cleared.
+// returns the hash with its sign bit cleared. Except for keys holding a NUL
+// byte: New hashes what precedes the first one, so that the keys of an
+// entity's id table ("<subject> NUL <hash>") live on their subject's
+// partition (Partita refuses subjects that hold a NUL byte).
 package murmur2
 
-import "hash"
+import (
+	"bytes"
+	"hash"
+)
 
 const (
 	seed = 0x9747b28c
@@ -53,8 +59,8 @@ func Partition(key []byte, n int32) int32 {
 	return (Sum(key) & 0x7fffffff) % n
 }
 
-// New returns a hash.Hash32 whose Sum32 is murmur2 of what was written,
-// sign bit cleared: pass it to goka's WithHasher, WithViewHasher and
+// New returns a hash.Hash32 whose Sum32 is murmur2 of what was written up
+// to its first NUL byte, sign bit cleared: pass it to goka's WithHasher, WithViewHasher and
 // WithEmitterHasher, and to sarama's NewCustomHashPartitioner.
 func New() hash.Hash32 { return &hasher{} }
 
@@ -68,4 +74,12 @@ func (h *hasher) Sum(b []byte) []byte {
 func (h *hasher) Reset()         { h.buf = h.buf[:0] }
 func (h *hasher) Size() int      { return 4 }
 func (h *hasher) BlockSize() int { return 4 }
-func (h *hasher) Sum32() uint32  { return uint32(Sum(h.buf) & 0x7fffffff) }
+func (h *hasher) Sum32() uint32  { return uint32(Sum(Prefix(h.buf)) & 0x7fffffff) }
+
+// Prefix is what New hashes of key: key up to its first NUL byte.
+func Prefix(key []byte) []byte {
+	if i := bytes.IndexByte(key, 0); i >= 0 {
+		return key[:i]
+	}
+	return key
+}

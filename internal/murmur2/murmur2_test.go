@@ -37,3 +37,20 @@ func TestSaramaPartitionerAgrees(t *testing.T) {
 		}
 	}
 }
+
+// A key holding a NUL byte (an id table's key) lands where what precedes
+// the NUL does: on its subject's partition.
+func TestNULKeysLandOnTheirPrefixPartition(t *testing.T) {
+	p := sarama.NewCustomHashPartitioner(murmur2.New)("t")
+	for _, subject := range []string{"a", "customer-1", "cart-999"} {
+		for _, suffix := range []string{"", "1f", "deadbeefdeadbeef"} {
+			got, err := p.Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(subject + "\x00" + suffix)}, 8)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := murmur2.Partition([]byte(subject), 8); got != want {
+				t.Errorf("%q+NUL+%q: partition %d, want its subject's %d", subject, suffix, got, want)
+			}
+		}
+	}
+}

@@ -13,7 +13,9 @@ import (
 
 	"github.com/lovoo/goka/storage"
 	"github.com/syndtr/goleveldb/leveldb"
+	"github.com/syndtr/goleveldb/leveldb/filter"
 	ldbiter "github.com/syndtr/goleveldb/leveldb/iterator"
+	"github.com/syndtr/goleveldb/leveldb/opt"
 	"github.com/syndtr/goleveldb/leveldb/util"
 )
 
@@ -70,7 +72,9 @@ type Store struct {
 // none).
 func Builder(dir string, cacheSize int) storage.Builder {
 	return func(topic string, partition int32) (storage.Storage, error) {
-		db, err := leveldb.OpenFile(filepath.Join(dir, fmt.Sprintf("%s.%d", topic, partition)), nil)
+		// A bloom filter answers most gets of absent keys (a new subject, a
+		// new command id) without reading a table block.
+		db, err := leveldb.OpenFile(filepath.Join(dir, fmt.Sprintf("%s.%d", topic, partition)), &opt.Options{Filter: filter.NewBloomFilter(10)})
 		if err != nil {
 			return nil, fmt.Errorf("open local table %s/%d: %w", topic, partition, err)
 		}
