@@ -189,9 +189,9 @@ func (a *app) read(topic string, timeout time.Duration, next func(record) bool, 
 		if err != nil {
 			a.t.Fatal(err)
 		}
-		defer pc.Close()
+		defer pc.AsyncClose() // Close would wait for the partition's fetch: seconds over 8 partitions
 		go func() {
-			for m := range pc.Messages() {
+			for m := range pc.Messages() { // until AsyncClose closes it; dropped after stop
 				h := map[string]string{}
 				for _, rh := range m.Headers {
 					h[string(rh.Key)] = string(rh.Value)

@@ -42,59 +42,6 @@ func idemBank() *entities.Entity[idemAccount] {
 	return e
 }
 
-// idemRead is a.read without its slow close (Close waits for each
-// partition's fetch: seconds over 8 partitions): it reads topics from the
-// beginning until next returns true, failing the test after timeout.
-func (a *app) idemRead(topics []string, timeout time.Duration, next func(record) bool) {
-	a.t.Helper()
-	consumer, err := sarama.NewConsumerFromClient(a.client)
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	if err := a.client.RefreshMetadata(topics...); err != nil {
-		a.t.Fatal(err)
-	}
-	ch := make(chan record, 1024)
-	stop := make(chan struct{})
-	defer close(stop)
-	for _, topic := range topics {
-		parts, err := a.client.Partitions(topic)
-		if err != nil {
-			a.t.Fatal(err)
-		}
-		for _, p := range parts {
-			pc, err := consumer.ConsumePartition(topic, p, sarama.OffsetOldest)
-			if err != nil {
-				a.t.Fatal(err)
-			}
-			defer pc.AsyncClose()
-			go func() {
-				for m := range pc.Messages() { // until AsyncClose closes it; dropped after stop
-					h := map[string]string{}
-					for _, rh := range m.Headers {
-						h[string(rh.Key)] = string(rh.Value)
-					}
-					select {
-					case ch <- record{Partition: m.Partition, Offset: m.Offset, Key: string(m.Key), Value: m.Value, Headers: h, Time: m.Timestamp}:
-					case <-stop:
-					}
-				}
-			}()
-		}
-	}
-	deadline := time.After(timeout)
-	for {
-		select {
-		case r := <-ch:
-			if next(r) {
-				return
-			}
-		case <-deadline:
-			a.t.Fatalf("%v: condition not met within %v", topics, timeout)
-		}
-	}
-}
-
 // idemReplies waits for the replies to the commands of source "test" with
 // the given ids, n of each, in order of arrival.
 func (a *app) idemReplies(n int, ids ...string) map[string][]record {
@@ -105,7 +52,7 @@ func (a *app) idemReplies(n int, ids ...string) map[string][]record {
 	}
 	got := map[string][]record{}
 	done := 0
-	a.idemRead([]string{a.topics.Replies()}, time.Minute, func(r record) bool {
+	a.read(a.topics.Replies(), time.Minute, func(r record) bool {
 		id := r.Headers["ce_"+codec.ExtRequest]
 		if want[id] && r.Headers["ce_"+codec.ExtRequestSource] == "test" && len(got[id]) < n {
 			got[id] = append(got[id], r)
@@ -156,7 +103,7 @@ func TestIdempotencyConflictOverKafkaIsADeadLetter(t *testing.T) {
 		message(topic, cmd(subject, "deposit", "last", idemDeposit{Amount: 0})))
 
 	var dead []record
-	a.idemRead([]string{a.topics.DeadLetters()}, time.Minute, func(r record) bool {
+	a.read(a.topics.DeadLetters(), time.Minute, func(r record) bool {
 		if r.Headers["ce_id"] == "c-1" {
 			dead = append(dead, r)
 		}
@@ -233,7 +180,7 @@ func TestAmbiguousCloudEventIsADeadLetter(t *testing.T) {
 	)
 	names := map[string]string{"amb-1": "ce_subject", "amb-2": "ce_subject", "amb-3": "ce_type", "amb-4": "ce_type"}
 	dead := map[string]record{}
-	a.idemRead([]string{a.topics.DeadLetters()}, time.Minute, func(r record) bool {
+	a.read(a.topics.DeadLetters(), time.Minute, func(r record) bool {
 		if _, ok := names[r.Headers["ce_id"]]; ok {
 			dead[r.Headers["ce_id"]] = r
 		}

@@ -7,8 +7,8 @@ data directory) unless WALKTHROUGH_NO_START is set, waits until /readyz
 answers, then runs the commands of the README section between
 <!-- walkthrough --> and <!-- /walkthrough --> in one bash session, in
 order. A command followed by output must print exactly that output; view
-queries are eventually consistent, so they are retried for up to 15 s until
-they do. With KAFKA_BOOTSTRAP_SERVERS set, the worker uses that broker
+queries and entity reads are eventually consistent, so they are retried for
+up to 15 s until they do. With KAFKA_BOOTSTRAP_SERVERS set, the worker uses that broker
 instead (and PARTITA_APP should name fresh topics).
 """
 import os, re, shlex, signal, subprocess, sys, tempfile, time, urllib.request
@@ -49,7 +49,9 @@ def script(steps):
         if not want:
             lines.append(cmd)
             continue
-        tries = 60 if "/views/" in cmd else 1
+        # Reads (views, and entity state from a worker's copy of the table)
+        # are eventually consistent: retried. Commands run once.
+        tries = 60 if "/views/" in cmd or ("/entities/" in cmd and "-X POST" not in cmd) else 1
         lines.append(f"want=$(cat <<'WANT_{i}'\n{want}\nWANT_{i}\n)")
         lines.append(f"for try in $(seq {tries}); do out=$({cmd}); [ \"$out\" == \"$want\" ] && break; sleep 0.25; done")
         lines.append(
