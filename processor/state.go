@@ -1,6 +1,6 @@
 package processor
 
-// Reads that write nothing (issue 13): an entity's state, served by any
+// Reads that write nothing: an entity's state, served by any
 // worker.
 //
 // Design. Runtime.State (GET /entities/{entity}/{id} in the gateway) reads a
