@@ -485,6 +485,17 @@ func (r *Runtime) startLatest(client sarama.Client) error {
 	return nil
 }
 
+// maxRecord is the producer's limit on a record's size: what the runtime
+// writes is made to fit it (see core.HandleEntity), so that no input can
+// make a write fail.
+func (r *Runtime) maxRecord() int {
+	sc, err := r.saramaConfig()
+	if err != nil {
+		return sarama.NewConfig().Producer.MaxMessageBytes
+	}
+	return sc.Producer.MaxMessageBytes
+}
+
 // saramaConfig is the client configuration goka's builders get: a fresh copy
 // each time, since goka's builders modify the one they are given.
 func (r *Runtime) saramaConfig() (*sarama.Config, error) {
@@ -513,7 +524,7 @@ func (r *Runtime) saramaConfig() (*sarama.Config, error) {
 func (r *Runtime) newProcessor(d *core.Entity, partitions int32) (*goka.Processor, error) {
 	// Each processor is a new epoch (see core.Env): supervision replaces a
 	// failed one with a new processor, so a new epoch.
-	env := core.Env{Topics: r.topics, Now: time.Now, Sleep: time.Sleep, Epoch: rand.Uint64() | 1, Runners: r.runners}
+	env := core.Env{Topics: r.topics, Now: time.Now, Sleep: time.Sleep, Epoch: rand.Uint64() | 1, Runners: r.runners, MaxRecord: r.maxRecord()}
 	h := &handler{
 		group:      r.topics.Group(d.Name),
 		observe:    r.cfg.Observe,

@@ -49,7 +49,7 @@ func (r *Runtime) checkView(v *core.View) []error {
 }
 
 func (r *Runtime) newViewProcessor(v *core.View, partitions int32) (*goka.Processor, error) {
-	env := core.Env{Topics: r.topics, Now: time.Now, Sleep: time.Sleep}
+	env := core.Env{Topics: r.topics, Now: time.Now, Sleep: time.Sleep, MaxRecord: r.maxRecord()}
 	byTopic := map[string]*core.ViewSource{}
 	h := &handler{
 		group:      r.topics.Group(v.Name),

@@ -223,7 +223,9 @@ func (h *Harness) instrument(def *core.Entity) *core.Entity {
 func (h *Harness) Advance(d time.Duration) { h.now = h.now.Add(d) }
 
 func (h *Harness) env(g *group) core.Env {
-	return core.Env{Topics: h.topics, Now: func() time.Time { return h.now }, Sleep: func(time.Duration) {}, Epoch: g.epoch}
+	// The records a group writes are bounded as the runtime's producer
+	// bounds them (sarama's default).
+	return core.Env{Topics: h.topics, Now: func() time.Time { return h.now }, Sleep: func(time.Duration) {}, Epoch: g.epoch, MaxRecord: 1 << 20}
 }
 
 // partition is where Partita's partitioner puts key.

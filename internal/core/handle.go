@@ -19,6 +19,7 @@ const (
 	HeaderDLQGroup    = "partita_dlq_group"    // the group that gave up on it
 	HeaderDLQTime     = "partita_dlq_time"     // RFC 3339
 	HeaderDLQCode     = "partita_dlq_code"     // the reason's kind, when callers act on it (CodeIdempotencyConflict)
+	HeaderDLQCut      = "partita_dlq_cut"      // the value was cut to fit: its length as received
 	// HeaderAmbiguous is set by the runtime's consumers on a record that
 	// carries a CloudEvents header more than once (its value names them):
 	// which one a reader takes is a guess, so the record is a dead letter.
@@ -151,6 +152,10 @@ func decodeCommand(d Delivery) (codec.Attributes, error) {
 // HandleEntity is everything an entity (or stateless consumer) does with one
 // delivery: decode, re-route, dedup, decide, and what to store and write.
 func HandleEntity(env Env, def *Entity, d Delivery) Actions {
+	return fit(env, d, env.Topics.Group(def.Name), handleEntity(env, def, d))
+}
+
+func handleEntity(env Env, def *Entity, d Delivery) Actions {
 	group := env.Topics.Group(def.Name)
 	if max := def.MaxValue; max > 0 && len(d.Record.Value) > max {
 		return deadLetter(d, group, fmt.Sprintf("value is %d bytes, more than the %d the entity accepts (entities.MaxValue)", len(d.Record.Value), max), env.Now())
@@ -203,6 +208,10 @@ func HandleEntity(env Env, def *Entity, d Delivery) Actions {
 // HandleView is everything a view does with one delivery from one of its
 // sources (by topic) or its loop topic.
 func HandleView(env Env, v *View, sources map[string]*ViewSource, d Delivery) Actions {
+	return fit(env, d, env.Topics.Group(v.Name), handleView(env, v, sources, d))
+}
+
+func handleView(env Env, v *View, sources map[string]*ViewSource, d Delivery) Actions {
 	group := env.Topics.Group(v.Name)
 	topic := d.Topic
 	if topic == d.Loop {
@@ -290,4 +299,71 @@ func HandleView(env Env, v *View, sources map[string]*ViewSource, d Delivery) Ac
 		return deadLetter(d, group, err.Error(), env.Now())
 	}
 	return Actions{Store: data, Remember: remember}
+}
+
+// recordSize is at least what a producer counts of a record against its
+// limit: key, value, headers and their framing.
+func recordSize(key, value []byte, headers map[string][]byte) int {
+	n := 64 + len(key) + len(value)
+	for k, v := range headers {
+		n += 12 + len(k) + len(v)
+	}
+	return n
+}
+
+// fit makes a's records fit env.MaxRecord, so that nothing a caller sends
+// can make a write fail and stop the partition: when a record the group
+// would write (the re-routed record, the new state, an id table entry, an
+// output) does not fit, the input is a dead letter instead, and nothing
+// else is written; a dead letter that does not fit has its value cut.
+func fit(env Env, d Delivery, group string, a Actions) Actions {
+	max := env.MaxRecord
+	if max <= 0 {
+		return a
+	}
+	too := func(what string, n int) Actions {
+		return deadLetter(d, group, fmt.Sprintf("%s would be %d bytes, more than the %d a record may have", what, n, max), env.Now())
+	}
+	switch {
+	case a.Loopback != nil:
+		if n := recordSize(a.Loopback.Key, a.Loopback.Value, a.Loopback.Headers); n > max {
+			a = too("the re-routed record", n)
+		}
+	case a.DeadLetter == nil:
+		if n := recordSize(d.Record.Key, a.Store, nil); a.Store != nil && n > max {
+			a = too("the new state", n)
+			break
+		}
+		for _, m := range a.Remember {
+			if n := recordSize([]byte(m.Key), m.Value, nil); n > max {
+				a = too("an id table entry", n)
+				break
+			}
+		}
+		for _, o := range a.Outputs {
+			if a.DeadLetter != nil {
+				break
+			}
+			if n := recordSize(o.Record.Key, o.Record.Value, o.Record.Headers); n > max {
+				a = too("a record for "+o.Topic, n)
+			}
+		}
+	}
+	if dl := a.DeadLetter; dl != nil {
+		if n := recordSize(dl.Key, dl.Value, dl.Headers); n > max {
+			// Cut the value (the reason and origin say what it was); keys
+			// and headers the broker accepted with it are kept.
+			h := make(map[string][]byte, len(dl.Headers)+1)
+			for k, v := range dl.Headers {
+				h[k] = v
+			}
+			h[HeaderDLQCut] = []byte(strconv.Itoa(len(dl.Value)))
+			keep := max - recordSize(dl.Key, nil, h)
+			if keep < 0 {
+				keep = 0
+			}
+			a.DeadLetter = &codec.Record{Key: dl.Key, Value: dl.Value[:min(keep, len(dl.Value))], Headers: h}
+		}
+	}
+	return a
 }

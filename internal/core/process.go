@@ -99,6 +99,9 @@ type Env struct {
 	// processor starts (after a crash, a restart, a move to another
 	// worker), never 0. See Process.
 	Epoch uint64
+	// MaxRecord bounds the bytes of every record the group writes (the
+	// producer's limit; 0: none): see HandleEntity.
+	MaxRecord int
 }
 
 // Process handles one validated CloudEvent (it has a subject) for def,
