@@ -92,8 +92,8 @@ func rawGoka(b *testing.B, run string, brokers []string, topic string, commands 
 	return runUntil(b, run, func(ctx context.Context) error { return p.Run(ctx) }, func() int64 { return done.Load() }, int64(commands))
 }
 
-func counterEntity() *entities.Entity[Counter] {
-	e := entities.KeyValue[Counter]("counter")
+func counterEntity(opts ...entities.Option) *entities.Entity[Counter] {
+	e := entities.KeyValue[Counter]("counter", opts...)
 	entities.Command(e, "add", func(ctx *entities.Context[Counter], a Add) entities.Effect {
 		return entities.Update(Counter{N: ctx.State().N + a.By})
 	})
