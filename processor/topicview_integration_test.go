@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/partita-dev/partita/entities"
 	"github.com/partita-dev/partita/views"
 )
 
@@ -62,4 +63,31 @@ func TestTopicViewSkipsRedeliveredEvents(t *testing.T) {
 	a.send(more...)
 	a.send(check("k-1", "review"), check("k-4", "passed"))
 	waitFor(kycRow{Status: "passed", Checks: 44})
+}
+
+// What a command that changes no state publishes carries a sequence number
+// of its own (real broker): two such commands publish sequences 1 and 2,
+// and the first one delivered again, behind them, publishes nothing new.
+func TestPublishWithoutStateChangeIsSequenced(t *testing.T) {
+	e := newApp(t)
+	audit := e.name + ".audit"
+	notes := entities.KeyValue[kycRow]("auditor", entities.PublishesTo(audit))
+	entities.Command(notes, "note", func(ctx *entities.Context[kycRow], n kycChecked) entities.Effect {
+		return entities.Ignore().Publish(audit, "Noted", n)
+	})
+	a := newAppOn(t, e.kafka, notes)
+	a.start()
+	topic := a.topics.Commands("auditor")
+	first := message(topic, cmd("s", "note", "n-1", kycChecked{Status: "a"}))
+	a.send(first, message(topic, cmd("s", "note", "n-2", kycChecked{Status: "b"})))
+	a.replies(time.Minute, "n-1", "n-2")
+	a.send(message(topic, cmd("s", "note", "n-1", kycChecked{Status: "a"})), message(topic, cmd("s", "note", "n-3", kycChecked{Status: "c"})))
+	a.replies(time.Minute, "n-3")
+	var seqs []string
+	for _, r := range a.readAll(audit, 2*time.Second) {
+		seqs = append(seqs, r.Headers["ce_partitaseq"])
+	}
+	if fmt.Sprint(seqs) != "[1 2 3]" {
+		t.Fatalf("published sequence numbers %v, want [1 2 3]: n-1, n-2, n-3, nothing for n-1 again", seqs)
+	}
 }
