@@ -1,8 +1,8 @@
 package processor
 
 import (
+	"bytes"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -163,7 +163,7 @@ func (ambiguity) OnConsume(m *sarama.ConsumerMessage) {
 		}
 		var values [][]byte
 		for _, o := range m.Headers[i+1:] {
-			if strings.EqualFold(string(o.Key), string(h.Key)) {
+			if bytes.EqualFold(o.Key, h.Key) {
 				values = append(values, o.Value)
 			}
 		}
@@ -186,13 +186,15 @@ func (ambiguity) OnConsume(m *sarama.ConsumerMessage) {
 // repeated reports whether hs holds a header named like key.
 func repeated(hs []*sarama.RecordHeader, key []byte) bool {
 	for _, o := range hs {
-		if strings.EqualFold(string(o.Key), string(key)) {
+		if bytes.EqualFold(o.Key, key) {
 			return true
 		}
 	}
 	return false
 }
 
+var contentType = []byte("content-type")
+
 func cloudEventsHeader(k []byte) bool {
-	return len(k) > 3 && (k[0]|0x20) == 'c' && (k[1]|0x20) == 'e' && k[2] == '_' || strings.EqualFold(string(k), "content-type")
+	return len(k) > 3 && (k[0]|0x20) == 'c' && (k[1]|0x20) == 'e' && k[2] == '_' || bytes.EqualFold(k, contentType)
 }

@@ -85,6 +85,8 @@ func (a *app) balance(subject, after string) (int, uint64) {
 // the same request again is a duplicate with the first reply.
 func TestIdempotencyConflictOverKafkaIsADeadLetter(t *testing.T) {
 	a := newApp(t, idemBank())
+	a.cfg.StateReads = true
+	a.renew()
 	a.start()
 	topic := a.topics.Commands("bank")
 	const subject = "acct-k"
@@ -146,6 +148,8 @@ func TestAmbiguousCloudEventIsADeadLetter(t *testing.T) {
 		t.Fatal("kcat is required (Debian package kcat; .ci/run installs it)")
 	}
 	a := newApp(t, idemBank())
+	a.cfg.StateReads = true
+	a.renew()
 	a.start()
 	topic := a.topics.Commands("bank")
 	a.send(message(topic, cmd("amb-a", "deposit", "init-a", idemDeposit{Amount: 10})),

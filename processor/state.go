@@ -59,6 +59,8 @@ var (
 	ErrBadPosition = errors.New("bad position token")
 	// ErrBadSubject: the subject is empty or holds a NUL byte.
 	ErrBadSubject = errors.New("not a subject")
+	// ErrStateReadsOff: the runtime keeps no read copies (Config.StateReads).
+	ErrStateReadsOff = errors.New("state reads are off (processor.Config.StateReads)")
 	// ErrNotYet: within the wait, the replica did not reach the position
 	// asked for, or did not recover. The error also wraps the context's.
 	ErrNotYet = errors.New("the state replica has not caught up")
@@ -102,6 +104,9 @@ type EntityState struct {
 func (r *Runtime) State(ctx context.Context, entity, subject, after string) (EntityState, error) {
 	if !r.hasState(entity) {
 		return EntityState{}, fmt.Errorf("%w: %q", ErrUnknownEntity, entity)
+	}
+	if !r.cfg.StateReads {
+		return EntityState{}, ErrStateReadsOff
 	}
 	if subject == "" || strings.IndexByte(subject, 0) >= 0 {
 		return EntityState{}, fmt.Errorf("%w: %q", ErrBadSubject, subject)
@@ -186,6 +191,9 @@ type stateReplica struct {
 // entities, for Run to run (runStates) and State to read.
 func (r *Runtime) openStates() []*stateReplica {
 	var out []*stateReplica
+	if !r.cfg.StateReads {
+		return nil
+	}
 	byName := map[string]*stateReplica{}
 	for _, d := range r.defs {
 		if d.Kind == core.Stateless {

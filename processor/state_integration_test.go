@@ -35,7 +35,10 @@ func stateApp(t *testing.T) (*app, []processor.Part) {
 	welcome := entities.Consumer("welcome", entities.IgnoreUnknownTypes())
 	entities.Subscribe(welcome, signups, "SignedUp", func(*entities.Context[struct{}], signedUp) entities.Effect { return entities.Ignore() })
 	parts := []processor.Part{customer, sample.NewCart(), welcome}
-	return newAppOn(t, e.kafka, parts...), parts
+	a := newAppOn(t, e.kafka, parts...)
+	a.cfg.StateReads = true
+	a.renew()
+	return a, parts
 }
 
 func TestStateReadsTheEntityTableWithPositions(t *testing.T) {

@@ -33,6 +33,9 @@ type Config struct {
 	// HotStandby keeps a copy of every partition's tables, not only the
 	// assigned ones, so a rebalance does not wait for a restore.
 	HotStandby bool `yaml:"hot_standby"`
+	// StateReads keeps a read copy of every entity table on the worker for
+	// GET /entities/{entity}/{id} (default true; false saves its cost).
+	StateReads *bool `yaml:"state_reads"`
 	// TableCache is the read cache of each local table partition, in bytes
 	// (default 4 MiB; negative: none).
 	TableCache int `yaml:"table_cache"`

@@ -390,6 +390,8 @@ func (g *gateway) entityState(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, processor.ErrUnknownEntity):
 		httpError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no entity %q", entity))
+	case errors.Is(err, processor.ErrStateReadsOff):
+		httpError(w, http.StatusNotFound, "not_found", "this worker keeps no copies of entity state (state_reads: false)")
 	case errors.Is(err, processor.ErrBadPosition), errors.Is(err, processor.ErrBadSubject):
 		httpError(w, http.StatusBadRequest, "invalid_argument", err.Error())
 	case errors.Is(err, processor.ErrNotYet) && r.Context().Err() != nil:

@@ -119,7 +119,8 @@ func runtime(cfg Config, kc broker.Config, app App, log *slog.Logger, obs proces
 	return processor.New(processor.Config{
 		App: cfg.App, Kafka: kc, Partitions: cfg.Partitions, Replication: cfg.Replication,
 		NoCreateTopics: !*cfg.CreateTopics, HotStandby: cfg.HotStandby, TableCache: cfg.TableCache,
-		DataDir: cfg.DataDir, Log: log, Observe: obs,
+		StateReads: cfg.StateReads == nil || *cfg.StateReads,
+		DataDir:    cfg.DataDir, Log: log, Observe: obs,
 	}, app.Parts...)
 }
 
