@@ -211,14 +211,18 @@ func (a *Applied) Is(key string) bool {
 
 // hashKey is the 64-bit FNV-1a hash of a command's key: two keys within a
 // subject's window share it with a probability of about 16 in 2^64.
-func hashKey(key string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(key); i++ {
-		h ^= uint64(key[i])
+func hashKey(key string) uint64 { return fnv(fnvOffset, key) }
+
+// fnv continues a 64-bit FNV-1a hash h over s.
+func fnv[T string | []byte](h uint64, s T) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
 		h *= 1099511628211
 	}
 	return h
 }
+
+const fnvOffset = 14695981039346656037
 
 // Fact is a record a command wrote, as the dedup window keeps it: the
 // record follows from the fact, the entity, the command and its time (see

@@ -73,18 +73,9 @@ const CodeIdempotencyConflict = "idempotency_conflict"
 // Digest is the digest of a command's request, recorded with its id: its
 // type, content type and data. The same id with another digest is refused.
 func Digest(ev codec.Attributes) uint64 {
-	h := uint64(14695981039346656037)
-	add := func(s []byte) {
-		for _, c := range s {
-			h ^= uint64(c)
-			h *= 1099511628211
-		}
-		h ^= 0xff // separator
-		h *= 1099511628211
-	}
-	add([]byte(ev.Type))
-	add([]byte(ev.DataContentType))
-	add(ev.Data)
+	h := fnv(fnvOffset, ev.Type)
+	h = fnv(fnv(h, "\xff"), ev.DataContentType) // 0xff: no UTF-8 text holds it
+	h = fnv(fnv(h, "\xff"), ev.Data)
 	return h | 1 // never 0, which means "not recorded"
 }
 
@@ -155,13 +146,10 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Attr
 			// table topic without them), and any the local copy holds
 			// that the topic may lack (they may have left the window
 			// since: the envelope does not know them).
+			remember = rememberLive(subject, window, live)
 			seen := map[string]bool{}
-			for _, a := range window {
-				if live(a.Time) {
-					r := remembered(subject, a)
-					seen[r.Key] = true
-					remember = append(remember, r)
-				}
+			for _, r := range remember {
+				seen[r.Key] = true
 			}
 			if at.IDs != nil {
 				pending, err := at.IDs.Pending(subject)
@@ -257,17 +245,25 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Attr
 			// The window overflows: from now on the subject's commands are
 			// kept in the id table too, starting with the window's.
 			next.Spilled = true
-			for _, a := range stored.Window() {
-				if live(a.Time) {
-					remember = append(remember, remembered(subject, a))
-				}
-			}
+			remember = append(remember, rememberLive(subject, stored.Window(), live)...)
 		}
 		if next.Spilled {
 			remember = append(remember, remembered(subject, applied))
 		}
 	}
 	return Outcome{Envelope: next, Outputs: append(again, outs...), Remember: remember}
+}
+
+// rememberLive is the id table entries of the commands in window still
+// within the retention.
+func rememberLive(subject string, window []Applied, live func(int64) bool) []Remembered {
+	var out []Remembered
+	for _, a := range window {
+		if live(a.Time) {
+			out = append(out, remembered(subject, a))
+		}
+	}
+	return out
 }
 
 // remembered is the id table entry of a, a command of subject.
