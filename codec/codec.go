@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"mime"
+	"reflect"
 	"strings"
 	"unicode/utf8"
 
@@ -61,9 +62,86 @@ func (jsonCodec[T]) Decode(data []byte) (T, error) {
 	}
 	// Unmarshal also rejects data after the value.
 	if err := json.Unmarshal(data, &v); err != nil {
-		return v, fmt.Errorf("%w: %v", ErrPayload, err)
+		return v, payloadError(err)
 	}
 	return v, nil
+}
+
+// PayloadError says where a JSON payload does not fit its type, in the
+// payload's own terms (a field path and JSON kinds, never Go type names),
+// so it can be shown to the client that sent it. It wraps [ErrPayload].
+type PayloadError struct {
+	// Field is the path of the offending field ("items.2.quantity"),
+	// empty for the payload as a whole.
+	Field string
+	// Want and Got are JSON kinds ("string", "number", "object", ...),
+	// when the mistake is a value of the wrong kind.
+	Want, Got string
+	// Offset is the byte offset of a syntax error (0 when not one).
+	Offset int64
+	msg    string
+}
+
+func (e *PayloadError) Error() string { return e.msg }
+
+// Unwrap returns ErrPayload.
+func (e *PayloadError) Unwrap() error { return ErrPayload }
+
+// payloadError turns encoding/json's error into a PayloadError.
+func payloadError(err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	pe := &PayloadError{}
+	switch {
+	case errors.As(err, &te):
+		got, _, _ := strings.Cut(te.Value, " ") // "number 2.5": the kind, not the value
+		pe.Field, pe.Want, pe.Got = te.Field, jsonKind(te.Type), got
+		if pe.Field == "" {
+			pe.msg = fmt.Sprintf("%v: the payload is a JSON %s, want %s", ErrPayload, pe.Got, article(pe.Want))
+		} else {
+			pe.msg = fmt.Sprintf("%v: field %q is a JSON %s, want %s", ErrPayload, pe.Field, pe.Got, article(pe.Want))
+		}
+	case errors.As(err, &se):
+		pe.Offset = se.Offset
+		pe.msg = fmt.Sprintf("%v: invalid JSON at byte %d", ErrPayload, se.Offset)
+	default:
+		pe.msg = fmt.Sprintf("%v: invalid JSON", ErrPayload)
+	}
+	return pe
+}
+
+// jsonKind names the JSON kind a Go type decodes from.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "value"
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return "integer"
+	case reflect.Float32, reflect.Float64:
+		return "number"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.Map, reflect.Struct:
+		return "object"
+	}
+	return "value"
+}
+
+func article(kind string) string {
+	switch kind {
+	case "integer", "object", "array":
+		return "an " + kind
+	}
+	return "a " + kind
 }
 
 // String is a codec for UTF-8 text (text/plain).

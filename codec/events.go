@@ -60,6 +60,13 @@ const (
 // listen for one, and a reply per command would double the writes.
 const ExtReply = "partitareply"
 
+// ExtCaller, on a command, is who sent it through the gateway: the JSON of
+// an access.Caller ({"sub", "method", "claims"}). The gateway always sets it
+// itself, replacing anything a client sent; commands written straight to
+// Kafka carry whatever their producer wrote (Kafka's ACLs guard those
+// topics), and entities' own sends carry none.
+const ExtCaller = "partitacaller"
+
 // MaxSubjectLength bounds ce-subject (it is also the Kafka key and the
 // table key).
 const MaxSubjectLength = 1024

@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/partita-dev/partita/access"
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/internal/core"
 )
@@ -117,6 +118,26 @@ func SendsTo(entities ...string) Option {
 	return func(e *core.Entity) { e.SendsTo = append(e.SendsTo, entities...) }
 }
 
+// Access sets the access rule of all the entity's commands at the
+// gateway (package access: Public, Authenticated, Claim, Internal); a
+// command's own rule ([CommandAccess]) wins. Without either, the
+// application's default applies (the worker's access.default,
+// "authenticated" unless configured). Rules guard the gateway only:
+// entities and consumers of the application send any command.
+func Access(rule access.Rule) Option { return func(e *core.Entity) { e.Access = rule } }
+
+// CommandAccess sets the access rule of one command at the gateway, for
+// example access.Internal() for a saga step that only other entities may
+// send.
+func CommandAccess(command string, rule access.Rule) Option {
+	return func(e *core.Entity) {
+		if e.CommandAccess == nil {
+			e.CommandAccess = map[string]access.Rule{}
+		}
+		e.CommandAccess[command] = rule
+	}
+}
+
 // Start is where a new subscription starts reading a topic.
 type Start int
 
@@ -175,6 +196,7 @@ func newEntity[S any](name string, kind core.Kind, opts []Option) *Entity[S] {
 		def: core.Entity{
 			Name: name, Kind: kind,
 			Commands:      map[string]core.Handler{},
+			Validators:    map[string]func([]byte) error{},
 			Subscriptions: map[string]map[string]core.Handler{},
 			Window:        DefaultDedupWindow, Retention: DefaultRetention, Retries: DefaultRetries, Backoff: DefaultBackoff, Timeout: DefaultHandlerTimeout,
 			MaxValue: DefaultMaxValue,
@@ -200,9 +222,15 @@ func (e *Entity[S]) Definition() *core.Entity {
 
 // Command registers the handler of command name (the ce-type) on e. The
 // command's data is decoded as JSON into C; data that does not fit goes to
-// the dead-letter topic.
+// the dead-letter topic, and the gateway refuses it before writing it (400,
+// naming the field: see [codec.PayloadError]).
 func Command[S, C any](e *Entity[S], name string, h func(*Context[S], C) Effect) {
-	e.def.Commands[name] = handler(e, codec.JSON[C](), h)
+	cc := codec.JSON[C]()
+	e.def.Commands[name] = handler(e, cc, h)
+	e.def.Validators[name] = func(data []byte) error {
+		_, err := cc.Decode(data)
+		return err
+	}
 }
 
 // Subscribe registers the handler of events of type eventType on topic: the
@@ -233,6 +261,7 @@ func handler[S, C any](e *Entity[S], cc codec.Codec[C], h func(*Context[S], C) E
 		}
 		ctx := &Context[S]{subject: in.Subject, state: state, exists: in.Exists, seq: in.Seq, now: in.Now, meta: Metadata{
 			ID: in.Event.ID, Source: in.Event.Source, Type: in.Event.Type, Time: in.Event.Time,
+			caller: in.Event.Extensions[codec.ExtCaller],
 		}}
 		return e.decide(state, h(ctx, cmd))
 	}
@@ -302,6 +331,23 @@ type Metadata struct {
 	Source string    // ce-source
 	Type   string    // ce-type: the command name
 	Time   time.Time // ce-time, zero when absent
+	caller string    // the partitacaller extension, decoded on demand
+}
+
+// Caller is who sent the command through the gateway (its principal and
+// the claims the worker forwards), as the gateway set it; nil for a
+// command that did not come through the gateway (sent by an entity, or
+// written straight to Kafka without the extension). With authentication
+// off (development mode) its Method is access.MethodNone.
+func (m Metadata) Caller() *access.Caller {
+	if m.caller == "" {
+		return nil
+	}
+	var c access.Caller
+	if json.Unmarshal([]byte(m.caller), &c) != nil {
+		return nil
+	}
+	return &c
 }
 
 // Context is what a handler sees: the subject, its current state and the

@@ -22,9 +22,17 @@
 //     dead-lettered too (goka would drop them).
 //   - New groups start at the oldest record of their inputs, except
 //     subscriptions declared to start at the latest.
-//   - Every processor and view replica is supervised: when one stops with an
-//     error (a broker restart, a failed rebalance) it starts again with
-//     backoff; Run returns when its context ends.
+//   - Record sizes: every record it writes fits its topic's limit (the
+//     producer's, or the topic's max.message.bytes read from the cluster at
+//     start-up when lower); an input whose output would not fit is a dead
+//     letter instead, and a dead letter that would not fit the dead-letter
+//     topic has its value cut. So no input can make a write fail.
+//   - Every processor, view replica and state replica is supervised: when
+//     one stops with an error (a broker restart, a failed rebalance, a
+//     write that failed) it starts again with backoff (1 s doubling to
+//     30 s); Run returns when its context ends. [Runtime.Health] reports
+//     each part's state (starting, running, restarting, stopped), restarts
+//     and last error; [Runtime.Healthy] is nil only while every part runs.
 //
 // Replies to commands go to <app>.replies keyed by the command's ce-id, as
 // CloudEvents of type partita.reply or partita.error (code in the

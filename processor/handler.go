@@ -113,7 +113,7 @@ func (h *handler) handle(ctx goka.Context, msg any) {
 		ctx.Loopback(string(a.Loopback.Key), a.Loopback.Value, goka.WithCtxEmitHeaders(a.Loopback.Headers))
 		return
 	case a.DeadLetter != nil:
-		h.stats.DeadLetters.Add(1)
+		// Counted once written (groupProducer).
 		h.log.Warn("dead letter", "reason", a.Reason, "origin", d.Origin())
 		ctx.Emit(goka.Stream(h.dlq), string(a.DeadLetter.Key), a.DeadLetter.Value, goka.WithCtxEmitHeaders(a.DeadLetter.Headers))
 		return

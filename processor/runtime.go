@@ -87,22 +87,35 @@ type Runtime struct {
 	// core.Runners); closed when Run returns.
 	runners *core.Runners
 
+	// limits are the record size limits Run read from the cluster; set
+	// before Run builds a processor.
+	limits recordLimits
+
 	mu       sync.Mutex
 	replicas map[string]*replica // by view name, while running
 	procs    []*goka.Processor   // while running
 	// states are the entities' read replicas by name, from Run on
 	// (state.go); guarded by mu.
 	states map[string]*stateReplica
+	// parts are the supervised parts of the current or last Run (health.go);
+	// procParts[i] is the part of procs[i]; running is true while Run
+	// supervises them.
+	parts     []*part
+	procParts []*part
+	running   bool
+	// lastPartitions holds, by group, the partitions a processor last
+	// reported, for Partitions while it restarts (stats.go).
+	lastPartitions map[string][]PartitionStatus
 }
 
 // Stats counts what the runtime did since it started. Safe for concurrent use.
 type Stats struct {
 	Processed   atomic.Int64 // records handled (including duplicates)
 	Duplicates  atomic.Int64 // redelivered commands answered from the record
-	DeadLetters atomic.Int64 // records sent to the dead-letter topic
+	DeadLetters atomic.Int64 // dead letters written: acknowledged by the broker (a failed write is not counted; it stops the processor, which reads the record again)
 	Rerouted    atomic.Int64 // records re-routed through a loop topic
 	ViewApplied atomic.Int64 // view table records applied to this worker's replicas
-	Restarts    atomic.Int64 // processors and replicas restarted after they stopped early
+	Restarts    atomic.Int64 // processors and replicas restarted after they stopped early (see Runtime.Health)
 }
 
 // ErrConfig is wrapped by New's error for an invalid runtime configuration.
@@ -170,7 +183,9 @@ func New(cfg Config, parts ...Part) (*Runtime, error) {
 func (r *Runtime) Stats() *Stats { return &r.stats }
 
 // Ready is closed once every entity processor has recovered its table and
-// is processing.
+// is processing, every view replica has caught up and every state replica
+// has recovered, for the first time. It is never opened again: whether
+// every part is running now is Healthy's answer.
 func (r *Runtime) Ready() <-chan struct{} { return r.ready }
 
 // Topics lists every topic the application uses, with the configuration
@@ -245,6 +260,9 @@ func idTableConfig(d time.Duration) map[string]string {
 // with a message naming the topics.
 func (r *Runtime) Run(ctx context.Context) error {
 	defer r.runners.Close()
+	r.mu.Lock()
+	r.parts, r.procParts, r.lastPartitions = nil, nil, map[string][]PartitionStatus{}
+	r.mu.Unlock()
 	log := r.cfg.Log
 	client, err := broker.Connect(ctx, r.cfg.Kafka, log)
 	if err != nil {
@@ -254,9 +272,17 @@ func (r *Runtime) Run(ctx context.Context) error {
 	if replication == 0 {
 		replication = int16(min(3, len(client.Brokers())))
 	}
-	counts, err := ensureTopics(client, r.Topics(replication), !r.cfg.NoCreateTopics)
+	specs := r.Topics(replication)
+	counts, err := ensureTopics(client, specs, !r.cfg.NoCreateTopics)
 	if err == nil {
 		err = r.startLatest(client)
+	}
+	if err == nil {
+		names := make([]string, 0, len(specs))
+		for _, s := range specs {
+			names = append(names, s.Name)
+		}
+		r.limits = readLimits(client, names, r.producerLimit(), log)
 	}
 	client.Close()
 	if err != nil {
@@ -327,14 +353,32 @@ func (r *Runtime) Run(ctx context.Context) error {
 	defer repClient.Close()
 
 	states := r.openStates() // entities' read replicas, for State (state.go)
+	procParts := make([]*part, len(procs))
+	parts := make([]*part, 0, len(procs)+len(reps)+len(states))
+	for i, p := range procs {
+		procParts[i] = newPart(KindProcessor, string(p.Graph().Group()))
+		parts = append(parts, procParts[i])
+	}
+	repParts := make([]*part, len(reps))
+	for i, rep := range reps {
+		repParts[i] = newPart(KindViewReplica, "view replica "+rep.name)
+		parts = append(parts, repParts[i])
+	}
+	stateParts := make([]*part, len(states))
+	for i, s := range states {
+		stateParts[i] = newPart(KindStateReplica, "state replica "+s.entity)
+		parts = append(parts, stateParts[i])
+	}
 	r.mu.Lock()
 	r.procs = append([]*goka.Processor(nil), procs...)
+	r.parts, r.procParts, r.running = parts, procParts, true
 	r.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Every processor and replica is supervised: when one stops with an
 	// error (the broker restarted, a rebalance failed) it is started again
-	// with backoff, so the worker outlives what Kafka does to it.
+	// with backoff, so the worker outlives what Kafka does to it. Each
+	// reports to its part (Health) when it has recovered.
 	var wg sync.WaitGroup
 	caughtUp := make([]chan struct{}, len(reps))
 	for i, rep := range reps {
@@ -344,18 +388,20 @@ func (r *Runtime) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			supervise(ctx, log, &r.stats, "view replica "+rep.name, func() error {
-				return rep.run(ctx, repClient, done, &r.stats, log)
+			p := repParts[i]
+			supervise(ctx, log, &r.stats, p, func() error {
+				gen := p.generation()
+				return rep.run(ctx, repClient, func() { done(); p.recovered(gen) }, &r.stats, log)
 			})
 		}()
 	}
-	r.runStates(ctx, &wg, states)
+	r.runStates(ctx, &wg, states, stateParts)
 	for i := range procs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p := procs[i]
-			supervise(ctx, log, &r.stats, "processor "+string(p.Graph().Group()), func() error {
+			p, part := procs[i], procParts[i]
+			supervise(ctx, log, &r.stats, part, func() error {
 				if p == nil { // the previous run stopped: build a fresh processor
 					np, err := builds[i]()
 					if err != nil {
@@ -368,6 +414,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 					}
 					r.mu.Unlock()
 				}
+				go watchProcessor(ctx, p, part, part.generation())
 				err := p.Run(ctx)
 				p = nil // a goka processor runs once
 				return err
@@ -380,6 +427,10 @@ func (r *Runtime) Run(ctx context.Context) error {
 		for i := range procs {
 			for {
 				r.mu.Lock()
+				if r.procs == nil { // Run has returned
+					r.mu.Unlock()
+					return
+				}
 				p := r.procs[i]
 				r.mu.Unlock()
 				wait, cancel := context.WithTimeout(ctx, time.Second)
@@ -409,29 +460,9 @@ func (r *Runtime) Run(ctx context.Context) error {
 	wg.Wait()
 	r.mu.Lock()
 	r.replicas = map[string]*replica{}
-	r.procs = nil
+	r.procs, r.procParts, r.running = nil, nil, false
 	r.mu.Unlock()
 	return nil
-}
-
-// supervise runs run until ctx ends, running it again with backoff (1s,
-// doubling to 30s) whenever it returns early.
-func supervise(ctx context.Context, log *slog.Logger, stats *Stats, what string, run func() error) {
-	backoff := time.Second
-	for {
-		err := run()
-		if ctx.Err() != nil {
-			return
-		}
-		stats.Restarts.Add(1)
-		log.Warn("stopped; restarting", "what", what, "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 30*time.Second)
-	}
 }
 
 // startLatest commits the newest offsets, for the partitions of topics
@@ -492,15 +523,24 @@ func (r *Runtime) startLatest(client sarama.Client) error {
 	return nil
 }
 
-// maxRecord is the producer's limit on a record's size: what the runtime
-// writes is made to fit it (see core.HandleEntity), so that no input can
-// make a write fail.
-func (r *Runtime) maxRecord() int {
+// producerLimit is the producer's own limit on a record's size
+// (Producer.MaxMessageBytes of the client configuration).
+func (r *Runtime) producerLimit() int {
 	sc, err := r.saramaConfig()
 	if err != nil {
 		return sarama.NewConfig().Producer.MaxMessageBytes
 	}
 	return sc.Producer.MaxMessageBytes
+}
+
+// recordLimits are the limits records must fit (limits.go): as Run read
+// them, or the producer's alone for a processor built before.
+func (r *Runtime) recordLimits() recordLimits {
+	l := r.limits
+	if l.producer == 0 {
+		l.producer = r.producerLimit()
+	}
+	return l
 }
 
 // saramaConfig is the client configuration goka's builders get: a fresh copy
@@ -531,11 +571,9 @@ func (r *Runtime) saramaConfig() (*sarama.Config, error) {
 func (r *Runtime) newProcessor(d *core.Entity, partitions int32) (*goka.Processor, error) {
 	// Each processor is a new epoch (see core.Env): supervision replaces a
 	// failed one with a new processor, so a new epoch.
-	env := core.Env{Topics: r.topics, Now: time.Now, Sleep: time.Sleep, Epoch: rand.Uint64() | 1, Runners: r.runners, MaxRecord: r.maxRecord()}
 	h := &handler{
 		group:      r.topics.Group(d.Name),
 		observe:    r.cfg.Observe,
-		decide:     func(dl core.Delivery) core.Actions { return core.HandleEntity(env, d, dl) },
 		dlq:        r.topics.DeadLetters(),
 		partitions: partitions,
 		stateful:   d.Kind != core.Stateless,
@@ -578,13 +616,21 @@ func (r *Runtime) newProcessor(d *core.Entity, partitions int32) (*goka.Processo
 	if d.Kind != core.Stateless {
 		h.commands = r.topics.Commands(d.Name)
 	}
-	return r.gokaProcessor(graph, d.Name, h)
+	// What the runtime writes is made to fit its topic's limit, so that
+	// no input can make a write fail (see core.HandleEntity).
+	lim := r.recordLimits()
+	env := core.Env{Topics: r.topics, Now: time.Now, Sleep: time.Sleep, Epoch: rand.Uint64() | 1, Runners: r.runners,
+		MaxRecord: lim.producer, MaxRecordOf: lim.forTopic}
+	h.decide = func(dl core.Delivery) core.Actions { return core.HandleEntity(env, d, dl) }
+	return r.gokaProcessor(graph, d.Name, h, lim)
 }
 
 // gokaProcessor builds a goka processor with Partita's settings: the murmur2
-// hasher, fresh client configurations, no topic creation (Run did it), local
-// storage under DataDir, nil values passed to the callback.
-func (r *Runtime) gokaProcessor(graph *goka.GroupGraph, name string, h *handler) (*goka.Processor, error) {
+// hasher, fresh client configurations, producers whose batches fit each
+// topic's limit in lim (groupProducer), no topic creation (Run did it),
+// local storage under DataDir, nil values passed to the callback, dead
+// letters counted once written.
+func (r *Runtime) gokaProcessor(graph *goka.GroupGraph, name string, h *handler, lim recordLimits) (*goka.Processor, error) {
 	sc := func() *sarama.Config {
 		c, _ := r.saramaConfig() // the configuration was validated in New
 		return c
@@ -594,8 +640,15 @@ func (r *Runtime) gokaProcessor(graph *goka.GroupGraph, name string, h *handler)
 	// sequence order. Only the producer: on the consumers' connections one
 	// request at a time would queue heartbeats and commits behind fetches
 	// that wait up to Consumer.MaxWaitTime.
-	producer := sc()
-	producer.Net.MaxOpenRequests = 1
+	producer := func(maxRecord int) *sarama.Config {
+		c := sc()
+		c.Net.MaxOpenRequests = 1
+		// sarama bounds a record and the records it batches for a
+		// partition by MaxMessageBytes: at the topic's limit, a batch fits
+		// the topic (limits.go).
+		c.Producer.MaxMessageBytes = maxRecord
+		return c
+	}
 	tmc := goka.NewTopicManagerConfig()
 	tmc.NoCreate = true
 	// Run checked partition counts; settings of existing topics are the
@@ -606,7 +659,7 @@ func (r *Runtime) gokaProcessor(graph *goka.GroupGraph, name string, h *handler)
 		goka.WithClientID(r.cfg.Kafka.WithDefaults().ClientID + "-" + name),
 		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(sc())),
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc())),
-		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(producer)),
+		goka.WithProducerBuilder(groupProducers(written(graph), lim.forTopic, producer, h.dlq, &r.stats)),
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc(), tmc)),
 		goka.WithStorageBuilder(h.ids.builder(tablestore.Builder(r.groupDir(string(graph.Group())), r.cfg.TableCache))),
 		goka.WithLogger(gokaLogger{r.cfg.Log}),

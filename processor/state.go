@@ -211,13 +211,17 @@ func (r *Runtime) openStates() []*stateReplica {
 }
 
 // runStates runs each replica under supervise until ctx ends, adding each
-// to wg.
-func (r *Runtime) runStates(ctx context.Context, wg *sync.WaitGroup, states []*stateReplica) {
-	for _, s := range states {
+// to wg; parts[i] is the part of states[i].
+func (r *Runtime) runStates(ctx context.Context, wg *sync.WaitGroup, states []*stateReplica, parts []*part) {
+	for i, s := range states {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			supervise(ctx, r.cfg.Log, &r.stats, "state replica "+s.entity, func() error { return s.run(ctx) })
+			p := parts[i]
+			supervise(ctx, r.cfg.Log, &r.stats, p, func() error {
+				gen := p.generation()
+				return s.run(ctx, func() { p.recovered(gen) })
+			})
 		}()
 	}
 }
@@ -235,8 +239,9 @@ func statesRecovered(ctx context.Context, states []*stateReplica) bool {
 	return true
 }
 
-// run builds a View and runs it until ctx ends or it fails.
-func (s *stateReplica) run(ctx context.Context) error {
+// run builds a View and runs it until ctx ends or it fails, calling
+// recovered once the View has recovered.
+func (s *stateReplica) run(ctx context.Context, recovered func()) error {
 	v, closeClients, err := s.build()
 	if err != nil {
 		return fmt.Errorf("state replica of %s: %w", s.entity, err)
@@ -256,6 +261,7 @@ func (s *stateReplica) run(ctx context.Context) error {
 		select {
 		case <-v.WaitRunning():
 			s.once.Do(func() { close(s.recovered) })
+			recovered()
 		case <-stopped:
 		}
 	}()

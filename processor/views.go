@@ -49,12 +49,10 @@ func (r *Runtime) checkView(v *core.View) []error {
 }
 
 func (r *Runtime) newViewProcessor(v *core.View, partitions int32) (*goka.Processor, error) {
-	env := core.Env{Topics: r.topics, Now: time.Now, Sleep: time.Sleep, MaxRecord: r.maxRecord()}
 	byTopic := map[string]*core.ViewSource{}
 	h := &handler{
 		group:      r.topics.Group(v.Name),
 		observe:    r.cfg.Observe,
-		decide:     func(dl core.Delivery) core.Actions { return core.HandleView(env, v, byTopic, dl) },
 		dlq:        r.topics.DeadLetters(),
 		partitions: partitions,
 		stateful:   true,
@@ -80,7 +78,10 @@ func (r *Runtime) newViewProcessor(v *core.View, partitions int32) (*goka.Proces
 	}
 	graph := goka.DefineGroup(goka.Group(r.topics.Group(v.Name)), edges...)
 	h.loop = graph.LoopStream().Topic()
-	return r.gokaProcessor(graph, v.Name, h)
+	lim := r.recordLimits()
+	env := core.Env{Topics: r.topics, Now: time.Now, Sleep: time.Sleep, MaxRecord: lim.producer, MaxRecordOf: lim.forTopic}
+	h.decide = func(dl core.Delivery) core.Actions { return core.HandleView(env, v, byTopic, dl) }
+	return r.gokaProcessor(graph, v.Name, h, lim)
 }
 
 func (r *Runtime) replicaDir(group string) string {

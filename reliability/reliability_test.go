@@ -235,11 +235,13 @@ func TestReliability(t *testing.T) {
 		}
 	}()
 
-	// Bad input, mixed into the traffic.
+	// Bad input, mixed into the traffic: records straight onto the topics,
+	// and client mistakes at the gateways.
 	kinds := badInput(app)
 	for _, b := range kinds {
 		sendRaw(t, producer, b.Topic, b.Record)
 	}
+	gwKinds := gatewayBadInput(t, workers)
 
 	// Normal traffic: half through the gateways (retried with one
 	// Idempotency-Key until answered), half straight onto the topic the
@@ -424,6 +426,17 @@ func TestReliability(t *testing.T) {
 		}
 		rows = append(rows, fmt.Sprintf("| bad input: %s | %v | %s |", b.Kind, ok, strings.SplitN(reason, "\n", 2)[0]))
 	}
+	var gwHandled int
+	for _, g := range gwKinds {
+		if reason, dead := routed[gatewayKind+g.kind]; dead {
+			g.ok = false
+			t.Errorf("gateway bad input %q reached the dead-letter topic: %s", g.kind, reason)
+		}
+		if g.ok {
+			gwHandled++
+		}
+		rows = append(rows, fmt.Sprintf("| gateway bad input: %s | %v | %s |", g.kind, g.ok, g.got))
+	}
 	authNamed, authCases, authOutput := authFaults(t, env)
 	crashes := 0
 	for _, w := range workers {
@@ -456,6 +469,7 @@ func TestReliability(t *testing.T) {
 	fmt.Printf("| workers killed with SIGKILL (and restarted) | %d |\n| broker restarts | %d |\n", kills.Load(), restarts.Load())
 	fmt.Printf("| retriable errors met and retried | %d |\n| workers that exited on their own | %d |\n", retriable.Load(), crashes)
 	fmt.Printf("| bad-input kinds routed to the dead-letter topic with a reason | %d of %d |\n", kindsRouted, len(kinds))
+	fmt.Printf("| gateway bad-input kinds refused with their 4xx before anything was written | %d of %d |\n", gwHandled, len(gwKinds))
 	fmt.Printf("| auth cases (each listener and mechanism, and each fault) that connected or failed naming the cause | %d of %d |\n", authNamed, authCases)
 	leaks := 0
 	for _, w := range workers {
@@ -791,6 +805,7 @@ func sendViaGateway(ws []*worker, key, subject string, from int, retriable *atom
 		w := ws[(from+try)%len(ws)]
 		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://%s/entities/cart/%s/add-item", w.addr, subject), bytes.NewReader(body))
 		req.Header.Set("Idempotency-Key", key)
+		req.Header.Set("Content-Type", "application/json")
 		resp, err := httpc.Do(req)
 		if err == nil {
 			b, err := io.ReadAll(resp.Body)
@@ -917,6 +932,90 @@ func badInput(app string) []recordtest.Bad {
 	return recordtest.Corpus(app+".cart.commands", good, app+".boom.commands", boom)
 }
 
+// gatewayKind prefixes the subjects of gatewayBadInput's requests: a dead
+// letter keyed so is a client mistake that reached Kafka.
+const gatewayKind = "gwbad-"
+
+// gatewayCase is one kind of client mistake at the gateway and what it got.
+type gatewayCase struct {
+	kind string
+	ok   bool   // answered with the status and code it must have
+	got  string // the answer
+}
+
+// gatewayBadInput sends the gateway-side bad input (issue 14) to the
+// workers, each kind to a subject named after it, retrying on another
+// worker while one is down or starting: every kind must be refused with its
+// 4xx and code before anything is written (deadLetters then checks that
+// none reached the dead-letter topic).
+func gatewayBadInput(t *testing.T, ws []*worker) []*gatewayCase {
+	t.Helper()
+	big := func(n int) string { return `{"productId":"p","name":"` + strings.Repeat("n", n) + `","quantity":1}` }
+	type req struct {
+		kind, method, cmd, body string
+		headers                 []string
+		status                  int
+		code                    string
+	}
+	ct := []string{"Content-Type", "application/json"}
+	with := func(h ...string) []string { return append(append([]string{}, ct...), h...) }
+	reqs := []req{
+		{"body over the entity's MaxValue (300 KB)", "POST", "add-item", big(300_000), ct, 413, "payload_too_large"},
+		{"body of 1,048,000 bytes", "POST", "add-item", big(1_048_000), ct, 413, "payload_too_large"},
+		{"Idempotency-Key of 1,000 bytes", "POST", "add-item", big(1), with("Idempotency-Key", strings.Repeat("k", 1000)), 400, "invalid_argument"},
+		{"Idempotency-Key of 600 KB", "POST", "add-item", big(1), with("Idempotency-Key", strings.Repeat("k", 600_000)), 431, ""},
+		{"Idempotency-Key with control characters", "POST", "add-item", big(1), with("Idempotency-Key", "a\tb"), 400, "invalid_argument"},
+		{"a string for a number", "POST", "add-item", `{"productId":"p","name":"n","quantity":"2"}`, ct, 400, "invalid_argument"},
+		{"a number for a string", "POST", "add-item", `{"productId":42,"name":"n","quantity":2}`, ct, 400, "invalid_argument"},
+		{"an array for the object", "POST", "add-item", `[1,2]`, ct, 400, "invalid_argument"},
+		{"trailing data after the JSON", "POST", "add-item", `{"productId":"p","name":"n","quantity":1} x`, ct, 400, "invalid_argument"},
+		{"not JSON", "POST", "add-item", `hello`, ct, 400, "invalid_argument"},
+		{"text/plain body (a cross-site form)", "POST", "add-item", big(1), []string{"Content-Type", "text/plain"}, 415, "unsupported_media_type"},
+		{"form-encoded body", "POST", "add-item", "a=b", []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, "unsupported_media_type"},
+		{"another origin", "POST", "add-item", big(1), with("Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site"), 403, "cross_site"},
+		{"unknown command", "POST", "frobnicate", big(1), ct, 404, "not_found"},
+		{"GET on a command", "GET", "add-item", "", nil, 405, "method_not_allowed"},
+		{"64 KB of headers", "POST", "add-item", big(1), with("X-Filler", strings.Repeat("f", 64<<10)), 431, ""},
+	}
+	var out []*gatewayCase
+	for i, r := range reqs {
+		c := &gatewayCase{kind: r.kind}
+		out = append(out, c)
+		subject := fmt.Sprintf("%s%d", gatewayKind, i)
+		deadline := time.Now().Add(3 * time.Minute)
+		for try := 0; ; try++ {
+			w := ws[try%len(ws)]
+			hr, _ := http.NewRequest(r.method, fmt.Sprintf("http://%s/entities/cart/%s/%s", w.addr, subject, r.cmd), strings.NewReader(r.body))
+			for j := 0; j+1 < len(r.headers); j += 2 {
+				hr.Header.Set(r.headers[j], r.headers[j+1])
+			}
+			resp, err := httpc.Do(hr)
+			if err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				var e struct {
+					Error struct{ Code, Message string }
+				}
+				_ = json.Unmarshal(body, &e)
+				if resp.StatusCode != http.StatusServiceUnavailable {
+					c.got = fmt.Sprintf("%d %s", resp.StatusCode, e.Error.Code)
+					c.ok = resp.StatusCode == r.status && e.Error.Code == r.code && len(body) < 1000
+					if !c.ok {
+						t.Errorf("gateway bad input %q: %d %.200s; want %d %s", r.kind, resp.StatusCode, body, r.status, r.code)
+					}
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("gateway bad input %q: no answer in 3 minutes (%v)", r.kind, err)
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	return out
+}
+
 // deadLetters reads the dead-letter topic until it has n test kinds, and
 // returns each kind's reason.
 func deadLetters(t *testing.T, addr, topic string, n int) map[string]string {
@@ -953,6 +1052,9 @@ func deadLetters(t *testing.T, addr, topic string, n int) map[string]string {
 				mu.Lock()
 				if kind != "" {
 					out[kind] = reason
+				}
+				if k := string(m.Key); strings.HasPrefix(k, gatewayKind) {
+					out[k] = reason
 				}
 				mu.Unlock()
 			}

@@ -51,7 +51,7 @@ def script(steps):
             continue
         # Reads (views, and entity state from a worker's copy of the table)
         # are eventually consistent: retried. Commands run once.
-        tries = 60 if "/views/" in cmd or ("/entities/" in cmd and "-X POST" not in cmd) else 1
+        tries = 60 if "/views/" in cmd or ("/entities/" in cmd and "--json" not in cmd) else 1
         lines.append(f"want=$(cat <<'WANT_{i}'\n{want}\nWANT_{i}\n)")
         lines.append(f"for try in $(seq {tries}); do out=$({cmd}); [ \"$out\" == \"$want\" ] && break; sleep 0.25; done")
         lines.append(

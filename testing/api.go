@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/partita-dev/partita/access"
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/views"
@@ -28,7 +29,18 @@ type sendOpts struct {
 	id, source string
 	misrouted  bool
 	duplicated bool
+	caller     *access.Caller
 }
+
+// As sends the command as the gateway would for caller: the command's
+// access rule is checked first (its own, else its entity's, else the
+// worker's default, "authenticated"), and a refusal is Send's error,
+// wrapping access.ErrUnauthenticated or access.ErrForbidden (Internal
+// commands are always refused, as at the gateway). An admitted command
+// carries caller, which its handler reads with Metadata.Caller. Without
+// As, a command comes from inside the application: no rule applies and
+// Caller is nil.
+func As(caller access.Caller) SendOption { return func(o *sendOpts) { o.caller = &caller } }
 
 // ID sets the command's ce-id (default: a new id per send). Sending the
 // same id (and source) again is a redelivery.
@@ -80,6 +92,13 @@ func (h *Harness) command(subject, command string, payload any, o sendOpts) (cod
 	ev.SetSubject(subject)
 	ev.SetTime(h.now)
 	ev.SetExtension(codec.ExtReply, "true") // as the gateway does
+	if o.caller != nil {
+		b, err := json.Marshal(o.caller)
+		if err != nil {
+			return ev, fmt.Errorf("partitatest: encode caller: %w", err)
+		}
+		ev.SetExtension(codec.ExtCaller, string(b))
+	}
 
 	if err := ev.SetData("application/json", payload); err != nil {
 		return ev, fmt.Errorf("partitatest: encode payload: %w", err)
@@ -97,6 +116,13 @@ func (h *Harness) Send(entity, subject, command string, payload any, opts ...Sen
 	var o sendOpts
 	for _, f := range opts {
 		f(&o)
+	}
+	if o.caller != nil {
+		d := h.byName[entity].entity
+		rule := d.CommandAccess[command].Or(d.Access).Or(access.Authenticated())
+		if err := rule.Check(o.caller, "command "+entity+"/"+command); err != nil {
+			return Reply{}, err
+		}
 	}
 	ev, err := h.command(subject, command, payload, o)
 	if err != nil {

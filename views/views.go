@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/partita-dev/partita/access"
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/internal/core"
 )
@@ -41,6 +42,12 @@ type Option func(*core.View)
 func Index(field string) Option {
 	return func(v *core.View) { v.Indexes = append(v.Indexes, field) }
 }
+
+// Access sets the view's access rule at the gateway (queries, rows and
+// streams); without one, the application's default applies (the worker's
+// access.default, "authenticated" unless configured). access.Internal()
+// keeps the view off the gateway.
+func Access(rule access.Rule) Option { return func(v *core.View) { v.Access = rule } }
 
 // Defaults of a view's options.
 const (

@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/partita-dev/partita/access"
 	"github.com/partita-dev/partita/internal/envyaml"
 	"github.com/partita-dev/partita/processor/broker"
 )
@@ -43,7 +44,52 @@ type Config struct {
 	ReplyTimeout time.Duration `yaml:"reply_timeout"`
 	// ReadTimeout bounds how long a query with after=<position> waits.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
-	Kafka       broker.Config `yaml:"kafka"`
+	// HTTP sets the HTTP server's limits, timeouts, cross-site rules and
+	// TLS.
+	HTTP HTTPConfig `yaml:"http"`
+	// Auth configures how callers authenticate (JWT, API keys); without
+	// it authentication is off, for development only.
+	Auth AuthConfig `yaml:"auth"`
+	// Access sets the rules of whatever declares none.
+	Access AccessConfig  `yaml:"access"`
+	Kafka  broker.Config `yaml:"kafka"`
+}
+
+// AccessConfig holds the access rules the configuration sets: the
+// application's default, for commands and views that declare no rule
+// (entities.Access, entities.CommandAccess, views.Access), and the rules of
+// the worker's own pages. A rule is written public, authenticated,
+// internal, claim:NAME or claim:NAME=V1|V2. /healthz and /readyz are always
+// open.
+type AccessConfig struct {
+	// Default is the rule of parts that declare none (default
+	// "authenticated").
+	Default string `yaml:"default"`
+	// Dashboard, Status and Metrics guard the dashboard page, /api/status
+	// (the dashboard's data) and /metrics (default "authenticated").
+	Dashboard string `yaml:"dashboard"`
+	Status    string `yaml:"status"`
+	Metrics   string `yaml:"metrics"`
+}
+
+// rules are the parsed AccessConfig.
+type rules struct{ def, dashboard, status, metrics access.Rule }
+
+func (a AccessConfig) rules() (rules, error) {
+	var r rules
+	var problems []error
+	for _, f := range []struct {
+		name string
+		val  string
+		dst  *access.Rule
+	}{{"default", a.Default, &r.def}, {"dashboard", a.Dashboard, &r.dashboard}, {"status", a.Status, &r.status}, {"metrics", a.Metrics, &r.metrics}} {
+		rule, err := access.Parse(f.val)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("access.%s: %w", f.name, err))
+		}
+		*f.dst = rule
+	}
+	return r, errors.Join(problems...)
 }
 
 // The worker's own environment variables (Kafka's are in package broker).
@@ -60,6 +106,10 @@ const (
 	DefaultDataDir      = "data"
 	DefaultReplyTimeout = 10 * time.Second
 	DefaultReadTimeout  = 5 * time.Second
+	// DefaultAccess is the rule of commands, views and the worker's pages
+	// that neither declare nor configure one. With authentication off it
+	// admits everyone (development mode); internal commands never.
+	DefaultAccess = "authenticated"
 )
 
 func (c Config) withDefaults() Config {
@@ -82,6 +132,12 @@ func (c Config) withDefaults() Config {
 	if c.ReadTimeout == 0 {
 		c.ReadTimeout = DefaultReadTimeout
 	}
+	for _, rule := range []*string{&c.Access.Default, &c.Access.Dashboard, &c.Access.Status, &c.Access.Metrics} {
+		if *rule == "" {
+			*rule = DefaultAccess
+		}
+	}
+	c.HTTP = c.HTTP.withDefaults(c.ReplyTimeout)
 	return c
 }
 
@@ -138,6 +194,11 @@ func load(cmd string, args []string, lookup envyaml.Lookup, stderr io.Writer) (C
 	if cfg.Partitions < 0 || cfg.Replication < 0 {
 		problems = append(problems, errors.New("partitions and replication must not be negative"))
 	}
+	if _, err := cfg.Access.rules(); err != nil {
+		problems = append(problems, err)
+	}
+	problems = append(problems, cfg.HTTP.validate()...)
+	problems = append(problems, cfg.Auth.validate()...)
 	if len(problems) > 0 {
 		return Config{}, nil, errors.Join(problems...)
 	}

@@ -6,10 +6,16 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
+	"github.com/chromedp/chromedp"
+	"github.com/partita-dev/partita/codec"
+	"github.com/partita-dev/partita/internal/kafkatest"
 	"github.com/partita-dev/partita/sample"
+	"github.com/partita-dev/partita/worker"
 )
 
 // TestDashboardInHeadlessChromium loads the dashboard in Debian's chromium
@@ -71,5 +77,163 @@ func TestDashboardInHeadlessChromium(t *testing.T) {
 	}
 	if !strings.Contains(dom, "1 rows") {
 		t.Errorf("no row count shown")
+	}
+}
+
+// TestDashboardUnreachableAfterWorkerStops keeps the dashboard of a real
+// worker (embedded broker) open in headless chromium, runs a view query with
+// the form, then stops the worker: the page shows the red "worker
+// unreachable" banner and keeps the last data, greyed, and throws nothing.
+func TestDashboardUnreachableAfterWorkerStops(t *testing.T) {
+	w := startWorker(t, fmt.Sprintf("u%d", time.Now().UnixNano()), "")
+	if code, body, err := post(w.addr, "/entities/cart/k1/add-item", "", sample.AddItem{ProductID: "pen", Name: "pen", Quantity: 1}); code != http.StatusOK {
+		t.Fatalf("add-item: %d %s %v", code, body, err)
+	}
+	b := worker.NewDashboardBrowser(t)
+	b.Do(t, 60*time.Second, chromedp.Navigate("http://"+w.addr+"/"))
+	b.WaitFor(t, "status shown", `document.getElementById("app").textContent === "`+w.app+`" &&
+		document.querySelectorAll("#partitions tbody tr").length > 0 && document.querySelectorAll("#view option").length > 0`, 30*time.Second)
+	if worker.DashboardEval[bool](t, b, `!!document.getElementById("unreachable")`) {
+		t.Fatal("the unreachable banner shows while the worker runs")
+	}
+	if got := worker.DashboardEval[string](t, b, `document.getElementById("ready").textContent`); got != "ready" {
+		t.Errorf("ready marker %q", got)
+	}
+
+	// The view query form, against the worker.
+	b.Do(t, 10*time.Second,
+		chromedp.SetValue(chromedp.CSS(`#query select[name=view]`), "carts"),
+		chromedp.SetValue(chromedp.CSS(`#query input[name=index]`), "checkedOut"),
+		chromedp.SetValue(chromedp.CSS(`#query input[name=eq]`), "false"),
+		chromedp.SetValue(chromedp.CSS(`#query input[name=limit]`), "5"))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b.Do(t, 10*time.Second, chromedp.Click(chromedp.CSS(`#query button[type=submit]`)))
+		b.WaitFor(t, "query answered", `/rows|error/.test(document.getElementById("query-status").textContent)`, 10*time.Second)
+		if got := worker.DashboardEval[string](t, b, `document.getElementById("query-status").textContent`); got == "1 rows" {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the query form shows %q, want 1 rows\n%s", got, b.Snapshot())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if rows := worker.DashboardRows(t, b, "rows"); len(rows) != 1 || rows[0].Cells[0] != "k1" {
+		t.Errorf("query rows: %+v", rows)
+	}
+	partitions := len(worker.DashboardRows(t, b, "partitions"))
+
+	// Stop the worker.
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the worker did not stop in 30 s")
+	}
+	b.Do(t, 20*time.Second, chromedp.WaitVisible(chromedp.ID("unreachable")))
+	banner := worker.DashboardEval[string](t, b, `document.getElementById("unreachable").textContent`)
+	if !strings.Contains(banner, "worker unreachable") {
+		t.Errorf("banner %q", banner)
+	}
+	if bg := worker.DashboardEval[string](t, b, `getComputedStyle(document.getElementById("unreachable")).backgroundColor`); bg != "rgb(187, 0, 0)" {
+		t.Errorf("banner background %s, want red", bg)
+	}
+	if !worker.DashboardEval[bool](t, b, `document.body.classList.contains("stale") && getComputedStyle(document.getElementById("status")).opacity < 1`) {
+		t.Errorf("the last data is not greyed")
+	}
+	if got := worker.DashboardEval[string](t, b, `document.getElementById("app").textContent`); got != w.app {
+		t.Errorf("the last data went: app %q", got)
+	}
+	if n := len(worker.DashboardRows(t, b, "partitions")); n != partitions {
+		t.Errorf("the last data went: %d partition rows, had %d", n, partitions)
+	}
+	// A few more failed polls: the banner stays, nothing is thrown.
+	time.Sleep(5 * time.Second)
+	if !worker.DashboardEval[bool](t, b, `!!document.getElementById("unreachable")`) {
+		t.Errorf("the banner went while the worker is down")
+	}
+	if p := b.Problems(); len(p) > 0 {
+		t.Errorf("the page reported problems:\n%s", strings.Join(p, "\n"))
+	}
+}
+
+// TestRestartLoopShowsInReadyzAndDashboard puts the account processor of a
+// real worker (the bank application on the real broker) into a restart
+// loop from outside (kafkatest.BreakLoop: its loop topic deleted and a
+// command that must be re-routed through it), and checks that /readyz
+// answers 503 naming the processor within 5 s of the loop starting, that
+// the dashboard shows the group in red with its last error, and that both
+// recover once the topic is back.
+func TestRestartLoopShowsInReadyzAndDashboard(t *testing.T) {
+	e := kafkatest.Require(t)
+	bin, err := bankBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := startProc(t, bin, fmt.Sprintf("loop%d", time.Now().UnixNano()), e.Plaintext)
+	group := w.app + ".account"
+	b := worker.NewDashboardBrowser(t)
+	b.Do(t, 60*time.Second, chromedp.Navigate("http://"+w.addr+"/"))
+	b.WaitFor(t, "health shown", `[...document.querySelectorAll("#groups tbody tr")].some((tr) => tr.cells[0].textContent === "`+group+`")`, 30*time.Second)
+
+	ev := codec.NewEvent()
+	ev.SetID("loop-1")
+	ev.SetSource("fault")
+	ev.SetType("ping")
+	ev.SetSubject("a1")
+	ev.SetDataContentType("application/json")
+	ev.DataEncoded = []byte(`{}`)
+	rec, err := codec.EncodeEvent(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := &sarama.ProducerMessage{Topic: w.app + ".account.commands", Value: sarama.ByteEncoder(rec.Value)}
+	for k, v := range rec.Headers {
+		msg.Headers = append(msg.Headers, sarama.RecordHeader{Key: []byte(k), Value: v})
+	}
+	f := kafkatest.BreakLoop(t, []string{e.Plaintext}, w.app+".account-loop", msg)
+	var reason string
+	for {
+		code, body := get(w.addr, "/readyz")
+		if code == http.StatusServiceUnavailable && strings.Contains(string(body), group) {
+			reason = string(body)
+			break
+		}
+		// The processor stops about a second after the command is written.
+		if time.Since(f.Sent) > 6*time.Second {
+			t.Fatalf("/readyz %d %s %v after the loop began; want 503 naming %s within 5 s", code, body, time.Since(f.Sent), group)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("/readyz 503 %v after the misrouted command: %s", time.Since(f.Sent), reason)
+	b.WaitFor(t, "the group in red", `[...document.querySelectorAll("#groups tbody tr")].some((tr) => tr.cells[0].textContent === "`+group+`" && tr.classList.contains("bad"))`, 10*time.Second)
+	for _, r := range worker.DashboardRows(t, b, "groups") {
+		if r.Cells[0] == group && (r.Color != "rgb(187, 0, 0)" || !strings.Contains(strings.Join(r.Cells, " "), "-loop")) {
+			t.Errorf("dashboard row of %s: %+v; want red, with the last error naming the loop topic", group, r)
+		}
+	}
+	if got := worker.DashboardEval[string](t, b, `document.getElementById("ready").textContent`); !strings.Contains(got, "not ready") {
+		t.Errorf("ready marker %q while the processor restarts", got)
+	}
+	if rows := worker.DashboardRows(t, b, "partitions"); len(rows) == 0 {
+		t.Errorf("the partitions table went empty while the group restarts")
+	}
+
+	f.Heal()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if code, _ := get(w.addr, "/readyz"); code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			_, body := get(w.addr, "/readyz")
+			t.Fatalf("/readyz not 200 a minute after the topic came back: %s", body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	b.WaitFor(t, "the group running again", `[...document.querySelectorAll("#groups tbody tr")].some((tr) => tr.cells[0].textContent === "`+group+`" && !tr.classList.contains("bad"))`, 10*time.Second)
+	if p := b.Problems(); len(p) > 0 {
+		t.Errorf("the page reported problems: %v", p)
 	}
 }

@@ -12,10 +12,12 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/partita-dev/partita/access"
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/internal/murmur2"
@@ -43,6 +45,8 @@ type gateway struct {
 	prod    sarama.SyncProducer
 	metrics *metrics
 	log     *slog.Logger
+	auth    *authenticator
+	rules   rules // the application's default and the worker's own paths
 
 	// listening is closed once the reply listener follows every partition:
 	// a command sent before could have its reply written before the
@@ -70,7 +74,7 @@ type deadLetter struct {
 	Code   string    `json:"code,omitempty"` // the reason's kind, when it has one (idempotency_conflict)
 }
 
-func newGateway(ctx context.Context, cfg Config, kc broker.Config, rt *processor.Runtime, m *metrics, log *slog.Logger) (*gateway, error) {
+func newGateway(ctx context.Context, cfg Config, kc broker.Config, rt *processor.Runtime, m *metrics, auth *authenticator, log *slog.Logger) (*gateway, error) {
 	// The producer and the reply listener have a client each. Kafka answers
 	// one request at a time per connection, so on a shared connection a
 	// command's produce request waited behind the listener's fetch, which
@@ -93,8 +97,12 @@ func newGateway(ctx context.Context, cfg Config, kc broker.Config, rt *processor
 		prodCl.Close()
 		return nil, err
 	}
+	rules, err := cfg.Access.rules()
+	if err != nil { // load validated it
+		return nil, err
+	}
 	g := &gateway{cfg: cfg, rt: rt, topics: rt.TopicNames(), client: client, prodCl: prodCl, prod: prod, metrics: m, log: log,
-		listening: make(chan struct{}), pending: map[string]chan result{}}
+		auth: auth, rules: rules, listening: make(chan struct{}), pending: map[string]chan result{}}
 	go g.listen(ctx)
 	return g, nil
 }
@@ -227,16 +235,92 @@ func (g *gateway) deliver(m *sarama.ConsumerMessage) {
 func (g *gateway) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /entities/{entity}/{id}/{command}", g.command)
-	mux.HandleFunc("GET /entities/{entity}/{id}", g.entityState)
-	mux.HandleFunc("GET /views/{view}/stream", g.stream)
-	mux.HandleFunc("GET /views/{view}/{id}", g.row)
-	mux.HandleFunc("GET /views/{view}", g.query)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	// Reading an entity's state is guarded by the entity-wide rule.
+	mux.HandleFunc("GET /entities/{entity}/{id}", g.guardPart("entity", g.rt.EntityAccess, g.entityState))
+	mux.HandleFunc("GET /views/{view}/stream", g.guardPart("view", g.rt.ViewAccess, g.stream))
+	mux.HandleFunc("GET /views/{view}/{id}", g.guardPart("view", g.rt.ViewAccess, g.row))
+	mux.HandleFunc("GET /views/{view}", g.guardPart("view", g.rt.ViewAccess, g.query))
+	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", g.ready)
-	mux.Handle("GET /metrics", g.metrics.handler())
-	mux.HandleFunc("GET /api/status", g.status)
-	mux.Handle("GET /", dashboard())
-	return g.metrics.instrument(mux)
+	mux.Handle("GET /metrics", g.guard(g.rules.metrics, "/metrics", g.metrics.handler()))
+	mux.Handle("GET /api/status", g.guard(g.rules.status, "/api/status", http.HandlerFunc(g.status)))
+	page := g.guard(g.rules.dashboard, "the dashboard", dashboard())
+	mux.Handle("GET /{$}", page)
+	mux.Handle("GET /index.html", page)
+	mux.Handle("GET /assets/", page)
+	return g.metrics.instrument(guard(g.cfg.HTTP, mux))
+}
+
+func healthz(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }
+
+// caller authenticates r, writing the 401 when its credentials are bad.
+func (g *gateway) caller(w http.ResponseWriter, r *http.Request) (*access.Caller, bool) {
+	c, err := g.auth.authenticate(r)
+	if err != nil {
+		g.deny(w, err)
+		return nil, false
+	}
+	return c, true
+}
+
+// admit checks rule (undeclared: the application's default) for caller,
+// writing the 401 or 403 when it does not admit the caller.
+func (g *gateway) admit(w http.ResponseWriter, caller *access.Caller, rule access.Rule, what string) bool {
+	if err := rule.Or(g.rules.def).Check(caller, what); err != nil {
+		g.deny(w, err)
+		return false
+	}
+	return true
+}
+
+// deny writes 401 (with WWW-Authenticate) or 403 for an access error.
+func (g *gateway) deny(w http.ResponseWriter, err error) {
+	if errors.Is(err, access.ErrForbidden) {
+		httpError(w, http.StatusForbidden, "permission_denied", err.Error())
+		return
+	}
+	w.Header().Set("WWW-Authenticate", g.auth.challenge(err))
+	httpError(w, http.StatusUnauthorized, "unauthenticated", err.Error())
+}
+
+// guard admits callers of h by rule.
+func (g *gateway) guard(rule access.Rule, what string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c, ok := g.caller(w, r); ok && g.admit(w, c, rule, what) {
+			h.ServeHTTP(w, r)
+		}
+	})
+}
+
+// guardPart admits callers of h by the rule of the part (entity or view)
+// named by the path parameter kind. For a name that is no part, the
+// default rule judges the caller first: who may not call learns no names.
+func (g *gateway) guardPart(kind string, rule func(name string) (access.Rule, error), h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue(kind)
+		c, ok := g.caller(w, r)
+		if !ok {
+			return
+		}
+		rl, err := rule(name)
+		switch {
+		case err == nil:
+			if g.admit(w, c, rl, kind+" "+name) {
+				h(w, r)
+			}
+		case g.admit(w, c, access.Rule{}, kind+" "+clip(name)):
+			httpError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no %s %q", kind, clip(name)))
+		}
+	}
+}
+
+// clip shortens what a caller sent before it is echoed in an error.
+func clip(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "…"
 }
 
 // httpError writes {"error":{"code":...,"message":...}}.
@@ -263,30 +347,67 @@ func statusOf(code string) int {
 	return http.StatusUnprocessableEntity
 }
 
+// MaxIdempotencyKey bounds the Idempotency-Key header, in bytes (printable
+// ASCII): the key is the command's ce-id, stored in the entity's dedup
+// records and echoed in its reply.
+const MaxIdempotencyKey = 200
+
 func (g *gateway) command(w http.ResponseWriter, r *http.Request) {
 	entity, subject, command := r.PathValue("entity"), r.PathValue("id"), r.PathValue("command")
-	cmds, ok := g.rt.Entities()[entity]
-	if !ok || cmds == nil {
-		httpError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no entity %q", entity))
+	caller, ok := g.caller(w, r)
+	if !ok {
 		return
 	}
-	if !slices.Contains(cmds, command) {
-		httpError(w, http.StatusNotFound, "not_found", fmt.Sprintf("entity %s has no command %q (commands: %v)", entity, command, cmds))
+	info, err := g.rt.Command(entity, command)
+	// Who may not send commands learns no names: for an unknown one the
+	// default rule judges the caller first.
+	if err != nil && !g.admit(w, caller, access.Rule{}, "command "+clip(entity)+"/"+clip(command)) {
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20+1))
-	if err != nil || len(body) > 1<<20 {
-		httpError(w, http.StatusBadRequest, "invalid_argument", "the body is unreadable or larger than 1 MiB")
+	switch {
+	case errors.Is(err, processor.ErrUnknownEntity):
+		httpError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no entity %q", clip(entity)))
+		return
+	case err != nil:
+		httpError(w, http.StatusNotFound, "not_found", fmt.Sprintf("entity %s has no command %q (commands: %v)", entity, clip(command), g.rt.Entities()[entity]))
+		return
+	}
+	if !g.admit(w, caller, info.Access, "command "+entity+"/"+command) {
+		return
+	}
+	id := r.Header.Get("Idempotency-Key")
+	if len(id) > MaxIdempotencyKey || !printable(id) {
+		httpError(w, http.StatusBadRequest, "invalid_argument",
+			fmt.Sprintf("Idempotency-Key must be at most %d printable ASCII characters", MaxIdempotencyKey))
+		return
+	}
+	if len(subject) > codec.MaxSubjectLength {
+		httpError(w, http.StatusBadRequest, "invalid_argument", fmt.Sprintf("the id is longer than %d bytes", codec.MaxSubjectLength))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(info.MaxValue)))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		httpError(w, http.StatusRequestEntityTooLarge, "payload_too_large",
+			fmt.Sprintf("the body is larger than entity %s accepts (%d bytes)", entity, info.MaxValue))
+		return
+	case err != nil:
+		httpError(w, http.StatusBadRequest, "invalid_argument", "the body could not be read")
 		return
 	}
 	if len(body) == 0 {
 		body = []byte("{}")
 	}
-	if !json.Valid(body) {
-		httpError(w, http.StatusBadRequest, "invalid_argument", "the body is not JSON")
+	if err := info.Validate(body); err != nil {
+		var pe *codec.PayloadError
+		if errors.As(err, &pe) {
+			httpError(w, http.StatusBadRequest, "invalid_argument", pe.Error())
+		} else {
+			httpError(w, http.StatusBadRequest, "invalid_argument", "the body does not fit the command")
+		}
 		return
 	}
-	id := r.Header.Get("Idempotency-Key")
 	if id == "" {
 		id = newID()
 	}
@@ -297,6 +418,7 @@ func (g *gateway) command(w http.ResponseWriter, r *http.Request) {
 	ev.SetSubject(subject)
 	ev.SetTime(time.Now())
 	ev.SetExtension(codec.ExtReply, "true")
+	ev.SetExtension(codec.ExtCaller, string(g.forwarded(caller)))
 	ev.SetDataContentType("application/json")
 	ev.DataEncoded = body
 	rec, err := codec.EncodeEvent(ev)
@@ -305,6 +427,11 @@ func (g *gateway) command(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		httpError(w, http.StatusBadRequest, "invalid_argument", err.Error())
+		return
+	}
+	if n := recordSize(rec); n > g.prodCl.Config().Producer.MaxMessageBytes {
+		httpError(w, http.StatusRequestEntityTooLarge, "payload_too_large",
+			fmt.Sprintf("the command's record would be %d bytes, more than Kafka accepts (%d)", n, g.prodCl.Config().Producer.MaxMessageBytes))
 		return
 	}
 	select {
@@ -334,6 +461,10 @@ func (g *gateway) command(w http.ResponseWriter, r *http.Request) {
 		msg.Headers = append(msg.Headers, sarama.RecordHeader{Key: []byte(k), Value: v})
 	}
 	if _, _, err := g.prod.SendMessage(msg); err != nil {
+		if errors.Is(err, sarama.ErrMessageSizeTooLarge) {
+			httpError(w, http.StatusRequestEntityTooLarge, "payload_too_large", "Kafka refused the command's record as too large")
+			return
+		}
 		httpError(w, http.StatusServiceUnavailable, "unavailable", "could not write the command to Kafka; retry with the same Idempotency-Key: "+err.Error())
 		return
 	}
@@ -353,6 +484,45 @@ func (g *gateway) command(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("no reply within %v; the command may still be applied: retry with Idempotency-Key %s", g.cfg.ReplyTimeout, id))
 	case <-r.Context().Done():
 	}
+}
+
+// printable reports whether s is printable ASCII.
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// recordSize is about what the producer counts of a record against
+// Producer.MaxMessageBytes (key, value, headers and their framing).
+func recordSize(rec codec.Record) int {
+	n := len(rec.Key) + len(rec.Value) + 64
+	for k, v := range rec.Headers {
+		n += len(k) + len(v) + 8
+	}
+	return n
+}
+
+// forwarded is the caller as handlers see it: the claims the
+// configuration forwards, no others.
+func (g *gateway) forwarded(c *access.Caller) []byte {
+	out := access.Caller{Subject: c.Subject, Method: c.Method}
+	if out.Method == "" {
+		out.Method = "anonymous"
+	}
+	for _, name := range g.auth.forwardClaims() {
+		if v, ok := c.Claims[name]; ok {
+			if out.Claims == nil {
+				out.Claims = map[string]any{}
+			}
+			out.Claims[name] = v
+		}
+	}
+	b, _ := json.Marshal(out)
+	return b
 }
 
 func writeReply(w http.ResponseWriter, reply codec.Event) {
@@ -549,11 +719,12 @@ func (g *gateway) stream(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		httpError(w, http.StatusInternalServerError, "internal", "streaming unsupported")
-		return
-	}
+	// A stream outlives the server's write timeout, which is for answers:
+	// each write gets the timeout anew, so a client that stops reading is
+	// still let go.
+	rc := http.NewResponseController(w)
+	alive := func() { _ = rc.SetWriteDeadline(time.Now().Add(g.cfg.HTTP.WriteTimeout)) }
+	alive()
 	sub, err := s.Subscribe(r.Context(), q)
 	if err != nil {
 		httpError(w, http.StatusBadRequest, "invalid_argument", err.Error())
@@ -563,7 +734,9 @@ func (g *gateway) stream(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
-	flusher.Flush()
+	if rc.Flush() != nil {
+		return
+	}
 	for c := range sub.C {
 		var event string
 		var data []byte
@@ -575,10 +748,10 @@ func (g *gateway) stream(w http.ResponseWriter, r *http.Request) {
 		case views.Current:
 			event, data = "current", []byte("{}")
 		}
-		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, data); err != nil {
+		alive()
+		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, data); err != nil || rc.Flush() != nil {
 			return
 		}
-		flusher.Flush()
 	}
 }
 
@@ -588,19 +761,38 @@ func mustJSON(v any) []byte {
 }
 
 func (g *gateway) ready(w http.ResponseWriter, r *http.Request) {
+	if reason := g.notReady(r.Context()); reason != "" {
+		httpError(w, http.StatusServiceUnavailable, "not_ready", reason)
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+// notReady says why the worker is not ready, "" when it is: it has not
+// recovered its tables yet, the reply listener is not following, or a
+// processor or replica is restarting or not recovered after a restart.
+func (g *gateway) notReady(ctx context.Context) string {
 	switch {
-	case isClosed(g.rt.Ready()) && isClosed(g.listening):
-		fmt.Fprintln(w, "ready")
-	case isClosed(g.rt.Ready()):
-		http.Error(w, "starting the reply listener", http.StatusServiceUnavailable)
-	default:
+	case !isClosed(g.rt.Ready()):
 		var restored, total int64
-		for _, p := range g.rt.Partitions(r.Context()) {
+		for _, p := range g.rt.Partitions(ctx) {
 			restored += p.Restored
 			total += p.Total
 		}
-		http.Error(w, fmt.Sprintf("recovering: %d of %d table records restored", restored, total), http.StatusServiceUnavailable)
+		return fmt.Sprintf("recovering: %d of %d table records restored", restored, total)
+	case !isClosed(g.listening):
+		return "starting the reply listener"
 	}
+	// A part "starting" again during a rebalance is not a failure (every
+	// worker would answer 503 at each scale event); one restarting after
+	// an error, or stopped, is.
+	var bad []string
+	for _, h := range g.rt.Health() {
+		if h.State == processor.HealthRestarting || h.State == processor.HealthStopped {
+			bad = append(bad, fmt.Sprintf("%s %s %s after %d restarts: %s", h.Kind, h.Name, h.State, h.Restarts, h.LastError))
+		}
+	}
+	return strings.Join(bad, "; ")
 }
 
 func isClosed(c <-chan struct{}) bool {
@@ -622,12 +814,18 @@ func (g *gateway) status(w http.ResponseWriter, r *http.Request) {
 	out := struct {
 		App         string                      `json:"app"`
 		Ready       bool                        `json:"ready"`
+		Reason      string                      `json:"reason,omitempty"`
+		Groups      []processor.GroupHealth     `json:"groups"`
 		Entities    map[string][]string         `json:"entities"`
 		Views       []viewStatus                `json:"views"`
 		Partitions  []processor.PartitionStatus `json:"partitions"`
 		DeadLetters []deadLetter                `json:"deadLetters"`
 	}{App: g.cfg.App, Entities: g.rt.Entities(), Partitions: g.rt.Partitions(r.Context())}
-	out.Ready = isClosed(g.rt.Ready()) && isClosed(g.listening)
+	out.Reason = g.notReady(r.Context())
+	out.Ready = out.Reason == ""
+	if out.Groups = g.rt.Health(); out.Groups == nil {
+		out.Groups = []processor.GroupHealth{}
+	}
 	names := g.rt.Views()
 	for name, idx := range names {
 		lag, _ := g.rt.Lag(name)

@@ -212,6 +212,7 @@ func command(t *testing.T, addr, entity, subject, cmd, key, body string) gateway
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set("Content-Type", "application/json")
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
 	}

@@ -32,6 +32,9 @@ func call(t *testing.T, method, addr, path string, body any) (int, []byte, strin
 	if err != nil {
 		t.Fatal(err)
 	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@
 //	config         print the effective configuration, secrets redacted
 //	topics plan    print every topic with partitions, replication and config
 //	topics create  create the missing topics
+//	hash-key       read an API key on stdin; print the hash to put in auth.api_keys
 //
 // Contract: a bad configuration fails before anything starts, with every
 // problem listed (exit code 2); a failed command exits 1. Cancelling ctx
@@ -25,17 +26,19 @@
 package worker
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/partita-dev/partita/internal/envyaml"
@@ -52,6 +55,10 @@ type App struct {
 // Main runs the worker command given by args and returns its exit code.
 // lookup reads the environment (os.LookupEnv); logs go to stderr.
 func Main(ctx context.Context, app App, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
+	return mainWith(ctx, app, args, lookup, os.Stdin, stdout, stderr)
+}
+
+func mainWith(ctx context.Context, app App, args []string, lookup func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	cmd := "run"
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
@@ -69,6 +76,8 @@ func Main(ctx context.Context, app App, args []string, lookup func(string) (stri
 		return 2
 	}
 	switch {
+	case cmd == "hash-key" && len(rest) == 0:
+		err = hashKey(stdin, stdout)
 	case len(rest) > 0:
 		fmt.Fprintf(stderr, "worker: unexpected arguments %q\n", rest)
 		return 2
@@ -83,7 +92,7 @@ func Main(ctx context.Context, app App, args []string, lookup func(string) (stri
 	case cmd == "topics create":
 		err = createTopics(ctx, cfg, app, log)
 	default:
-		fmt.Fprintf(stderr, "worker: unknown command %q (commands: run, check, config, topics plan, topics create)\n", cmd)
+		fmt.Fprintf(stderr, "worker: unknown command %q (commands: run, check, config, topics plan, topics create, hash-key)\n", cmd)
 		return 2
 	}
 	if err != nil {
@@ -91,6 +100,21 @@ func Main(ctx context.Context, app App, args []string, lookup func(string) (stri
 		return 1
 	}
 	return 0
+}
+
+// hashKey reads an API key from stdin (not from the arguments, which
+// other users see in ps) and prints its hash for auth.api_keys.
+func hashKey(stdin io.Reader, stdout io.Writer) error {
+	line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
+	key := strings.TrimSpace(line)
+	if key == "" {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = errors.New("no API key on standard input")
+		}
+		return err
+	}
+	_, err = fmt.Fprintln(stdout, HashAPIKey(key))
+	return err
 }
 
 // kafka returns the connection to use, starting the embedded broker when no
@@ -182,20 +206,70 @@ func createTopics(ctx context.Context, cfg Config, app App, log *slog.Logger) er
 	return rt.CreateTopics(ctx)
 }
 
-// serve runs the application and its HTTP door until ctx ends.
+// serve runs the application and its HTTP door until ctx ends. HTTP
+// opens first: while Kafka is unreachable /healthz answers (the process is
+// alive) and /readyz says what it waits for; the gateway's routes take over
+// once the runtime and the gateway have connected.
 func serve(ctx context.Context, cfg Config, app App, log *slog.Logger) error {
 	kc, stop, err := kafka(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	report, err := connect(ctx, kc, log)
+	auth, err := newAuthenticator(ctx, cfg.Auth, log)
+	if err != nil {
+		return err
+	}
+	defer auth.close()
+	m := newMetrics()
+	var waiting atomic.Value // string: what the worker waits for before serving
+	waiting.Store("connecting to Kafka")
+	var routes atomic.Pointer[http.Handler]
+	starting := http.NewServeMux()
+	starting.HandleFunc("GET /healthz", healthz)
+	starting.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		httpError(w, http.StatusServiceUnavailable, "not_ready", waiting.Load().(string))
+	})
+	starting.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		httpError(w, http.StatusServiceUnavailable, "not_ready", "the worker is starting: "+waiting.Load().(string))
+	})
+	var startingH http.Handler = guard(cfg.HTTP, starting)
+	routes.Store(&startingH)
+	srv, err := newServer(cfg.HTTP, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		(*routes.Load()).ServeHTTP(w, r)
+	}), log)
+	if err != nil {
+		return err
+	}
+	ln, err := listen(cfg.HTTP, cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	go func() {
+		var err error
+		if cfg.HTTP.TLS != nil {
+			err = srv.ServeTLS(ln, "", "")
+		} else {
+			err = srv.Serve(ln)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	log.Info("http listening", "addr", ln.Addr().String(), "tls", cfg.HTTP.TLS != nil)
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ReplyTimeout+5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	unreachable := func(err error) { waiting.Store("waiting for Kafka: " + err.Error()) }
+
+	report, err := connect(ctx, kc, log, unreachable)
 	if err != nil {
 		return err
 	}
 	log.Info("connected to Kafka", "connection", report.Connection, "cluster_id", report.ClusterID, "brokers", report.Brokers)
-
-	m := newMetrics()
+	waiting.Store("starting the runtime")
 	rt, err := runtime(cfg, kc, app, log, m)
 	if err != nil {
 		return err
@@ -207,29 +281,21 @@ func serve(ctx context.Context, cfg Config, app App, log *slog.Logger) error {
 	defer stopRuntime()
 	runErr := make(chan error, 1)
 	go func() {
-		runErr <- retryUnreachable(rtCtx, log, "runtime", func() error { return rt.Run(rtCtx) })
+		runErr <- retryUnreachable(rtCtx, log, "runtime", unreachable, func() error { return rt.Run(rtCtx) })
 	}()
 	go logRecovery(rtCtx, rt, log)
 
 	var gw *gateway
-	err = retryUnreachable(rtCtx, log, "gateway", func() (err error) {
-		gw, err = newGateway(rtCtx, cfg, kc, rt, m, log)
+	err = retryUnreachable(rtCtx, log, "gateway", unreachable, func() (err error) {
+		gw, err = newGateway(rtCtx, cfg, kc, rt, m, auth, log)
 		return err
 	})
 	if err != nil {
 		return err
 	}
 	defer gw.close()
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("http: %w", err)
-	}
-	srv := &http.Server{Handler: gw.routes(), ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http server stopped", "err", err)
-		}
-	}()
+	gwRoutes := gw.routes()
+	routes.Store(&gwRoutes)
 	log.Info("worker running", "app", cfg.App, "http", ln.Addr().String())
 	select {
 	case <-ctx.Done():
@@ -253,11 +319,15 @@ func serve(ctx context.Context, cfg Config, app App, log *slog.Logger) error {
 
 // retryUnreachable runs f again while it fails because no broker is
 // reachable (the broker is restarting), and returns any other outcome.
-func retryUnreachable(ctx context.Context, log *slog.Logger, what string, f func() error) error {
+// unreachable, when set, hears each such failure.
+func retryUnreachable(ctx context.Context, log *slog.Logger, what string, unreachable func(error), f func() error) error {
 	for {
 		err := f()
 		if err == nil || ctx.Err() != nil || !errors.Is(err, broker.ErrNoBroker) {
 			return err
+		}
+		if unreachable != nil {
+			unreachable(err)
 		}
 		log.Warn("no Kafka broker reachable; retrying", "what", what, "err", err)
 		select {
@@ -271,8 +341,8 @@ func retryUnreachable(ctx context.Context, log *slog.Logger, what string, f func
 // connect checks the connection, waiting for the brokers while none is
 // reachable (a worker started during a broker restart must not exit); any
 // other failure (credentials, TLS) is returned at once.
-func connect(ctx context.Context, kc broker.Config, log *slog.Logger) (report *broker.Report, err error) {
-	err = retryUnreachable(ctx, log, "connection check", func() error {
+func connect(ctx context.Context, kc broker.Config, log *slog.Logger, unreachable func(error)) (report *broker.Report, err error) {
+	err = retryUnreachable(ctx, log, "connection check", unreachable, func() error {
 		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		defer cancel()
 		report, err = broker.Check(cctx, kc, log)

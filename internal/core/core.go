@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/partita-dev/partita/access"
 	"github.com/partita-dev/partita/codec"
 )
 
@@ -67,6 +68,15 @@ type Entity struct {
 	// PublishTopics and SendsTo declare where effects may write.
 	PublishTopics []string
 	SendsTo       []string
+	// Access is the entity's access rule at the gateway; CommandAccess
+	// overrides it per command. Undeclared rules take the application's
+	// default.
+	Access        access.Rule
+	CommandAccess map[string]access.Rule
+	// Validators decode each command's payload strictly, as its handler
+	// would, so that the gateway refuses a client's mistake before
+	// anything is written (nil error: the payload fits).
+	Validators map[string]func(data []byte) error
 }
 
 // Handler runs one typed handler over an input. It decodes the payload

@@ -152,7 +152,7 @@ func decodeCommand(d Delivery) (codec.Attributes, error) {
 // HandleEntity is everything an entity (or stateless consumer) does with one
 // delivery: decode, re-route, dedup, decide, and what to store and write.
 func HandleEntity(env Env, def *Entity, d Delivery) Actions {
-	return fit(env, d, env.Topics.Group(def.Name), handleEntity(env, def, d))
+	return fit(env, d, def.Name, handleEntity(env, def, d))
 }
 
 func handleEntity(env Env, def *Entity, d Delivery) Actions {
@@ -208,7 +208,7 @@ func handleEntity(env Env, def *Entity, d Delivery) Actions {
 // HandleView is everything a view does with one delivery from one of its
 // sources (by topic) or its loop topic.
 func HandleView(env Env, v *View, sources map[string]*ViewSource, d Delivery) Actions {
-	return fit(env, d, env.Topics.Group(v.Name), handleView(env, v, sources, d))
+	return fit(env, d, v.Name, handleView(env, v, sources, d))
 }
 
 func handleView(env Env, v *View, sources map[string]*ViewSource, d Delivery) Actions {
@@ -311,32 +311,37 @@ func recordSize(key, value []byte, headers map[string][]byte) int {
 	return n
 }
 
-// fit makes a's records fit env.MaxRecord, so that nothing a caller sends
-// can make a write fail and stop the partition: when a record the group
+// fit makes a's records fit env.MaxRecord (or, per topic,
+// env.MaxRecordOf), so that nothing a caller sends can make a write fail
+// and stop the partition: when a record the group of entity or view name
 // would write (the re-routed record, the new state, an id table entry, an
-// output) does not fit, the input is a dead letter instead, and nothing
-// else is written; a dead letter that does not fit has its value cut.
-func fit(env Env, d Delivery, group string, a Actions) Actions {
-	max := env.MaxRecord
-	if max <= 0 {
+// output) does not fit its topic, the input is a dead letter instead, and
+// nothing else is written; a dead letter that does not fit the dead-letter
+// topic has its value cut.
+func fit(env Env, d Delivery, name string, a Actions) Actions {
+	limit := func(string) int { return env.MaxRecord }
+	if env.MaxRecordOf != nil {
+		limit = env.MaxRecordOf
+	} else if env.MaxRecord <= 0 {
 		return a
 	}
-	too := func(what string, n int) Actions {
+	group := env.Topics.Group(name)
+	too := func(what string, n, max int) Actions {
 		return deadLetter(d, group, fmt.Sprintf("%s would be %d bytes, more than the %d a record may have", what, n, max), env.Now())
 	}
 	switch {
 	case a.Loopback != nil:
-		if n := recordSize(a.Loopback.Key, a.Loopback.Value, a.Loopback.Headers); n > max {
-			a = too("the re-routed record", n)
+		if n, max := recordSize(a.Loopback.Key, a.Loopback.Value, a.Loopback.Headers), limit(d.Loop); n > max {
+			a = too("the re-routed record", n, max)
 		}
 	case a.DeadLetter == nil:
-		if n := recordSize(d.Record.Key, a.Store, nil); a.Store != nil && n > max {
-			a = too("the new state", n)
+		if n, max := recordSize(d.Record.Key, a.Store, nil), limit(env.Topics.Table(name)); a.Store != nil && n > max {
+			a = too("the new state", n, max)
 			break
 		}
 		for _, m := range a.Remember {
-			if n := recordSize([]byte(m.Key), m.Value, nil); n > max {
-				a = too("an id table entry", n)
+			if n, max := recordSize([]byte(m.Key), m.Value, nil), limit(env.Topics.IDs(name)); n > max {
+				a = too("an id table entry", n, max)
 				break
 			}
 		}
@@ -344,12 +349,13 @@ func fit(env Env, d Delivery, group string, a Actions) Actions {
 			if a.DeadLetter != nil {
 				break
 			}
-			if n := recordSize(o.Record.Key, o.Record.Value, o.Record.Headers); n > max {
-				a = too("a record for "+o.Topic, n)
+			if n, max := recordSize(o.Record.Key, o.Record.Value, o.Record.Headers), limit(o.Topic); n > max {
+				a = too("a record for "+o.Topic, n, max)
 			}
 		}
 	}
 	if dl := a.DeadLetter; dl != nil {
+		max := limit(env.Topics.DeadLetters())
 		if n := recordSize(dl.Key, dl.Value, dl.Headers); n > max {
 			// Cut the value (the reason and origin say what it was); keys
 			// and headers the broker accepted with it are kept.

@@ -93,6 +93,11 @@ type Env struct {
 	// MaxRecord bounds the bytes of every record the group writes (the
 	// producer's limit; 0: none): see HandleEntity.
 	MaxRecord int
+	// MaxRecordOf, when set, bounds the bytes of a record written to
+	// topic instead of MaxRecord (topics can have limits of their own,
+	// lower than the producer's; the dead-letter topic's can differ from
+	// the others'). Its result must be positive.
+	MaxRecordOf func(topic string) int
 }
 
 // Process handles one validated CloudEvent (it has a subject) for def,

@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/partita-dev/partita/access"
 	"github.com/partita-dev/partita/codec"
 )
 
@@ -58,6 +59,9 @@ type View struct {
 	// carry no sequence number (see RowEnvelope).
 	Window    int
 	Retention time.Duration
+	// Access is the view's access rule at the gateway (undeclared: the
+	// application's default).
+	Access access.Rule
 }
 
 // KeepsIDs reports whether the view reads a topic, whose updates may carry

@@ -108,12 +108,22 @@ type Config struct {
 	ClientID     string `yaml:"client_id" json:"client_id"`
 	// Version is the Kafka protocol version the client speaks, e.g. "3.6.0".
 	Version string `yaml:"version" json:"version"`
+	// MaxRecordBytes is the largest record Partita's producers write
+	// (their Producer.MaxMessageBytes). The runtime also reads each
+	// topic's max.message.bytes from the cluster and keeps below it; this
+	// is the limit where the principal may not describe topics. Default:
+	// what fits Kafka's default max.message.bytes (1,048,588).
+	MaxRecordBytes int `yaml:"max_record_bytes,omitempty" json:"max_record_bytes,omitempty"`
 }
 
 // Defaults used where a Config leaves a field empty.
 const (
 	DefaultClientID = "partita"
 	DefaultVersion  = "3.6.0"
+	// DefaultMaxRecordBytes fits a record batch of one record under
+	// Kafka's default max.message.bytes (1,048,588), with room for the
+	// batch header and compression framing.
+	DefaultMaxRecordBytes = 1_047_000
 )
 
 // WithDefaults returns c with empty fields set to their defaults.
@@ -126,6 +136,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Version == "" {
 		c.Version = DefaultVersion
+	}
+	if c.MaxRecordBytes == 0 {
+		c.MaxRecordBytes = DefaultMaxRecordBytes
 	}
 	if c.Auth == AuthMTLS {
 		c.TLS.Enabled = true
@@ -150,6 +163,9 @@ func (c Config) Validate() error {
 	}
 	if !c.Auth.known() {
 		add("auth %q is unknown: use one of %s", c.Auth, joinAuths())
+	}
+	if c.MaxRecordBytes < 1024 {
+		add("max_record_bytes %d is too small (at least 1024)", c.MaxRecordBytes)
 	}
 	if c.Embedded() && c.Auth != AuthNone {
 		add("auth %q is set but no bootstrap servers are: set KAFKA_BOOTSTRAP_SERVERS (or bootstrap_servers)", c.Auth)

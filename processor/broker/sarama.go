@@ -26,6 +26,7 @@ func (c Config) Sarama(log *slog.Logger) (*sarama.Config, error) {
 	sc.Metadata.Retry.Max = 2
 	sc.Metadata.Retry.Backoff = 200 * time.Millisecond
 	sc.Producer.Return.Successes = true // Partita's producers want to know what was delivered
+	sc.Producer.MaxMessageBytes = c.MaxRecordBytes
 
 	if c.TLS.Enabled {
 		tc, err := c.tlsConfig(log)
