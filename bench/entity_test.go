@@ -94,8 +94,8 @@ func rawGoka(b *testing.B, run string, brokers []string, topic string, commands 
 
 func counterEntity(opts ...entities.Option) *entities.Entity[Counter] {
 	e := entities.KeyValue[Counter]("counter", opts...)
-	entities.Command(e, "add", func(ctx *entities.Context[Counter], a Add) entities.Effect {
-		return entities.Update(Counter{N: ctx.State().N + a.By})
+	entities.Command(e, "add", func(ctx *entities.Context[Counter], a Add) entities.Effect[Counter] {
+		return ctx.Update(Counter{N: ctx.State().N + a.By})
 	})
 	return e
 }

@@ -1,6 +1,7 @@
 package entities
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/partita-dev/partita/internal/core"
@@ -18,22 +19,24 @@ const (
 	PermissionDenied   Code = "permission_denied"   // 403
 )
 
-// Effect is what a handler returns: what to do with the state, what to
-// reply, what else to write. Build one with [Reply], [Error], [Update],
-// [Persist], [Delete], [Ignore] or [Fail], then chain [Effect.Reply],
-// [Effect.Publish] and [Effect.Send].
-type Effect struct {
+// Effect is what a handler returns: what to do with the state of type S,
+// what to reply, what else to write. The handler's context builds one
+// (Update or Persist, Delete, Reply, Error, Ignore, Fail); chain
+// [Effect.Reply], [Effect.ReplyWith], [Effect.Publish] and [Effect.Send].
+// Effects are typed on the entity's state (and Persist on its event type),
+// so a wrong state or event is a compile error.
+type Effect[S any] struct {
 	kind      core.DecisionKind
-	state     any
+	state     S
 	events    []Event
 	reply     any
 	hasReply  bool
+	replyWith func(S) any
 	code      Code
 	msg       string
 	publishes []publish
 	sends     []send
 	err       error
-	poison    bool
 }
 
 type publish struct {
@@ -46,37 +49,26 @@ type send struct {
 	payload                  any
 }
 
-// Reply replies with v (encoded as JSON) and changes nothing.
-func Reply(v any) Effect { return Effect{kind: core.Reply, reply: v, hasReply: true} }
+// errPermanent marks a failure not worth retrying (see Permanent).
+var errPermanent = errors.New("permanent failure")
 
-// Error replies with an error and changes nothing. The command still counts
-// as applied: a redelivery gets the same error.
-func Error(code Code, format string, args ...any) Effect {
-	return Effect{kind: core.Error, code: code, msg: fmt.Sprintf(format, args...)}
-}
-
-// Update sets the new state of a key-value entity. Chain [Effect.Reply].
-func Update[S any](state S) Effect { return Effect{kind: core.Update, state: state} }
-
-// Persist persists events of an event-sourced entity; each is folded into
-// the state in order and written to the events topic. Chain [Effect.Reply].
-func Persist(events ...Event) Effect { return Effect{kind: core.Persist, events: events} }
-
-// Delete deletes the subject's state. Its sequence number and dedup window
-// are kept, so redeliveries are still recognised.
-func Delete() Effect { return Effect{kind: core.Delete} }
-
-// Ignore does nothing: no state change and no reply.
-func Ignore() Effect { return Effect{kind: core.Ignore} }
-
-// Fail reports a transient failure: the handler is called again with
-// backoff, up to the entity's retries, and then the command goes to the
-// dead-letter topic with err as the reason.
-func Fail(err error) Effect { return Effect{err: err} }
+// Permanent marks err as a failure that retrying cannot cure (a payment
+// declined, a record that can never be valid): returned with Fail, the
+// command is dead-lettered at once, without the entity's retries.
+// errors.Is(Permanent(err), err) holds.
+func Permanent(err error) error { return fmt.Errorf("%w: %w", errPermanent, err) }
 
 // Reply sets the reply sent after the effect is applied.
-func (e Effect) Reply(v any) Effect {
-	e.reply, e.hasReply = v, true
+func (e Effect[S]) Reply(v any) Effect[S] {
+	e.reply, e.hasReply, e.replyWith = v, true, nil
+	return e
+}
+
+// ReplyWith sets the reply to f of the state after the effect: for an
+// event-sourced entity, after its events are folded; for Delete, the
+// entity's initial state.
+func (e Effect[S]) ReplyWith(f func(state S) any) Effect[S] {
+	e.replyWith, e.hasReply = f, false
 	return e
 }
 
@@ -84,7 +76,7 @@ func (e Effect) Reply(v any) Effect {
 // topic, which the entity must declare with [PublishesTo]. Its subject is the
 // entity's subject; its id is derived from the command, so a redelivered
 // command publishes the same id again.
-func (e Effect) Publish(topic, eventType string, data any) Effect {
+func (e Effect[S]) Publish(topic, eventType string, data any) Effect[S] {
 	e.publishes = append(e.publishes, publish{topic: topic, eventType: eventType, data: data})
 	return e
 }
@@ -93,7 +85,7 @@ func (e Effect) Publish(topic, eventType string, data any) Effect {
 // subject subject; the target must be declared with [SendsTo]. Its id is
 // derived from this command's, so the target applies it once even when this
 // command is redelivered.
-func (e Effect) Send(entity, subject, command string, payload any) Effect {
+func (e Effect[S]) Send(entity, subject, command string, payload any) Effect[S] {
 	e.sends = append(e.sends, send{entity: entity, subject: subject, command: command, payload: payload})
 	return e
 }

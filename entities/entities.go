@@ -5,7 +5,10 @@
 // An entity is either key-value (a command sets the new state) or
 // event-sourced (a command persists events, and an event handler folds each
 // event into the state). Command handlers are registered by command name,
-// which is the command's ce-type, with a typed payload.
+// which is the command's ce-type, with a typed payload ([Command],
+// [EventCommand]). A handler returns an [Effect] built by its context and
+// typed on the entity's state (Update) and event type (Persist): a wrong
+// state or event does not compile. The context is a context.Context.
 //
 // Contract, as the runtime keeps it:
 //   - Commands for one subject are handled one at a time, in order; a
@@ -27,7 +30,9 @@
 package entities
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -46,15 +51,31 @@ const (
 	DefaultMaxValue       = 256 << 10
 )
 
-// Entity is an entity definition over state type S. Build one with
-// [KeyValue] or [EventSourced], then register handlers with [Command].
+// Entity is a key-value entity (or a stateless consumer) over state type
+// S. Build one with [KeyValue] or [Consumer], then register handlers with
+// [Command] and [Subscribe].
 type Entity[S any] struct {
 	def        core.Entity
 	stateCodec codec.Codec[S]
 	initial    S
-	// apply folds one event into the state (event-sourced only).
-	apply func(S, any) (S, error)
+	// fold folds one event into the state (event-sourced entities only;
+	// nil for key-value ones).
+	fold func(S, Event) S
 }
+
+// EventSourcedEntity is an event-sourced entity over state type S and
+// event type E. Build one with [EventSourced], then register handlers with
+// [EventCommand] and [EventSubscribe].
+type EventSourcedEntity[S any, E Event] struct {
+	e *Entity[S]
+}
+
+// Name is the entity's name, part of its topic names.
+func (e *EventSourcedEntity[S, E]) Name() string { return e.e.Name() }
+
+// Definition returns the runtime form of the entity (see
+// [Entity.Definition]).
+func (e *EventSourcedEntity[S, E]) Definition() *core.Entity { return e.e.Definition() }
 
 // Event is what an event-sourced entity persists. EventType is the event's
 // ce-type on the events topic, e.g. "ItemAdded".
@@ -85,7 +106,7 @@ func DedupWindow(n int) Option { return func(e *core.Entity) { e.Window = n } }
 // DedupWindow newer commands of its subject is applied again.
 func Retention(d time.Duration) Option { return func(e *core.Entity) { e.Retention = d } }
 
-// Retries sets how often a handler that returns [Fail] is retried, with
+// Retries sets how often a handler that returns Fail is retried, with
 // backoff doubling from backoff, before the command is dead-lettered.
 func Retries(n int, backoff time.Duration) Option {
 	return func(e *core.Entity) { e.Retries, e.Backoff = n, backoff }
@@ -161,7 +182,7 @@ func StartFrom(topic string, s Start) Option {
 
 // Consumer defines a stateless consumer: it has no commands topic and no
 // state, and only [Subscribe]s to topics. Its handlers may [Effect.Publish],
-// [Effect.Send], [Ignore] or [Fail]; Update, Persist and Delete are errors.
+// [Effect.Send], Ignore or Fail; Update and Delete are errors.
 // Delivery is at-least-once: it has no state to remember applied ids in, but
 // what it publishes and sends carries ids derived from the input's, so
 // receivers can recognise a redelivery.
@@ -169,26 +190,21 @@ func Consumer(name string, opts ...Option) *Entity[struct{}] {
 	return newEntity[struct{}](name, core.Stateless, opts)
 }
 
-// KeyValue defines a key-value entity: handlers return [Update] with the new
+// KeyValue defines a key-value entity: handlers return [Context.Update] with the new
 // state. The state is stored as JSON.
 func KeyValue[S any](name string, opts ...Option) *Entity[S] {
 	return newEntity[S](name, core.KeyValue, opts)
 }
 
-// EventSourced defines an event-sourced entity: handlers return [Persist]
-// with events of type E, and apply folds each event into the state. Events
-// are written to the entity's events topic as CloudEvents (JSON data) with
-// ids "<subject>:<sequence>".
-func EventSourced[S any, E Event](name string, apply func(S, E) S, opts ...Option) *Entity[S] {
+// EventSourced defines an event-sourced entity: handlers return
+// [EventContext.Persist] with events of type E, and apply folds each event
+// into the state. Events are written to the entity's events topic as
+// CloudEvents (JSON data) with ids "<subject>:<sequence>".
+func EventSourced[S any, E Event](name string, apply func(S, E) S, opts ...Option) *EventSourcedEntity[S, E] {
 	e := newEntity[S](name, core.EventSourced, opts)
-	e.apply = func(s S, ev any) (S, error) {
-		typed, ok := ev.(E)
-		if !ok {
-			return s, fmt.Errorf("entity %s persists %T, which is not its event type %T", name, ev, *new(E))
-		}
-		return apply(s, typed), nil
-	}
-	return e
+	// Persist takes only Es: the assertion cannot fail.
+	e.fold = func(s S, ev Event) S { return apply(s, ev.(E)) }
+	return &EventSourcedEntity[S, E]{e: e}
 }
 
 func newEntity[S any](name string, kind core.Kind, opts []Option) *Entity[S] {
@@ -220,11 +236,34 @@ func (e *Entity[S]) Definition() *core.Entity {
 	return &d
 }
 
-// Command registers the handler of command name (the ce-type) on e. The
-// command's data is decoded as JSON into C; data that does not fit goes to
-// the dead-letter topic, and the gateway refuses it before writing it (400,
-// naming the field: see [codec.PayloadError]).
-func Command[S, C any](e *Entity[S], name string, h func(*Context[S], C) Effect) {
+// Command registers the handler of command name (the ce-type) on the
+// key-value entity (or consumer) e. The command's data is decoded as JSON
+// into C; data that does not fit goes to the dead-letter topic, and the
+// gateway refuses it before writing it (400, naming the field: see
+// [codec.PayloadError]).
+func Command[S, C any](e *Entity[S], name string, h func(*Context[S], C) Effect[S]) {
+	register(e, name, func(c common[S], cmd C) Effect[S] { return h(&Context[S]{c}, cmd) })
+}
+
+// EventCommand registers the handler of command name on the
+// event-sourced entity e, as [Command] does for key-value entities.
+func EventCommand[S any, E Event, C any](e *EventSourcedEntity[S, E], name string, h func(*EventContext[S, E], C) Effect[S]) {
+	register(e.e, name, func(c common[S], cmd C) Effect[S] { return h(&EventContext[S, E]{c}, cmd) })
+}
+
+// Subscribe registers the handler of events of type eventType on topic: the
+// entity consumes that topic (co-partitioned with its commands topic) and
+// routes each event to the entity named by its ce-subject.
+func Subscribe[S, C any](e *Entity[S], topic, eventType string, h func(*Context[S], C) Effect[S]) {
+	subscribe(e, topic, eventType, func(c common[S], cmd C) Effect[S] { return h(&Context[S]{c}, cmd) })
+}
+
+// EventSubscribe is [Subscribe] for an event-sourced entity.
+func EventSubscribe[S any, E Event, C any](e *EventSourcedEntity[S, E], topic, eventType string, h func(*EventContext[S, E], C) Effect[S]) {
+	subscribe(e.e, topic, eventType, func(c common[S], cmd C) Effect[S] { return h(&EventContext[S, E]{c}, cmd) })
+}
+
+func register[S, C any](e *Entity[S], name string, h func(common[S], C) Effect[S]) {
 	cc := codec.JSON[C]()
 	e.def.Commands[name] = handler(e, cc, h)
 	e.def.Validators[name] = func(data []byte) error {
@@ -233,10 +272,7 @@ func Command[S, C any](e *Entity[S], name string, h func(*Context[S], C) Effect)
 	}
 }
 
-// Subscribe registers the handler of events of type eventType on topic: the
-// entity consumes that topic (co-partitioned with its commands topic) and
-// routes each event to the entity named by its ce-subject.
-func Subscribe[S, C any](e *Entity[S], topic, eventType string, h func(*Context[S], C) Effect) {
+func subscribe[S, C any](e *Entity[S], topic, eventType string, h func(common[S], C) Effect[S]) {
 	if e.def.Subscriptions[topic] == nil {
 		e.def.Subscriptions[topic] = map[string]core.Handler{}
 	}
@@ -244,7 +280,7 @@ func Subscribe[S, C any](e *Entity[S], topic, eventType string, h func(*Context[
 }
 
 // handler adapts a typed handler to the runtime's byte-level one.
-func handler[S, C any](e *Entity[S], cc codec.Codec[C], h func(*Context[S], C) Effect) core.Handler {
+func handler[S, C any](e *Entity[S], cc codec.Codec[C], h func(common[S], C) Effect[S]) core.Handler {
 	return func(in core.Input) core.Decision {
 		if !cc.Accepts(in.Event.DataContentType) {
 			return poison(fmt.Errorf("%w: content type %q, want %s", codec.ErrPayload, in.Event.DataContentType, cc.ContentType()))
@@ -259,45 +295,39 @@ func handler[S, C any](e *Entity[S], cc codec.Codec[C], h func(*Context[S], C) E
 				return poison(fmt.Errorf("stored state of %s: %w", in.Subject, err))
 			}
 		}
-		ctx := &Context[S]{subject: in.Subject, state: state, exists: in.Exists, seq: in.Seq, now: in.Now, meta: Metadata{
+		ctx := in.Ctx
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		c := common[S]{Context: ctx, subject: in.Subject, state: state, exists: in.Exists, seq: in.Seq, now: in.Now, meta: Metadata{
 			ID: in.Event.ID, Source: in.Event.Source, Type: in.Event.Type, Time: in.Event.Time,
 			caller: in.Event.Extensions[codec.ExtCaller],
 		}}
-		return e.decide(state, h(ctx, cmd))
+		return e.decide(state, h(c, cmd))
 	}
 }
 
 func poison(err error) core.Decision { return core.Decision{Kind: core.Fail, Err: err, Poison: true} }
 
 // decide encodes an effect into the runtime's decision.
-func (e *Entity[S]) decide(state S, eff Effect) core.Decision {
+func (e *Entity[S]) decide(state S, eff Effect[S]) core.Decision {
 	if eff.err != nil {
-		return core.Decision{Kind: core.Fail, Err: eff.err, Poison: eff.poison}
+		return core.Decision{Kind: core.Fail, Err: eff.err, Poison: errors.Is(eff.err, errPermanent)}
 	}
 	d := core.Decision{Kind: eff.kind, ErrCode: string(eff.code), ErrMsg: eff.msg}
 	var err error
-	if eff.hasReply {
-		if d.Reply, err = json.Marshal(eff.reply); err != nil {
-			return poison(fmt.Errorf("encode reply: %w", err))
-		}
-	}
 	switch eff.kind {
 	case core.Update:
-		s, ok := eff.state.(S)
-		if !ok {
-			return poison(fmt.Errorf("Update got %T, want the entity's state type %T", eff.state, state))
-		}
-		if d.State, err = e.stateCodec.Encode(s); err != nil {
+		state = eff.state
+		if d.State, err = e.stateCodec.Encode(state); err != nil {
 			return poison(fmt.Errorf("encode state: %w", err))
 		}
 	case core.Persist:
-		if e.apply == nil {
-			return poison(fmt.Errorf("entity %s is key-value: use Update, not Persist", e.def.Name))
+		if e.fold == nil {
+			return poison(fmt.Errorf("entity %s is not event-sourced: it cannot persist events", e.def.Name))
 		}
 		for _, ev := range eff.events {
-			if state, err = e.apply(state, ev); err != nil {
-				return poison(err)
-			}
+			state = e.fold(state, ev)
 			data, err := json.Marshal(ev)
 			if err != nil {
 				return poison(fmt.Errorf("encode event: %w", err))
@@ -306,6 +336,16 @@ func (e *Entity[S]) decide(state S, eff Effect) core.Decision {
 		}
 		if d.State, err = e.stateCodec.Encode(state); err != nil {
 			return poison(fmt.Errorf("encode state: %w", err))
+		}
+	case core.Delete:
+		state = e.initial
+	}
+	if eff.replyWith != nil {
+		eff.reply, eff.hasReply = eff.replyWith(state), true
+	}
+	if eff.hasReply {
+		if d.Reply, err = json.Marshal(eff.reply); err != nil {
+			return poison(fmt.Errorf("encode reply: %w", err))
 		}
 	}
 	for _, p := range eff.publishes {
@@ -350,9 +390,23 @@ func (m Metadata) Caller() *access.Caller {
 	return &c
 }
 
-// Context is what a handler sees: the subject, its current state and the
-// command's metadata. It is valid only during the call.
-type Context[S any] struct {
+// Context is what a key-value entity's (or a consumer's) handler sees: the
+// subject, its current state and the command's metadata, and the effects
+// it may return, typed on the entity's state (Update, Delete, Reply,
+// Error, Ignore, Fail). It is a context.Context, cancelled when the worker
+// stops or loses the subject's partition, and at the entity's
+// [HandlerTimeout]: pass it to calls that take one. It is valid only
+// during the call.
+type Context[S any] struct{ common[S] }
+
+// EventContext is what an event-sourced entity's handler sees: as
+// [Context], with Persist, typed on the entity's event type, instead of
+// Update.
+type EventContext[S any, E Event] struct{ common[S] }
+
+// common is what both contexts have.
+type common[S any] struct {
+	context.Context
 	subject string
 	state   S
 	exists  bool
@@ -362,21 +416,64 @@ type Context[S any] struct {
 }
 
 // Subject is the entity instance's id (the command's ce-subject).
-func (c *Context[S]) Subject() string { return c.subject }
+func (c common[S]) Subject() string { return c.subject }
 
 // State is the current state; the zero S (or the initial state) when the
 // subject has none.
-func (c *Context[S]) State() S { return c.state }
+func (c common[S]) State() S { return c.state }
 
 // Exists reports whether the subject has state (it was updated or events
 // were persisted, and it was not deleted since).
-func (c *Context[S]) Exists() bool { return c.exists }
+func (c common[S]) Exists() bool { return c.exists }
 
 // Sequence is the subject's sequence number before this command.
-func (c *Context[S]) Sequence() uint64 { return c.seq }
+func (c common[S]) Sequence() uint64 { return c.seq }
 
 // Command is the command's metadata.
-func (c *Context[S]) Command() Metadata { return c.meta }
+func (c common[S]) Command() Metadata { return c.meta }
 
 // Now is the time the runtime handed the command to the handler.
-func (c *Context[S]) Now() time.Time { return c.now }
+func (c common[S]) Now() time.Time { return c.now }
+
+// Reply replies with v (encoded as JSON) and changes nothing.
+func (c common[S]) Reply(v any) Effect[S] {
+	return Effect[S]{kind: core.Reply, reply: v, hasReply: true}
+}
+
+// Error replies with an error and changes nothing. The command still counts
+// as applied: a redelivery gets the same error.
+func (c common[S]) Error(code Code, format string, args ...any) Effect[S] {
+	return Effect[S]{kind: core.Error, code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// Delete deletes the subject's state. Its sequence number and dedup window
+// are kept, so redeliveries are still recognised.
+func (c common[S]) Delete() Effect[S] { return Effect[S]{kind: core.Delete} }
+
+// Ignore does nothing: no state change and no reply.
+func (c common[S]) Ignore() Effect[S] { return Effect[S]{kind: core.Ignore} }
+
+// Fail reports a failure: the handler is called again with backoff, up to
+// the entity's [Retries], and then the command goes to the dead-letter
+// topic with err as the reason. A failure marked [Permanent] is
+// dead-lettered at once.
+func (c common[S]) Fail(err error) Effect[S] {
+	if err == nil {
+		err = errors.New("handler failed (Fail(nil))")
+	}
+	return Effect[S]{err: err}
+}
+
+// Update sets the new state of the key-value entity. Chain [Effect.Reply].
+func (c *Context[S]) Update(state S) Effect[S] { return Effect[S]{kind: core.Update, state: state} }
+
+// Persist persists events; each is folded into the state in order and
+// written to the events topic. Chain [Effect.Reply] or [Effect.ReplyWith]
+// (a reply from the state after the events).
+func (c *EventContext[S, E]) Persist(events ...E) Effect[S] {
+	evs := make([]Event, len(events))
+	for i, ev := range events {
+		evs[i] = ev
+	}
+	return Effect[S]{kind: core.Persist, events: evs}
+}

@@ -18,12 +18,12 @@ type Increment struct {
 // A key-value entity: each command returns the new state.
 func ExampleKeyValue() {
 	counter := entities.KeyValue[Counter]("counter")
-	entities.Command(counter, "increment", func(ctx *entities.Context[Counter], cmd Increment) entities.Effect {
+	entities.Command(counter, "increment", func(ctx *entities.Context[Counter], cmd Increment) entities.Effect[Counter] {
 		if cmd.By <= 0 {
-			return entities.Error(entities.InvalidArgument, "by must be positive, got %d", cmd.By)
+			return ctx.Error(entities.InvalidArgument, "by must be positive, got %d", cmd.By)
 		}
 		next := Counter{Value: ctx.State().Value + cmd.By}
-		return entities.Update(next).Reply(next)
+		return ctx.Update(next).Reply(next)
 	})
 
 	h, _ := partitatest.New(counter)
@@ -58,8 +58,9 @@ func ExampleEventSourced() {
 		}
 		return a
 	})
-	entities.Command(account, "deposit", func(ctx *entities.Context[Account], cmd Deposit) entities.Effect {
-		return entities.Persist(Deposited(cmd)).Reply(map[string]int{"balance": ctx.State().Balance + cmd.Amount})
+	entities.EventCommand(account, "deposit", func(ctx *entities.EventContext[Account, entities.Event], cmd Deposit) entities.Effect[Account] {
+		// The reply is computed from the state after the event is folded.
+		return ctx.Persist(Deposited(cmd)).ReplyWith(func(a Account) any { return map[string]int{"balance": a.Balance} })
 	})
 
 	h, _ := partitatest.New(account)
@@ -80,12 +81,12 @@ func ExampleEventSourced() {
 // does not apply it twice.
 func ExampleEffect_Send() {
 	orders := entities.KeyValue[struct{ Placed bool }]("order", entities.SendsTo("counter"))
-	entities.Command(orders, "place", func(ctx *entities.Context[struct{ Placed bool }], _ struct{}) entities.Effect {
-		return entities.Update(struct{ Placed bool }{true}).Send("counter", "orders-placed", "increment", Increment{By: 1})
+	entities.Command(orders, "place", func(ctx *entities.Context[struct{ Placed bool }], _ struct{}) entities.Effect[struct{ Placed bool }] {
+		return ctx.Update(struct{ Placed bool }{true}).Send("counter", "orders-placed", "increment", Increment{By: 1})
 	})
 	counter := entities.KeyValue[Counter]("counter")
-	entities.Command(counter, "increment", func(ctx *entities.Context[Counter], cmd Increment) entities.Effect {
-		return entities.Update(Counter{Value: ctx.State().Value + cmd.By})
+	entities.Command(counter, "increment", func(ctx *entities.Context[Counter], cmd Increment) entities.Effect[Counter] {
+		return ctx.Update(Counter{Value: ctx.State().Value + cmd.By})
 	})
 
 	h, _ := partitatest.New(orders, counter)

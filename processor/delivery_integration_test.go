@@ -202,13 +202,13 @@ func TestInteropWithKcat(t *testing.T) {
 // boom is an entity whose handlers misbehave on purpose.
 func boom() *entities.Entity[struct{}] {
 	e := entities.KeyValue[struct{}]("boom", entities.HandlerTimeout(300*time.Millisecond), entities.Retries(2, 10*time.Millisecond))
-	entities.Command(e, "panic", func(*entities.Context[struct{}], struct{}) entities.Effect { panic("boom") })
-	entities.Command(e, "hang", func(*entities.Context[struct{}], struct{}) entities.Effect {
+	entities.Command(e, "panic", func(ctx *entities.Context[struct{}], _ struct{}) entities.Effect[struct{}] { panic("boom") })
+	entities.Command(e, "hang", func(ctx *entities.Context[struct{}], _ struct{}) entities.Effect[struct{}] {
 		time.Sleep(2 * time.Second)
-		return entities.Ignore()
+		return ctx.Ignore()
 	})
-	entities.Command(e, "fail", func(*entities.Context[struct{}], struct{}) entities.Effect {
-		return entities.Fail(errors.New("downstream unavailable"))
+	entities.Command(e, "fail", func(ctx *entities.Context[struct{}], _ struct{}) entities.Effect[struct{}] {
+		return ctx.Fail(errors.New("downstream unavailable"))
 	})
 	return e
 }

@@ -91,6 +91,7 @@ func (h *handler) handle(ctx goka.Context, msg any) {
 		Topic: string(ctx.Topic()), Partition: ctx.Partition(), Offset: ctx.Offset(),
 		Record: codec.Record{Key: []byte(ctx.Key()), Value: raw, Headers: ctx.Headers()},
 		Loop:   h.loop, Partitions: h.partitions,
+		Ctx: ctx.Context(), // goka's: cancelled when the processor stops or the partition is revoked
 	}
 	if h.stateful {
 		d.Stored, _ = ctx.Value().([]byte)

@@ -22,11 +22,11 @@ import (
 // compress.
 func notesApp(t *testing.T, n int) *app {
 	notes := entities.KeyValue[note]("notes")
-	entities.Command(notes, "set", func(ctx *entities.Context[note], v note) entities.Effect {
-		return entities.Update(v).Reply(v)
+	entities.Command(notes, "set", func(ctx *entities.Context[note], v note) entities.Effect[note] {
+		return ctx.Update(v).Reply(v)
 	})
-	entities.Command(notes, "echo-big", func(ctx *entities.Context[note], v note) entities.Effect {
-		return entities.Reply(note{Text: incompressible(n)})
+	entities.Command(notes, "echo-big", func(ctx *entities.Context[note], v note) entities.Effect[note] {
+		return ctx.Reply(note{Text: incompressible(n)})
 	})
 	return newApp(t, notes)
 }

@@ -35,9 +35,9 @@ type idemDeposit struct {
 // with the account.
 func idemBank() *entities.Entity[idemAccount] {
 	e := entities.KeyValue[idemAccount]("bank")
-	entities.Command(e, "deposit", func(ctx *entities.Context[idemAccount], d idemDeposit) entities.Effect {
+	entities.Command(e, "deposit", func(ctx *entities.Context[idemAccount], d idemDeposit) entities.Effect[idemAccount] {
 		next := idemAccount{Balance: ctx.State().Balance + d.Amount}
-		return entities.Update(next).Reply(next)
+		return ctx.Update(next).Reply(next)
 	})
 	return e
 }

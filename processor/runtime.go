@@ -619,7 +619,7 @@ func (r *Runtime) newProcessor(d *core.Entity, partitions int32) (*goka.Processo
 	// What the runtime writes is made to fit its topic's limit, so that
 	// no input can make a write fail (see core.HandleEntity).
 	lim := r.recordLimits()
-	env := core.Env{Topics: r.topics, Now: time.Now, Sleep: time.Sleep, Epoch: rand.Uint64() | 1, Runners: r.runners,
+	env := core.Env{Topics: r.topics, Now: time.Now, Epoch: rand.Uint64() | 1, Runners: r.runners,
 		MaxRecord: lim.producer, MaxRecordOf: lim.forTopic}
 	h.decide = func(dl core.Delivery) core.Actions { return core.HandleEntity(env, d, dl) }
 	return r.gokaProcessor(graph, d.Name, h, lim)

@@ -29,11 +29,11 @@ func stateApp(t *testing.T) (*app, []processor.Part) {
 		t.Fatal(err)
 	}
 	customer := sample.NewCustomer()
-	entities.Command(customer, "remove", func(ctx *entities.Context[sample.Customer], _ struct{}) entities.Effect {
-		return entities.Delete().Reply(struct{}{})
+	entities.Command(customer, "remove", func(ctx *entities.Context[sample.Customer], _ struct{}) entities.Effect[sample.Customer] {
+		return ctx.Delete().Reply(struct{}{})
 	})
 	welcome := entities.Consumer("welcome", entities.IgnoreUnknownTypes())
-	entities.Subscribe(welcome, signups, "SignedUp", func(*entities.Context[struct{}], signedUp) entities.Effect { return entities.Ignore() })
+	entities.Subscribe(welcome, signups, "SignedUp", func(ctx *entities.Context[struct{}], _ signedUp) entities.Effect[struct{}] { return ctx.Ignore() })
 	parts := []processor.Part{customer, sample.NewCart(), welcome}
 	a := newAppOn(t, e.kafka, parts...)
 	a.cfg.StateReads = true

@@ -22,21 +22,21 @@ func TestSubscriptions(t *testing.T) {
 
 	// An entity subscribes: each SignedUp creates the customer it names.
 	customer := sample.NewCustomer()
-	entities.Subscribe(customer, signups, "SignedUp", func(ctx *entities.Context[sample.Customer], s signedUp) entities.Effect {
+	entities.Subscribe(customer, signups, "SignedUp", func(ctx *entities.Context[sample.Customer], s signedUp) entities.Effect[sample.Customer] {
 		if ctx.Exists() {
-			return entities.Ignore()
+			return ctx.Ignore()
 		}
-		return entities.Update(sample.Customer(s))
+		return ctx.Update(sample.Customer(s))
 	})
 	// A stateless consumer reads from the beginning and ignores unknown types.
 	welcome := entities.Consumer("welcome", entities.PublishesTo(mail), entities.IgnoreUnknownTypes())
-	entities.Subscribe(welcome, signups, "SignedUp", func(ctx *entities.Context[struct{}], s signedUp) entities.Effect {
-		return entities.Ignore().Publish(mail, "WelcomeMailed", map[string]string{"to": s.Email})
+	entities.Subscribe(welcome, signups, "SignedUp", func(ctx *entities.Context[struct{}], s signedUp) entities.Effect[struct{}] {
+		return ctx.Ignore().Publish(mail, "WelcomeMailed", map[string]string{"to": s.Email})
 	})
 	// Another starts at the latest record.
 	late := entities.Consumer("late", entities.PublishesTo(lateMail), entities.StartFrom(signups, entities.Latest))
-	entities.Subscribe(late, signups, "SignedUp", func(ctx *entities.Context[struct{}], s signedUp) entities.Effect {
-		return entities.Ignore().Publish(lateMail, "WelcomeMailed", map[string]string{"to": s.Email})
+	entities.Subscribe(late, signups, "SignedUp", func(ctx *entities.Context[struct{}], s signedUp) entities.Effect[struct{}] {
+		return ctx.Ignore().Publish(lateMail, "WelcomeMailed", map[string]string{"to": s.Email})
 	})
 
 	admin, err := sarama.NewClusterAdminFromClient(e.client)

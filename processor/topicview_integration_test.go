@@ -33,8 +33,8 @@ func TestTopicViewSkipsRedeliveredEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := views.New[kycRow]("kyc-status")
-	views.FromTopic(v, kyc, "Checked", func(u views.Update[kycRow, kycChecked]) views.Effect {
-		return views.Set(kycRow{Status: u.Value.Status, Checks: u.Row.Checks + 1})
+	views.FromTopic(v, kyc, "Checked", func(u views.Update[kycRow, kycChecked]) views.Effect[kycRow] {
+		return u.Set(kycRow{Status: u.Value.Status, Checks: u.Row.Checks + 1})
 	})
 	a := newAppOn(t, e.kafka, v)
 	a.start()
@@ -72,8 +72,8 @@ func TestPublishWithoutStateChangeIsSequenced(t *testing.T) {
 	e := newApp(t)
 	audit := e.name + ".audit"
 	notes := entities.KeyValue[kycRow]("auditor", entities.PublishesTo(audit))
-	entities.Command(notes, "note", func(ctx *entities.Context[kycRow], n kycChecked) entities.Effect {
-		return entities.Ignore().Publish(audit, "Noted", n)
+	entities.Command(notes, "note", func(ctx *entities.Context[kycRow], n kycChecked) entities.Effect[kycRow] {
+		return ctx.Ignore().Publish(audit, "Noted", n)
 	})
 	a := newAppOn(t, e.kafka, notes)
 	a.start()

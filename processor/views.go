@@ -79,7 +79,7 @@ func (r *Runtime) newViewProcessor(v *core.View, partitions int32) (*goka.Proces
 	graph := goka.DefineGroup(goka.Group(r.topics.Group(v.Name)), edges...)
 	h.loop = graph.LoopStream().Topic()
 	lim := r.recordLimits()
-	env := core.Env{Topics: r.topics, Now: time.Now, Sleep: time.Sleep, MaxRecord: lim.producer, MaxRecordOf: lim.forTopic}
+	env := core.Env{Topics: r.topics, Now: time.Now, MaxRecord: lim.producer, MaxRecordOf: lim.forTopic}
 	h.decide = func(dl core.Delivery) core.Actions { return core.HandleView(env, v, byTopic, dl) }
 	return r.gokaProcessor(graph, v.Name, h, lim)
 }

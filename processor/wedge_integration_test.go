@@ -24,11 +24,11 @@ type note struct {
 // answered within seconds.
 func TestOversizeInputsDoNotWedgeTheEntity(t *testing.T) {
 	notes := entities.KeyValue[note]("notes")
-	entities.Command(notes, "set", func(ctx *entities.Context[note], n note) entities.Effect {
-		return entities.Update(n).Reply(n)
+	entities.Command(notes, "set", func(ctx *entities.Context[note], n note) entities.Effect[note] {
+		return ctx.Update(n).Reply(n)
 	})
-	entities.Command(notes, "echo-big", func(ctx *entities.Context[note], n note) entities.Effect {
-		return entities.Reply(note{Text: strings.Repeat("z", 2<<20)})
+	entities.Command(notes, "echo-big", func(ctx *entities.Context[note], n note) entities.Effect[note] {
+		return ctx.Reply(note{Text: strings.Repeat("z", 2<<20)})
 	})
 	a := newApp(t, notes)
 	a.start()

@@ -36,46 +36,46 @@ type (
 // NewCustomer defines the customer entity.
 func NewCustomer(opts ...entities.Option) *entities.Entity[Customer] {
 	e := entities.KeyValue[Customer]("customer", opts...)
-	entities.Command(e, "create", func(ctx *entities.Context[Customer], c CreateCustomer) entities.Effect {
+	entities.Command(e, "create", func(ctx *entities.Context[Customer], c CreateCustomer) entities.Effect[Customer] {
 		if ctx.Exists() {
-			return entities.Error(entities.Conflict, "customer %s already exists", ctx.Subject())
+			return ctx.Error(entities.Conflict, "customer %s already exists", ctx.Subject())
 		}
 		if err := validEmail(c.Email); err != "" {
-			return entities.Error(entities.InvalidArgument, "%s", err)
+			return ctx.Error(entities.InvalidArgument, "%s", err)
 		}
 		if strings.TrimSpace(c.Name) == "" {
-			return entities.Error(entities.InvalidArgument, "name is empty")
+			return ctx.Error(entities.InvalidArgument, "name is empty")
 		}
 		s := Customer(c)
-		return entities.Update(s).Reply(s)
+		return ctx.Update(s).Reply(s)
 	})
-	entities.Command(e, "change-email", func(ctx *entities.Context[Customer], c ChangeEmail) entities.Effect {
+	entities.Command(e, "change-email", func(ctx *entities.Context[Customer], c ChangeEmail) entities.Effect[Customer] {
 		if !ctx.Exists() {
-			return entities.Error(entities.NotFound, "no customer %s", ctx.Subject())
+			return ctx.Error(entities.NotFound, "no customer %s", ctx.Subject())
 		}
 		if err := validEmail(c.Email); err != "" {
-			return entities.Error(entities.InvalidArgument, "%s", err)
+			return ctx.Error(entities.InvalidArgument, "%s", err)
 		}
 		s := ctx.State()
 		s.Email = c.Email
-		return entities.Update(s).Reply(s)
+		return ctx.Update(s).Reply(s)
 	})
-	entities.Command(e, "change-name", func(ctx *entities.Context[Customer], c ChangeName) entities.Effect {
+	entities.Command(e, "change-name", func(ctx *entities.Context[Customer], c ChangeName) entities.Effect[Customer] {
 		if !ctx.Exists() {
-			return entities.Error(entities.NotFound, "no customer %s", ctx.Subject())
+			return ctx.Error(entities.NotFound, "no customer %s", ctx.Subject())
 		}
 		if strings.TrimSpace(c.Name) == "" {
-			return entities.Error(entities.InvalidArgument, "name is empty")
+			return ctx.Error(entities.InvalidArgument, "name is empty")
 		}
 		s := ctx.State()
 		s.Name = c.Name
-		return entities.Update(s).Reply(s)
+		return ctx.Update(s).Reply(s)
 	})
-	entities.Command(e, "get", func(ctx *entities.Context[Customer], _ Get) entities.Effect {
+	entities.Command(e, "get", func(ctx *entities.Context[Customer], _ Get) entities.Effect[Customer] {
 		if !ctx.Exists() {
-			return entities.Error(entities.NotFound, "no customer %s", ctx.Subject())
+			return ctx.Error(entities.NotFound, "no customer %s", ctx.Subject())
 		}
-		return entities.Reply(ctx.State())
+		return ctx.Reply(ctx.State())
 	})
 	return e
 }
@@ -157,45 +157,46 @@ func ApplyCart(c Cart, e CartEvent) Cart {
 }
 
 // NewCart defines the cart entity.
-func NewCart(opts ...entities.Option) *entities.Entity[Cart] {
+func NewCart(opts ...entities.Option) *entities.EventSourcedEntity[Cart, CartEvent] {
 	e := entities.EventSourced[Cart, CartEvent]("cart", ApplyCart, opts...)
-	persist := func(c Cart, ev CartEvent) entities.Effect {
-		return entities.Persist(ev).Reply(ApplyCart(c, ev))
+	// Each command persists one event and replies with the cart after it.
+	persist := func(ctx *entities.EventContext[Cart, CartEvent], ev CartEvent) entities.Effect[Cart] {
+		return ctx.Persist(ev).ReplyWith(func(c Cart) any { return c })
 	}
-	entities.Command(e, "add-item", func(ctx *entities.Context[Cart], c AddItem) entities.Effect {
+	entities.EventCommand(e, "add-item", func(ctx *entities.EventContext[Cart, CartEvent], c AddItem) entities.Effect[Cart] {
 		switch {
 		case ctx.State().CheckedOut:
-			return entities.Error(entities.FailedPrecondition, "cart %s is checked out", ctx.Subject())
+			return ctx.Error(entities.FailedPrecondition, "cart %s is checked out", ctx.Subject())
 		case c.ProductID == "":
-			return entities.Error(entities.InvalidArgument, "productId is empty")
+			return ctx.Error(entities.InvalidArgument, "productId is empty")
 		case c.Quantity <= 0:
-			return entities.Error(entities.InvalidArgument, "quantity must be more than 0, got %d", c.Quantity)
+			return ctx.Error(entities.InvalidArgument, "quantity must be more than 0, got %d", c.Quantity)
 		}
-		return persist(ctx.State(), ItemAdded(c))
+		return persist(ctx, ItemAdded(c))
 	})
-	entities.Command(e, "remove-item", func(ctx *entities.Context[Cart], c RemoveItem) entities.Effect {
+	entities.EventCommand(e, "remove-item", func(ctx *entities.EventContext[Cart, CartEvent], c RemoveItem) entities.Effect[Cart] {
 		if ctx.State().CheckedOut {
-			return entities.Error(entities.FailedPrecondition, "cart %s is checked out", ctx.Subject())
+			return ctx.Error(entities.FailedPrecondition, "cart %s is checked out", ctx.Subject())
 		}
 		if _, ok := ctx.State().Items[c.ProductID]; !ok {
-			return entities.Error(entities.NotFound, "cart %s has no item %q", ctx.Subject(), c.ProductID)
+			return ctx.Error(entities.NotFound, "cart %s has no item %q", ctx.Subject(), c.ProductID)
 		}
-		return persist(ctx.State(), ItemRemoved(c))
+		return persist(ctx, ItemRemoved(c))
 	})
-	entities.Command(e, "checkout", func(ctx *entities.Context[Cart], _ Checkout) entities.Effect {
+	entities.EventCommand(e, "checkout", func(ctx *entities.EventContext[Cart, CartEvent], _ Checkout) entities.Effect[Cart] {
 		switch {
 		case ctx.State().CheckedOut:
-			return entities.Error(entities.FailedPrecondition, "cart %s is already checked out", ctx.Subject())
+			return ctx.Error(entities.FailedPrecondition, "cart %s is already checked out", ctx.Subject())
 		case len(ctx.State().Items) == 0:
-			return entities.Error(entities.FailedPrecondition, "cart %s is empty", ctx.Subject())
+			return ctx.Error(entities.FailedPrecondition, "cart %s is empty", ctx.Subject())
 		}
-		return persist(ctx.State(), CheckedOut{})
+		return persist(ctx, CheckedOut{})
 	})
-	entities.Command(e, "get", func(ctx *entities.Context[Cart], _ Get) entities.Effect {
+	entities.EventCommand(e, "get", func(ctx *entities.EventContext[Cart, CartEvent], _ Get) entities.Effect[Cart] {
 		if !ctx.Exists() {
-			return entities.Error(entities.NotFound, "no cart %s", ctx.Subject())
+			return ctx.Error(entities.NotFound, "no cart %s", ctx.Subject())
 		}
-		return entities.Reply(ctx.State())
+		return ctx.Reply(ctx.State())
 	})
 	return e
 }

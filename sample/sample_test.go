@@ -23,27 +23,27 @@ func TestCustomerRules(t *testing.T) {
 	h := shop(t)
 	send := func(command string, payload any) (pt.Reply, error) { return h.Send("customer", "c1", command, payload) }
 	r, err := send("get", struct{}{})
-	pt.ExpectError(t, r, err, "not_found")
+	pt.ExpectError(t, "not_found")(r, err)
 	r, err = send("change-name", sample.ChangeName{Name: "B"})
-	pt.ExpectError(t, r, err, "not_found")
+	pt.ExpectError(t, "not_found")(r, err)
 	r, err = send("create", sample.CreateCustomer{Email: "nope", Name: "A"})
-	pt.ExpectError(t, r, err, "invalid_argument")
+	pt.ExpectError(t, "invalid_argument")(r, err)
 	r, err = send("create", sample.CreateCustomer{Email: "a@example.com", Name: " "})
-	pt.ExpectError(t, r, err, "invalid_argument")
+	pt.ExpectError(t, "invalid_argument")(r, err)
 	r, err = send("create", sample.CreateCustomer{Email: "a@example.com", Name: "Ada"})
-	if c := pt.Expect[sample.Customer](t, r, err); c.Name != "Ada" || r.Seq != 1 {
+	if c := pt.Expect[sample.Customer](t)(r, err); c.Name != "Ada" || r.Seq != 1 {
 		t.Errorf("create: %+v seq %d", c, r.Seq)
 	}
 	r, err = send("create", sample.CreateCustomer{Email: "b@example.com", Name: "Bea"})
-	pt.ExpectError(t, r, err, "conflict")
+	pt.ExpectError(t, "conflict")(r, err)
 	r, err = send("change-email", sample.ChangeEmail{Email: "ada@"})
-	pt.ExpectError(t, r, err, "invalid_argument")
+	pt.ExpectError(t, "invalid_argument")(r, err)
 	r, err = send("change-email", sample.ChangeEmail{Email: "ada@example.com"})
-	pt.Expect[sample.Customer](t, r, err)
+	pt.Expect[sample.Customer](t)(r, err)
 	r, err = send("change-name", sample.ChangeName{Name: "Ada L."})
-	pt.Expect[sample.Customer](t, r, err)
+	pt.Expect[sample.Customer](t)(r, err)
 	r, err = send("get", struct{}{})
-	if c := pt.Expect[sample.Customer](t, r, err); c != (sample.Customer{Email: "ada@example.com", Name: "Ada L."}) || r.Seq != 3 {
+	if c := pt.Expect[sample.Customer](t)(r, err); c != (sample.Customer{Email: "ada@example.com", Name: "Ada L."}) || r.Seq != 3 {
 		t.Errorf("get: %+v seq %d", c, r.Seq)
 	}
 	if row := pt.ExpectRow[sample.CustomerRow](t, h, "customers-by-email", "c1"); row.Email != "ada@example.com" {
@@ -58,26 +58,26 @@ func TestCartRulesEventsAndView(t *testing.T) {
 		return h.Send("cart", "k1", "add-item", sample.AddItem{ProductID: p, Name: "P " + p, Quantity: q})
 	}
 	r, err := h.Send("cart", "k1", "checkout", struct{}{})
-	pt.ExpectError(t, r, err, "failed_precondition")
+	pt.ExpectError(t, "failed_precondition")(r, err)
 	r, err = add("p1", 0)
-	pt.ExpectError(t, r, err, "invalid_argument")
+	pt.ExpectError(t, "invalid_argument")(r, err)
 	for _, a := range []struct {
 		p string
 		q int
 	}{{"p1", 2}, {"p1", 1}, {"p2", 5}} {
 		r, err = add(a.p, a.q)
-		pt.Expect[sample.Cart](t, r, err)
+		pt.Expect[sample.Cart](t)(r, err)
 	}
 	r, err = h.Send("cart", "k1", "remove-item", sample.RemoveItem{ProductID: "p9"})
-	pt.ExpectError(t, r, err, "not_found")
+	pt.ExpectError(t, "not_found")(r, err)
 	r, err = h.Send("cart", "k1", "remove-item", sample.RemoveItem{ProductID: "p2"})
-	pt.Expect[sample.Cart](t, r, err)
+	pt.Expect[sample.Cart](t)(r, err)
 	r, err = h.Send("cart", "k1", "checkout", struct{}{})
-	if cart := pt.Expect[sample.Cart](t, r, err); !cart.CheckedOut || cart.Items["p1"].Quantity != 3 || len(cart.Items) != 1 || r.Seq != 5 {
+	if cart := pt.Expect[sample.Cart](t)(r, err); !cart.CheckedOut || cart.Items["p1"].Quantity != 3 || len(cart.Items) != 1 || r.Seq != 5 {
 		t.Errorf("checkout reply %+v seq %d", cart, r.Seq)
 	}
 	r, err = add("p3", 1)
-	pt.ExpectError(t, r, err, "failed_precondition")
+	pt.ExpectError(t, "failed_precondition")(r, err)
 	evs := h.ExpectEvents(t, "cart", "k1", "ItemAdded", "ItemAdded", "ItemAdded", "ItemRemoved", "CheckedOut")
 	if evs[4].ID() != "k1:5" {
 		t.Errorf("last event id %s, want k1:5", evs[4].ID())
@@ -102,15 +102,15 @@ func TestPublishAndSubscribe(t *testing.T) {
 	customer := sample.NewCustomer()
 	h0, _ := pt.New() // only for topic names
 	signups, welcomes := h0.Topic("signups"), h0.Topic("welcomes")
-	entities.Subscribe(customer, signups, "SignedUp", func(ctx *entities.Context[sample.Customer], s signedUp) entities.Effect {
+	entities.Subscribe(customer, signups, "SignedUp", func(ctx *entities.Context[sample.Customer], s signedUp) entities.Effect[sample.Customer] {
 		if ctx.Exists() {
-			return entities.Ignore()
+			return ctx.Ignore()
 		}
-		return entities.Update(sample.Customer(s))
+		return ctx.Update(sample.Customer(s))
 	})
 	mailer := entities.Consumer("mailer", entities.PublishesTo(welcomes))
-	entities.Subscribe(mailer, signups, "SignedUp", func(ctx *entities.Context[struct{}], s signedUp) entities.Effect {
-		return entities.Ignore().Publish(welcomes, "Welcomed", map[string]string{"to": s.Email})
+	entities.Subscribe(mailer, signups, "SignedUp", func(ctx *entities.Context[struct{}], s signedUp) entities.Effect[struct{}] {
+		return ctx.Ignore().Publish(welcomes, "Welcomed", map[string]string{"to": s.Email})
 	})
 	h := pt.Start(t, customer, mailer, sample.NewCustomersByEmail())
 	for _, s := range []string{"s1", "s2"} {
@@ -134,9 +134,9 @@ func TestPublishAndSubscribe(t *testing.T) {
 func TestFaultRedeliveryBehindNewer(t *testing.T) {
 	h := shop(t)
 	first, err := h.Send("cart", "k1", "add-item", sample.AddItem{ProductID: "p1", Name: "P", Quantity: 1}, pt.ID("once"))
-	pt.Expect[sample.Cart](t, first, err)
+	pt.Expect[sample.Cart](t)(first, err)
 	r, err := h.Send("cart", "k1", "add-item", sample.AddItem{ProductID: "p2", Name: "Q", Quantity: 1})
-	pt.Expect[sample.Cart](t, r, err)
+	pt.Expect[sample.Cart](t)(r, err)
 	again, err := h.Redeliver("once")
 	if err != nil || !again.Duplicate || string(again.Data) != string(first.Data) || again.Seq != 1 {
 		t.Fatalf("redelivery: %+v %v, first %+v", again, err, first)
@@ -164,7 +164,7 @@ func TestFaultRedeliveryBehindNewer(t *testing.T) {
 func TestFaultDuplicate(t *testing.T) {
 	h := shop(t)
 	r, err := h.Send("customer", "c1", "create", sample.CreateCustomer{Email: "a@b.c", Name: "A"}, pt.Duplicated())
-	if c := pt.Expect[sample.Customer](t, r, err); c.Name != "A" || !r.Duplicate || r.Seq != 1 {
+	if c := pt.Expect[sample.Customer](t)(r, err); c.Name != "A" || !r.Duplicate || r.Seq != 1 {
 		t.Errorf("duplicate create: %+v %+v", c, r)
 	}
 	h.ExpectHeld(t)
@@ -173,9 +173,9 @@ func TestFaultDuplicate(t *testing.T) {
 func TestFaultMisrouted(t *testing.T) {
 	h := shop(t)
 	r, err := h.Send("cart", "k1", "add-item", sample.AddItem{ProductID: "p1", Name: "P", Quantity: 2}, pt.Misrouted())
-	pt.Expect[sample.Cart](t, r, err)
+	pt.Expect[sample.Cart](t)(r, err)
 	r, err = h.Send("cart", "k1", "add-item", sample.AddItem{ProductID: "p1", Name: "P", Quantity: 3})
-	if cart := pt.Expect[sample.Cart](t, r, err); cart.Items["p1"].Quantity != 5 {
+	if cart := pt.Expect[sample.Cart](t)(r, err); cart.Items["p1"].Quantity != 5 {
 		t.Errorf("misrouted update lost: %+v", cart)
 	}
 	if h.Rerouted() != 1 {
@@ -187,12 +187,12 @@ func TestFaultMisrouted(t *testing.T) {
 func TestFaultLaggingViewReadsStale(t *testing.T) {
 	h := shop(t)
 	r, err := h.Send("customer", "c1", "create", sample.CreateCustomer{Email: "old@example.com", Name: "A"})
-	pt.Expect[sample.Customer](t, r, err)
+	pt.Expect[sample.Customer](t)(r, err)
 	if err := h.LagView("customers-by-email"); err != nil {
 		t.Fatal(err)
 	}
 	r, err = h.Send("customer", "c1", "change-email", sample.ChangeEmail{Email: "new@example.com"})
-	pt.Expect[sample.Customer](t, r, err)
+	pt.Expect[sample.Customer](t)(r, err)
 	if row := pt.ExpectRow[sample.CustomerRow](t, h, "customers-by-email", "c1"); row.Email != "old@example.com" {
 		t.Fatalf("a lagging view shows %+v, want the stale row", row)
 	}
@@ -212,7 +212,7 @@ func TestFaultCrashReplaysUncommitted(t *testing.T) {
 	h := shop(t, pt.CommitEvery(100)) // nothing committed: a crash replays everything
 	for _, q := range []int{1, 2, 3} {
 		r, err := h.Send("cart", "k1", "add-item", sample.AddItem{ProductID: "p", Name: "P", Quantity: q})
-		pt.Expect[sample.Cart](t, r, err)
+		pt.Expect[sample.Cart](t)(r, err)
 	}
 	for _, g := range []string{"cart", "carts"} {
 		if err := h.Crash(g); err != nil {
@@ -235,7 +235,7 @@ func TestFaultHandlerFails(t *testing.T) {
 	h := shop(t)
 	h.FailNext("customer", "create", entities.DefaultRetries) // within the retries: succeeds
 	r, err := h.Send("customer", "c1", "create", sample.CreateCustomer{Email: "a@b.c", Name: "A"})
-	pt.Expect[sample.Customer](t, r, err)
+	pt.Expect[sample.Customer](t)(r, err)
 	h.FailNext("customer", "change-name", entities.DefaultRetries+1) // beyond: dead letter
 	_, err = h.Send("customer", "c1", "change-name", sample.ChangeName{Name: "B"})
 	d := h.ExpectDeadLettered(t, err, "handler failed 4 times")

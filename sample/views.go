@@ -13,10 +13,10 @@ type CustomerRow struct {
 // customer, indexed by email.
 func NewCustomersByEmail() *views.View[CustomerRow] {
 	v := views.New[CustomerRow]("customers-by-email", views.Index("email"))
-	views.FromState(v, "customer", func(u views.Update[CustomerRow, Customer]) views.Effect {
-		return views.Set(CustomerRow{ID: u.Subject, Email: u.Value.Email, Name: u.Value.Name})
+	views.FromState(v, "customer", func(u views.Update[CustomerRow, Customer]) views.Effect[CustomerRow] {
+		return u.Set(CustomerRow{ID: u.Subject, Email: u.Value.Email, Name: u.Value.Name})
 	})
-	views.OnDelete(v, "customer", func(views.Update[CustomerRow, struct{}]) views.Effect { return views.Remove() })
+	views.OnDelete(v, "customer", func(u views.Update[CustomerRow, struct{}]) views.Effect[CustomerRow] { return u.Remove() })
 	return v
 }
 
@@ -49,20 +49,20 @@ func NewCarts() *views.View[CartRow] {
 		}
 		return r
 	}
-	views.FromEvent(v, "cart", "ItemAdded", func(u views.Update[CartRow, ItemAdded]) views.Effect {
+	views.FromEvent(v, "cart", "ItemAdded", func(u views.Update[CartRow, ItemAdded]) views.Effect[CartRow] {
 		r := row(u.Subject, u.Row)
 		r.Quantities[u.Value.ProductID] += u.Value.Quantity
-		return views.Set(total(r))
+		return u.Set(total(r))
 	})
-	views.FromEvent(v, "cart", "ItemRemoved", func(u views.Update[CartRow, ItemRemoved]) views.Effect {
+	views.FromEvent(v, "cart", "ItemRemoved", func(u views.Update[CartRow, ItemRemoved]) views.Effect[CartRow] {
 		r := row(u.Subject, u.Row)
 		delete(r.Quantities, u.Value.ProductID)
-		return views.Set(total(r))
+		return u.Set(total(r))
 	})
-	views.FromEvent(v, "cart", "CheckedOut", func(u views.Update[CartRow, CheckedOut]) views.Effect {
+	views.FromEvent(v, "cart", "CheckedOut", func(u views.Update[CartRow, CheckedOut]) views.Effect[CartRow] {
 		r := row(u.Subject, u.Row)
 		r.CheckedOut = true
-		return views.Set(total(r))
+		return u.Set(total(r))
 	})
 	return v
 }

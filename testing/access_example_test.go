@@ -25,12 +25,12 @@ func Example_access() {
 		entities.Access(access.Claim("roles", "customer")),
 		entities.CommandAccess("credit", access.Internal()), // a saga step: never from the gateway
 	)
-	entities.Command(w, "deposit", func(ctx *entities.Context[wallet], c credit) entities.Effect {
+	entities.Command(w, "deposit", func(ctx *entities.Context[wallet], c credit) entities.Effect[wallet] {
 		s := wallet{Balance: ctx.State().Balance + c.Amount}
-		return entities.Update(s).Reply(fmt.Sprintf("%s deposited %d", ctx.Command().Caller().Subject, c.Amount))
+		return ctx.Update(s).Reply(fmt.Sprintf("%s deposited %d", ctx.Command().Caller().Subject, c.Amount))
 	})
-	entities.Command(w, "credit", func(ctx *entities.Context[wallet], c credit) entities.Effect {
-		return entities.Update(wallet{Balance: ctx.State().Balance + c.Amount})
+	entities.Command(w, "credit", func(ctx *entities.Context[wallet], c credit) entities.Effect[wallet] {
+		return ctx.Update(wallet{Balance: ctx.State().Balance + c.Amount})
 	})
 	h, err := pt.New(w)
 	if err != nil {

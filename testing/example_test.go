@@ -13,22 +13,22 @@ import (
 // counterApp is a counter entity and a view of the counts.
 func counterApp() (*entities.Entity[Count], *views.View[Count]) {
 	counter := entities.KeyValue[Count]("counter", entities.PublishesTo("app.milestones"))
-	entities.Command(counter, "increment", func(ctx *entities.Context[Count], _ struct{}) entities.Effect {
+	entities.Command(counter, "increment", func(ctx *entities.Context[Count], _ struct{}) entities.Effect[Count] {
 		next := Count{N: ctx.State().N + 1}
-		eff := entities.Update(next).Reply(next)
+		eff := ctx.Update(next).Reply(next)
 		if next.N%10 == 0 {
 			eff = eff.Publish("app.milestones", "Reached", next)
 		}
 		return eff
 	})
-	entities.Command(counter, "reset", func(ctx *entities.Context[Count], _ struct{}) entities.Effect {
+	entities.Command(counter, "reset", func(ctx *entities.Context[Count], _ struct{}) entities.Effect[Count] {
 		if !ctx.Exists() {
-			return entities.Error(entities.NotFound, "no counter %s", ctx.Subject())
+			return ctx.Error(entities.NotFound, "no counter %s", ctx.Subject())
 		}
-		return entities.Update(Count{}).Reply(Count{})
+		return ctx.Update(Count{}).Reply(Count{})
 	})
 	counts := views.New[Count]("counts", views.Index("n"))
-	views.FromState(counts, "counter", func(u views.Update[Count, Count]) views.Effect { return views.Set(u.Value) })
+	views.FromState(counts, "counter", func(u views.Update[Count, Count]) views.Effect[Count] { return u.Set(u.Value) })
 	return counter, counts
 }
 
@@ -53,7 +53,7 @@ func ExampleStart() {
 	counter, counts := counterApp()
 	h := pt.Start(t, counter, counts)
 	r, err := h.Send("counter", "c1", "reset", struct{}{})
-	pt.ExpectError(t, r, err, "not_found")
+	pt.ExpectError(t, "not_found")(r, err)
 	fmt.Println(r.Code, r.Message)
 	// Output:
 	// not_found no counter c1
@@ -176,7 +176,7 @@ func ExampleExpect() {
 	counter, counts := counterApp()
 	h := pt.Start(t, counter, counts)
 	r, err := h.Send("counter", "c1", "increment", struct{}{})
-	c := pt.Expect[Count](t, r, err)
+	c := pt.Expect[Count](t)(r, err)
 	fmt.Println(c.N)
 	// Output:
 	// 1
@@ -212,7 +212,9 @@ func ExampleExpectPublished() {
 func ExampleHarness_ExpectEvents() {
 	t := &testing.T{}
 	order := entities.EventSourced[Order, StatusChanged]("order", func(o Order, e StatusChanged) Order { return Order(e) })
-	entities.Command(order, "set-status", func(_ *entities.Context[Order], s StatusChanged) entities.Effect { return entities.Persist(s) })
+	entities.EventCommand(order, "set-status", func(ctx *entities.EventContext[Order, StatusChanged], s StatusChanged) entities.Effect[Order] {
+		return ctx.Persist(s)
+	})
 	h := pt.Start(t, order)
 	_, _ = h.Send("order", "o1", "set-status", StatusChanged{Status: "paid"})
 	for _, e := range h.ExpectEvents(t, "order", "o1", "StatusChanged") {

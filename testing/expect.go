@@ -10,32 +10,43 @@ import (
 	"github.com/partita-dev/partita/views"
 )
 
-// Expect fails tb unless the command succeeded, and returns its reply
+// Expect returns a check of [Harness.Send]'s results, to use in one line:
+//
+//	cart := partitatest.Expect[Cart](t)(h.Send("cart", "k1", "add-item", item))
+//
+// The check fails tb unless the command succeeded, and returns its reply
 // decoded as T.
-func Expect[T any](tb testing.TB, r Reply, err error) T {
-	tb.Helper()
-	var v T
-	switch {
-	case err != nil:
-		tb.Fatalf("command failed: %v", err)
-	case r.Code != "":
-		tb.Fatalf("command got error %s: %s", r.Code, r.Message)
-	case json.Unmarshal(r.Data, &v) != nil:
-		tb.Fatalf("reply %s is not a %T", r.Data, v)
+func Expect[T any](tb testing.TB) func(Reply, error) T {
+	return func(r Reply, err error) T {
+		tb.Helper()
+		var v T
+		switch {
+		case err != nil:
+			tb.Fatalf("command failed: %v", err)
+		case r.Code != "":
+			tb.Fatalf("command got error %s: %s", r.Code, r.Message)
+		case json.Unmarshal(r.Data, &v) != nil:
+			tb.Fatalf("reply %s is not a %T", r.Data, v)
+		}
+		return v
 	}
-	return v
 }
 
-// ExpectError fails tb unless the command got an error reply with code.
-func ExpectError(tb testing.TB, r Reply, err error, code string) Reply {
-	tb.Helper()
-	if err != nil {
-		tb.Fatalf("command failed: %v", err)
+// ExpectError returns a check of [Harness.Send]'s results that fails tb
+// unless the command got an error reply with code:
+//
+//	partitatest.ExpectError(t, "not_found")(h.Send("cart", "k9", "get", struct{}{}))
+func ExpectError(tb testing.TB, code string) func(Reply, error) Reply {
+	return func(r Reply, err error) Reply {
+		tb.Helper()
+		if err != nil {
+			tb.Fatalf("command failed: %v", err)
+		}
+		if r.Code != code {
+			tb.Fatalf("want error %s, got %q (%s) %s", code, r.Code, r.Message, r.Data)
+		}
+		return r
 	}
-	if r.Code != code {
-		tb.Fatalf("want error %s, got %q (%s) %s", code, r.Code, r.Message, r.Data)
-	}
-	return r
 }
 
 // ExpectDeadLettered fails tb unless the command got no reply and a dead

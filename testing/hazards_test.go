@@ -30,13 +30,13 @@ func Example_hazardRedelivery() {
 
 	naive := map[string]int{} // a balance kept by the handler itself
 	counter := entities.Consumer("naive-counter")
-	entities.Subscribe(counter, payments, "Paid", func(ctx *entities.Context[struct{}], p Payment) entities.Effect {
+	entities.Subscribe(counter, payments, "Paid", func(ctx *entities.Context[struct{}], p Payment) entities.Effect[struct{}] {
 		naive[ctx.Subject()] += p.Amount
-		return entities.Ignore()
+		return ctx.Ignore()
 	})
 	wallet := entities.KeyValue[Wallet]("wallet")
-	entities.Subscribe(wallet, payments, "Paid", func(ctx *entities.Context[Wallet], p Payment) entities.Effect {
-		return entities.Update(Wallet{Balance: ctx.State().Balance + p.Amount})
+	entities.Subscribe(wallet, payments, "Paid", func(ctx *entities.Context[Wallet], p Payment) entities.Effect[Wallet] {
+		return ctx.Update(Wallet{Balance: ctx.State().Balance + p.Amount})
 	})
 
 	h, _ := pt.New(counter, wallet)
@@ -71,19 +71,19 @@ type OrderRow struct {
 // row's and drops it.
 func Example_hazardOldBehindNew() {
 	order := entities.EventSourced[Order, StatusChanged]("order", func(o Order, e StatusChanged) Order { return Order(e) })
-	entities.Command(order, "set-status", func(_ *entities.Context[Order], s StatusChanged) entities.Effect {
-		return entities.Persist(s)
+	entities.EventCommand(order, "set-status", func(ctx *entities.EventContext[Order, StatusChanged], s StatusChanged) entities.Effect[Order] {
+		return ctx.Persist(s)
 	})
 	h0, _ := pt.New()
 	naive := map[string]string{} // last write wins
 	reader := entities.Consumer("naive-reader")
-	entities.Subscribe(reader, h0.Topic("order.events"), "StatusChanged", func(ctx *entities.Context[struct{}], e StatusChanged) entities.Effect {
+	entities.Subscribe(reader, h0.Topic("order.events"), "StatusChanged", func(ctx *entities.Context[struct{}], e StatusChanged) entities.Effect[struct{}] {
 		naive[ctx.Subject()] = e.Status
-		return entities.Ignore()
+		return ctx.Ignore()
 	})
 	view := views.New[OrderRow]("orders")
-	views.FromEvent(view, "order", "StatusChanged", func(u views.Update[OrderRow, StatusChanged]) views.Effect {
-		return views.Set(OrderRow(u.Value))
+	views.FromEvent(view, "order", "StatusChanged", func(u views.Update[OrderRow, StatusChanged]) views.Effect[OrderRow] {
+		return u.Set(OrderRow(u.Value))
 	})
 
 	h, _ := pt.New(order, reader, view)
@@ -112,8 +112,8 @@ type Count struct {
 // partition first.
 func Example_hazardMisrouted() {
 	counter := entities.KeyValue[Count]("counter")
-	entities.Command(counter, "increment", func(ctx *entities.Context[Count], _ struct{}) entities.Effect {
-		return entities.Update(Count{N: ctx.State().N + 1})
+	entities.Command(counter, "increment", func(ctx *entities.Context[Count], _ struct{}) entities.Effect[Count] {
+		return ctx.Update(Count{N: ctx.State().N + 1})
 	})
 	h, _ := pt.New(counter)
 	_, _ = h.Send("counter", "c1", "increment", struct{}{})
@@ -138,11 +138,11 @@ func Example_hazardMisrouted() {
 // lets the query wait until the view has applied the write.
 func Example_hazardStaleRead() {
 	counter := entities.KeyValue[Count]("counter")
-	entities.Command(counter, "increment", func(ctx *entities.Context[Count], _ struct{}) entities.Effect {
-		return entities.Update(Count{N: ctx.State().N + 1})
+	entities.Command(counter, "increment", func(ctx *entities.Context[Count], _ struct{}) entities.Effect[Count] {
+		return ctx.Update(Count{N: ctx.State().N + 1})
 	})
 	counts := views.New[Count]("counts")
-	views.FromState(counts, "counter", func(u views.Update[Count, Count]) views.Effect { return views.Set(u.Value) })
+	views.FromState(counts, "counter", func(u views.Update[Count, Count]) views.Effect[Count] { return u.Set(u.Value) })
 	h, _ := pt.New(counter, counts)
 	_, _ = h.Send("counter", "c1", "increment", struct{}{})
 	_ = h.LagView("counts") // the view falls behind

@@ -28,8 +28,8 @@ type total struct {
 // closed, and must then be turned around.
 func TestTwoVersionsOfOneSequenceNumberAfterAPartialWrite(t *testing.T) {
 	counter := entities.EventSourced[total]("counter", func(s total, e added) total { return total{N: s.N + e.By} })
-	entities.Command(counter, "add", func(ctx *entities.Context[total], a added) entities.Effect {
-		return entities.Persist(added(a))
+	entities.EventCommand(counter, "add", func(ctx *entities.EventContext[total, added], a added) entities.Effect[total] {
+		return ctx.Persist(added(a))
 	})
 	h, err := NewWith([]Option{CommitEvery(100)}, counter)
 	if err != nil {

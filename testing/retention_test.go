@@ -20,9 +20,9 @@ type Account struct {
 
 func bank(opts ...entities.Option) *entities.Entity[Account] {
 	account := entities.KeyValue[Account]("account", opts...)
-	entities.Command(account, "deposit", func(ctx *entities.Context[Account], d Deposit) entities.Effect {
+	entities.Command(account, "deposit", func(ctx *entities.Context[Account], d Deposit) entities.Effect[Account] {
 		s := Account{Balance: ctx.State().Balance + d.Amount}
-		return entities.Update(s).Reply(s)
+		return ctx.Update(s).Reply(s)
 	})
 	return account
 }
@@ -33,7 +33,7 @@ func bank(opts ...entities.Option) *entities.Entity[Account] {
 func TestRetentionOutlivesTheWindow(t *testing.T) {
 	h := pt.Start(t, bank(entities.Retention(time.Hour)))
 	first, err := h.Send("account", "acc-1", "deposit", Deposit{Amount: 100}, pt.ID("pay-42"))
-	pt.Expect[Account](t, first, err)
+	pt.Expect[Account](t)(first, err)
 	for i := range 1000 {
 		h.Advance(time.Second)
 		if i%100 == 0 {
@@ -113,8 +113,8 @@ func TestPublishWithoutStateChangeIsSequenced(t *testing.T) {
 	h0, _ := pt.New()
 	audit := h0.Topic("audit")
 	notes := entities.KeyValue[Account]("notes", entities.PublishesTo(audit))
-	entities.Command(notes, "note", func(ctx *entities.Context[Account], n Noted) entities.Effect {
-		return entities.Ignore().Publish(audit, "Noted", n)
+	entities.Command(notes, "note", func(ctx *entities.Context[Account], n Noted) entities.Effect[Account] {
+		return ctx.Ignore().Publish(audit, "Noted", n)
 	})
 	h := pt.Start(t, notes)
 	for _, id := range []string{"n1", "n2", "n1"} {
@@ -146,8 +146,8 @@ func TestTopicViewSkipsRedeliveredEvents(t *testing.T) {
 	h0, _ := pt.New()
 	kyc := h0.Topic("kyc")
 	v := views.New[KYCRow]("kyc-status")
-	views.FromTopic(v, kyc, "Checked", func(u views.Update[KYCRow, KYC]) views.Effect {
-		return views.Set(KYCRow{Status: u.Value.Status, Checks: u.Row.Checks + 1})
+	views.FromTopic(v, kyc, "Checked", func(u views.Update[KYCRow, KYC]) views.Effect[KYCRow] {
+		return u.Set(KYCRow{Status: u.Value.Status, Checks: u.Row.Checks + 1})
 	})
 	h := pt.Start(t, v)
 	publish := func(id, status string) {

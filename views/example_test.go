@@ -23,12 +23,12 @@ type ProductRow struct {
 
 func catalog() (*entities.Entity[Product], *views.View[ProductRow]) {
 	product := entities.KeyValue[Product]("product")
-	entities.Command(product, "set", func(_ *entities.Context[Product], p Product) entities.Effect {
-		return entities.Update(p)
+	entities.Command(product, "set", func(ctx *entities.Context[Product], p Product) entities.Effect[Product] {
+		return ctx.Update(p)
 	})
 	byPrice := views.New[ProductRow]("products-by-price", views.Index("price"), views.Index("cheap"))
-	views.FromState(byPrice, "product", func(u views.Update[ProductRow, Product]) views.Effect {
-		return views.Set(ProductRow{Name: u.Value.Name, Price: u.Value.Price, Cheap: u.Value.Price < 10})
+	views.FromState(byPrice, "product", func(u views.Update[ProductRow, Product]) views.Effect[ProductRow] {
+		return u.Set(ProductRow{Name: u.Value.Name, Price: u.Value.Price, Cheap: u.Value.Price < 10})
 	})
 	return product, byPrice
 }

@@ -19,6 +19,7 @@
 package views
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -84,29 +85,39 @@ func (v *View[R]) ViewDefinition() *core.View {
 
 // Update is what a view handler sees: the subject (the row's id), the
 // current row (the zero R when Exists is false), the update's value and its
-// sequence number.
+// sequence number. Its methods build the handler's [Effect].
 type Update[R, T any] struct {
 	Subject string
 	Row     R
 	Exists  bool
 	Value   T
 	Seq     uint64
+	ctx     context.Context
 }
 
-// Effect is a view handler's result: [Set], [Remove] or [Keep].
-type Effect struct {
-	kind core.ViewDecisionKind
-	row  any
+// Context is cancelled when the worker stops or loses the row's partition.
+func (u Update[R, T]) Context() context.Context {
+	if u.ctx == nil {
+		return context.Background()
+	}
+	return u.ctx
 }
 
 // Set makes row the row of the update's subject.
-func Set(row any) Effect { return Effect{kind: core.SetRow, row: row} }
+func (u Update[R, T]) Set(row R) Effect[R] { return Effect[R]{kind: core.SetRow, row: row} }
 
 // Remove deletes the row of the update's subject.
-func Remove() Effect { return Effect{kind: core.RemoveRow} }
+func (u Update[R, T]) Remove() Effect[R] { return Effect[R]{kind: core.RemoveRow} }
 
 // Keep leaves the row as it is.
-func Keep() Effect { return Effect{kind: core.Keep} }
+func (u Update[R, T]) Keep() Effect[R] { return Effect[R]{kind: core.Keep} }
+
+// Effect is a view handler's result, typed on the view's row: build it
+// with the update's Set, Remove or Keep.
+type Effect[R any] struct {
+	kind core.ViewDecisionKind
+	row  R
+}
 
 func (v *View[R]) source(kind core.SourceKind, entity, topic string) *core.ViewSource {
 	key := fmt.Sprint(kind, "/", entity, "/", topic)
@@ -121,20 +132,20 @@ func (v *View[R]) source(kind core.SourceKind, entity, topic string) *core.ViewS
 
 // FromState handles the state changes of the key-value entity named entity:
 // Value is its new state.
-func FromState[R, S any](v *View[R], entity string, h func(Update[R, S]) Effect) {
+func FromState[R, S any](v *View[R], entity string, h func(Update[R, S]) Effect[R]) {
 	v.source(core.FromState, entity, "").Handlers[core.StateChanged] = handler(codec.JSON[S](), h)
 }
 
 // OnDelete handles the deletion of a key-value entity's state.
-func OnDelete[R any](v *View[R], entity string, h func(Update[R, struct{}]) Effect) {
+func OnDelete[R any](v *View[R], entity string, h func(Update[R, struct{}]) Effect[R]) {
 	v.source(core.FromState, entity, "").Handlers[core.StateDeleted] = func(in core.ViewInput) core.ViewDecision {
-		return decide[R](in, func(u Update[R, struct{}]) Effect { return h(u) }, struct{}{})
+		return decide(in, h, struct{}{})
 	}
 }
 
 // FromEvent handles events of type eventType of the event-sourced entity
 // named entity: Value is the event's data.
-func FromEvent[R, E any](v *View[R], entity, eventType string, h func(Update[R, E]) Effect) {
+func FromEvent[R, E any](v *View[R], entity, eventType string, h func(Update[R, E]) Effect[R]) {
 	v.source(core.FromEvents, entity, "").Handlers[eventType] = handler(codec.JSON[E](), h)
 }
 
@@ -142,11 +153,11 @@ func FromEvent[R, E any](v *View[R], entity, eventType string, h func(Update[R, 
 // a ce-subject, the row's id. The topic must be co-partitioned with the
 // view's table (same partition count); records not on their subject's
 // partition are re-routed first.
-func FromTopic[R, E any](v *View[R], topic, eventType string, h func(Update[R, E]) Effect) {
+func FromTopic[R, E any](v *View[R], topic, eventType string, h func(Update[R, E]) Effect[R]) {
 	v.source(core.FromTopic, "", topic).Handlers[eventType] = handler(codec.JSON[E](), h)
 }
 
-func handler[R, T any](c codec.Codec[T], h func(Update[R, T]) Effect) core.ViewHandler {
+func handler[R, T any](c codec.Codec[T], h func(Update[R, T]) Effect[R]) core.ViewHandler {
 	return func(in core.ViewInput) core.ViewDecision {
 		val, err := c.Decode(in.Data)
 		if err != nil {
@@ -156,8 +167,8 @@ func handler[R, T any](c codec.Codec[T], h func(Update[R, T]) Effect) core.ViewH
 	}
 }
 
-func decide[R, T any](in core.ViewInput, h func(Update[R, T]) Effect, val T) core.ViewDecision {
-	u := Update[R, T]{Subject: in.Subject, Value: val, Seq: in.Seq, Exists: in.Row != nil}
+func decide[R, T any](in core.ViewInput, h func(Update[R, T]) Effect[R], val T) core.ViewDecision {
+	u := Update[R, T]{Subject: in.Subject, Value: val, Seq: in.Seq, Exists: in.Row != nil, ctx: in.Ctx}
 	if in.Row != nil {
 		if err := json.Unmarshal(in.Row, &u.Row); err != nil {
 			return core.ViewDecision{Err: fmt.Errorf("stored row of %s: %w", in.Subject, err)}
@@ -166,9 +177,6 @@ func decide[R, T any](in core.ViewInput, h func(Update[R, T]) Effect, val T) cor
 	eff := h(u)
 	if eff.kind != core.SetRow {
 		return core.ViewDecision{Kind: eff.kind}
-	}
-	if _, ok := eff.row.(R); !ok {
-		return core.ViewDecision{Err: fmt.Errorf("views.Set got %T, want the view's row type %T", eff.row, u.Row)}
 	}
 	data, err := json.Marshal(eff.row)
 	if err != nil {

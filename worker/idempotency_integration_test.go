@@ -56,16 +56,16 @@ type idemSlow struct {
 // replies {"slow":true}.
 func idemBank(name string, opts ...entities.Option) *entities.Entity[idemAccount] {
 	e := entities.KeyValue[idemAccount](name, opts...)
-	entities.Command(e, "deposit", func(ctx *entities.Context[idemAccount], d idemDeposit) entities.Effect {
+	entities.Command(e, "deposit", func(ctx *entities.Context[idemAccount], d idemDeposit) entities.Effect[idemAccount] {
 		next := idemAccount{Balance: ctx.State().Balance + d.Amount}
-		return entities.Update(next).Reply(next)
+		return ctx.Update(next).Reply(next)
 	})
-	entities.Command(e, "balance", func(ctx *entities.Context[idemAccount], _ struct{}) entities.Effect {
-		return entities.Reply(ctx.State())
+	entities.Command(e, "balance", func(ctx *entities.Context[idemAccount], _ struct{}) entities.Effect[idemAccount] {
+		return ctx.Reply(ctx.State())
 	})
-	entities.Command(e, "slow", func(ctx *entities.Context[idemAccount], s idemSlow) entities.Effect {
+	entities.Command(e, "slow", func(ctx *entities.Context[idemAccount], s idemSlow) entities.Effect[idemAccount] {
 		time.Sleep(time.Duration(s.Millis) * time.Millisecond)
-		return entities.Reply(map[string]bool{"slow": true})
+		return ctx.Reply(map[string]bool{"slow": true})
 	})
 	return e
 }

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -104,6 +106,7 @@ auth:
       hash: %s
       claims: {roles: [teller, auditor]}
 http:
+  allowed_hosts: [127.0.0.1]
   read_timeout: 2s
   max_connections: 40
   cors_origins: [https://app.test]
@@ -360,6 +363,20 @@ func TestGatewaySecurity(t *testing.T) {
 		}
 	})
 
+	t.Run("a Host not allowed is 421", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", "http://"+s.addr+"/healthz", nil)
+		req.Host = "evil.example"
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMisdirectedRequest || !strings.Contains(string(body), "misdirected_request") {
+			t.Errorf("Host evil.example: %d %s, want 421 misdirected_request", resp.StatusCode, body)
+		}
+	})
+
 	t.Run("errors are JSON objects, pages need authentication, health is open", func(t *testing.T) {
 		for _, c := range []struct {
 			method, path string
@@ -495,5 +512,51 @@ func TestHealthWhileKafkaIsUnreachable(t *testing.T) {
 	}
 	if code, ec, _ := request(t, p.addr, "POST", "/entities/cart/k/add-item", []byte(`{}`)); code != http.StatusServiceUnavailable || ec != "not_ready" {
 		t.Errorf("a command while Kafka is unreachable: %d %s, want 503 not_ready", code, ec)
+	}
+}
+
+// TestGatewayTLS serves the gateway over TLS (http.tls): a client trusting
+// the certificate sends a command; plain HTTP on the port is refused.
+func TestGatewayTLS(t *testing.T) {
+	e := kafkatest.Require(t)
+	bin, err := bankBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cert, certFile, keyFile := worker.WriteTestCert(t, dir, "gateway", 1)
+	cfg := filepath.Join(dir, "worker.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("http:\n  tls: {cert_file: %s, key_file: %s}\n", certFile, keyFile)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := launch(t, bin, fmt.Sprintf("tls%d", time.Now().UnixNano()), e.Plaintext, "--config", cfg)
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	tc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		resp, err := tc.Get("https://" + p.addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready over TLS in 2 minutes: %v\n%s", err, tail(p.log.String(), 2000))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	resp, err := tc.Post("https://"+p.addr+"/entities/account/t1/ping", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "pong") {
+		t.Errorf("a command over TLS: %d %s", resp.StatusCode, body)
+	}
+	if code, body := get(p.addr, "/healthz"); code == http.StatusOK {
+		t.Errorf("plain HTTP on the TLS port answered %d %s", code, body)
 	}
 }

@@ -27,8 +27,8 @@ type add struct {
 // state, add, encode). Allocations are both together.
 func BenchmarkHandleEntity(b *testing.B) {
 	e := entities.KeyValue[counter]("counter")
-	entities.Command(e, "add", func(ctx *entities.Context[counter], a add) entities.Effect {
-		return entities.Update(counter{N: ctx.State().N + a.By})
+	entities.Command(e, "add", func(ctx *entities.Context[counter], a add) entities.Effect[counter] {
+		return ctx.Update(counter{N: ctx.State().N + a.By})
 	})
 	def := e.Definition()
 	env := core.Env{Topics: core.Topics{App: "bench"}, Now: time.Now, Sleep: time.Sleep, Epoch: 1, Runners: core.NewRunners(4)}

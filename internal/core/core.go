@@ -16,6 +16,7 @@
 package core
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -86,6 +87,9 @@ type Handler func(in Input) Decision
 
 // Input is what a handler sees.
 type Input struct {
+	// Ctx is cancelled when the processor stops or loses the partition,
+	// and at the entity's timeout.
+	Ctx     context.Context
 	Subject string
 	State   json.RawMessage // nil when the subject has no state
 	Exists  bool

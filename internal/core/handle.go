@@ -1,6 +1,7 @@
 package core
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -44,6 +45,9 @@ type Delivery struct {
 	// Since is where the group's current epoch started reading this
 	// partition of its commands and loop topics (see Process).
 	Since Since
+	// Ctx is the handler's context: cancelled when the processor stops or
+	// loses the partition (nil: never cancelled).
+	Ctx context.Context
 }
 
 // Origin is "<topic>/<partition>/<offset>".
@@ -180,9 +184,9 @@ func handleEntity(env Env, def *Entity, d Delivery) Actions {
 			return deadLetter(d, group, fmt.Sprintf("subject %q: %v", subject, err), env.Now())
 		}
 	}
-	at := Arrival{}
+	at := Arrival{Ctx: d.Ctx}
 	if def.Kind != Stateless {
-		at = Arrival{IDs: d.IDs, Since: d.Since, From: Origin{Topic: OriginElsewhere, Offset: d.Offset}}
+		at = Arrival{Ctx: d.Ctx, IDs: d.IDs, Since: d.Since, From: Origin{Topic: OriginElsewhere, Offset: d.Offset}}
 		switch d.Topic {
 		case env.Topics.Commands(def.Name):
 			at.From.Topic = OriginCommands
@@ -225,7 +229,7 @@ func handleView(env Env, v *View, sources map[string]*ViewSource, d Delivery) Ac
 		subject = string(d.Record.Key)
 		typ     string
 		seq     uint64
-		in      ViewInput
+		in      = ViewInput{Ctx: d.Ctx}
 	)
 	if src.Kind == FromState {
 		if d.Record.Value == nil {

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -61,9 +62,10 @@ func IDKey(subject string, hash uint64) string {
 
 // Arrival is what Process knows of where a command came from.
 type Arrival struct {
-	IDs   IDTable // the entity's id table (nil: none)
-	From  Origin  // where the command was read
-	Since Since   // where this epoch started reading the subject's partition
+	Ctx   context.Context // the handler's context (nil: never cancelled)
+	IDs   IDTable         // the entity's id table (nil: none)
+	From  Origin          // where the command was read
+	Since Since           // where this epoch started reading the subject's partition
 }
 
 // CodeIdempotencyConflict is the Outcome.Code (and dead-letter code) of a
@@ -83,7 +85,7 @@ func Digest(ev codec.Attributes) uint64 {
 type Env struct {
 	Topics Topics
 	Now    func() time.Time
-	Sleep  func(time.Duration) // between retries; the harness passes a no-op
+	Sleep  func(time.Duration) // between retries (nil: a timer); the harness passes a no-op
 	// Runners run the handler calls (nil: a goroutine per call).
 	Runners *Runners
 	// Epoch names this run of the processor: a new value each time a
@@ -225,7 +227,11 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Attr
 		}
 		return Outcome{DeadLetter: fmt.Sprintf("unknown type %q for entity %s on %s", ev.Type, def.Name, topic)}
 	}
-	in := Input{Subject: subject, State: stored.State, Exists: stored.Exists, Seq: stored.Seq, Event: ev, Now: now}
+	ctx := at.Ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	in := Input{Ctx: ctx, Subject: subject, State: stored.State, Exists: stored.Exists, Seq: stored.Seq, Event: ev, Now: now}
 	d, reason := call(env, def, h, in)
 	if reason != "" {
 		return Outcome{DeadLetter: reason}
@@ -313,8 +319,28 @@ func call(env Env, def *Entity, h Handler, in Input) (Decision, string) {
 		if attempt >= def.Retries {
 			return d, fmt.Sprintf("handler failed %d times, last: %v", attempt+1, d.Err)
 		}
-		env.Sleep(wait)
+		if err := env.wait(in.Ctx, wait); err != nil {
+			// The worker stops or lost the partition: the command is not
+			// retried here, and goes to the dead letters, not lost.
+			return d, fmt.Sprintf("handler failed %d times and the retries were cancelled (%v), last: %v", attempt+1, err, d.Err)
+		}
 		wait *= 2
+	}
+}
+
+// wait waits d between retries, or until ctx ends.
+func (env Env) wait(ctx context.Context, d time.Duration) error {
+	if env.Sleep != nil {
+		env.Sleep(d)
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -331,6 +357,9 @@ func callOnce(env Env, def *Entity, h Handler, in Input) (d Decision, reason str
 		}()
 		return h(in), ""
 	}
+	ctx, cancel := context.WithTimeout(in.Ctx, def.Timeout)
+	defer cancel()
+	in.Ctx = ctx
 	type result struct {
 		d      Decision
 		reason string

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -105,6 +106,9 @@ func (t Topics) SourceTopic(s *ViewSource) string {
 
 // ViewInput is what a view handler sees.
 type ViewInput struct {
+	// Ctx is cancelled when the processor stops or loses the partition
+	// (nil: never).
+	Ctx     context.Context
 	Subject string
 	Row     json.RawMessage // nil: no row yet
 	Seq     uint64

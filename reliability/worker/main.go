@@ -19,13 +19,13 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	boom := entities.KeyValue[struct{}]("boom", entities.HandlerTimeout(time.Second), entities.Retries(2, 10*time.Millisecond))
-	entities.Command(boom, "panic", func(*entities.Context[struct{}], struct{}) entities.Effect { panic("boom") })
-	entities.Command(boom, "hang", func(*entities.Context[struct{}], struct{}) entities.Effect {
+	entities.Command(boom, "panic", func(ctx *entities.Context[struct{}], _ struct{}) entities.Effect[struct{}] { panic("boom") })
+	entities.Command(boom, "hang", func(ctx *entities.Context[struct{}], _ struct{}) entities.Effect[struct{}] {
 		time.Sleep(time.Minute)
-		return entities.Ignore()
+		return ctx.Ignore()
 	})
-	entities.Command(boom, "fail", func(*entities.Context[struct{}], struct{}) entities.Effect {
-		return entities.Fail(errors.New("downstream unavailable"))
+	entities.Command(boom, "fail", func(ctx *entities.Context[struct{}], _ struct{}) entities.Effect[struct{}] {
+		return ctx.Fail(errors.New("downstream unavailable"))
 	})
 	app := worker.App{Parts: []processor.Part{sample.NewCustomer(), sample.NewCart(), sample.NewCustomersByEmail(), sample.NewCarts(), boom}}
 	code := worker.Main(ctx, app, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)

@@ -50,41 +50,41 @@ func account() *entities.Entity[Account] {
 		entities.CommandAccess("ping", access.Public()),
 		entities.SendsTo("account"),
 	)
-	entities.Command(e, "open", func(ctx *entities.Context[Account], c open) entities.Effect {
+	entities.Command(e, "open", func(ctx *entities.Context[Account], c open) entities.Effect[Account] {
 		s := Account{Owner: c.Owner}
-		return entities.Update(s).Reply(s)
+		return ctx.Update(s).Reply(s)
 	})
-	entities.Command(e, "deposit", func(ctx *entities.Context[Account], c amount) entities.Effect {
+	entities.Command(e, "deposit", func(ctx *entities.Context[Account], c amount) entities.Effect[Account] {
 		s := ctx.State()
 		s.Balance += c.Amount
-		return entities.Update(s).Reply(s)
+		return ctx.Update(s).Reply(s)
 	})
 	// transfer debits this account and credits another through the
 	// internal command credit.
-	entities.Command(e, "transfer", func(ctx *entities.Context[Account], c transfer) entities.Effect {
+	entities.Command(e, "transfer", func(ctx *entities.Context[Account], c transfer) entities.Effect[Account] {
 		s := ctx.State()
 		if c.Amount <= 0 || c.Amount > s.Balance {
-			return entities.Error(entities.FailedPrecondition, "insufficient funds")
+			return ctx.Error(entities.FailedPrecondition, "insufficient funds")
 		}
 		s.Balance -= c.Amount
-		return entities.Update(s).Reply(s).Send("account", c.To, "credit", amount{Amount: c.Amount})
+		return ctx.Update(s).Reply(s).Send("account", c.To, "credit", amount{Amount: c.Amount})
 	})
-	entities.Command(e, "credit", func(ctx *entities.Context[Account], c amount) entities.Effect {
+	entities.Command(e, "credit", func(ctx *entities.Context[Account], c amount) entities.Effect[Account] {
 		s := ctx.State()
 		s.Balance += c.Amount
-		return entities.Update(s)
+		return ctx.Update(s)
 	})
 	// whoami replies with the caller the handler sees.
-	entities.Command(e, "whoami", func(ctx *entities.Context[Account], _ empty) entities.Effect {
-		return entities.Reply(ctx.Command().Caller())
+	entities.Command(e, "whoami", func(ctx *entities.Context[Account], _ empty) entities.Effect[Account] {
+		return ctx.Reply(ctx.Command().Caller())
 	})
-	entities.Command(e, "ping", func(ctx *entities.Context[Account], _ empty) entities.Effect {
-		return entities.Reply("pong")
+	entities.Command(e, "ping", func(ctx *entities.Context[Account], _ empty) entities.Effect[Account] {
+		return ctx.Reply("pong")
 	})
 	// echo replies with a string of the asked size: 2 MB is more than
 	// Kafka takes.
-	entities.Command(e, "echo", func(ctx *entities.Context[Account], c size) entities.Effect {
-		return entities.Reply(strings.Repeat("x", c.Bytes))
+	entities.Command(e, "echo", func(ctx *entities.Context[Account], c size) entities.Effect[Account] {
+		return ctx.Reply(strings.Repeat("x", c.Bytes))
 	})
 	return e
 }
@@ -92,8 +92,8 @@ func account() *entities.Entity[Account] {
 // balances is a view that only auditors may query.
 func balances() *views.View[Account] {
 	v := views.New[Account]("balances", views.Access(access.Claim("roles", "auditor")))
-	views.FromState(v, "account", func(u views.Update[Account, Account]) views.Effect {
-		return views.Set(u.Value)
+	views.FromState(v, "account", func(u views.Update[Account, Account]) views.Effect[Account] {
+		return u.Set(u.Value)
 	})
 	return v
 }
