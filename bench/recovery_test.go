@@ -37,7 +37,7 @@ func BenchmarkStateRecovery(b *testing.B) {
 	cmd := codec.Attributes{ID: "c", Source: "bench", Type: "add", Subject: "s", DataContentType: "application/json", Data: []byte(`{"by":1}`),
 		Extensions: map[string]string{codec.ExtReply: "true"}} // as the gateway sends it
 	env := core.Env{Topics: topics, Now: time.Now, Sleep: time.Sleep, Epoch: 1}
-	out := core.Process(env, entity.Definition(), topics.Commands("counter"), &core.Envelope{}, cmd, core.Arrival{})
+	out := core.Process(env, entity.Definition().(*core.Entity), topics.Commands("counter"), &core.Envelope{}, cmd, core.Arrival{})
 	envelope, err := out.Envelope.Encode()
 	if err != nil || out.DeadLetter != "" {
 		b.Fatalf("envelope: %v %s", err, out.DeadLetter)

@@ -75,7 +75,7 @@ func (e *EventSourcedEntity[S, E]) Name() string { return e.e.Name() }
 
 // Definition returns the runtime form of the entity (see
 // [Entity.Definition]).
-func (e *EventSourcedEntity[S, E]) Definition() *core.Entity { return e.e.Definition() }
+func (e *EventSourcedEntity[S, E]) Definition() any { return e.e.Definition() }
 
 // Event is what an event-sourced entity persists. EventType is the event's
 // ce-type on the events topic, e.g. "ItemAdded".
@@ -83,15 +83,21 @@ type Event interface {
 	EventType() string
 }
 
-// Option configures an entity.
-type Option func(*core.Entity)
+// Option configures an entity: DedupWindow, Retention, Retries,
+// HandlerTimeout, MaxValue, IgnoreUnknownTypes, PublishesTo, SendsTo,
+// Access, CommandAccess, StartFrom.
+type Option interface{ apply(*core.Entity) }
+
+type option func(*core.Entity)
+
+func (o option) apply(e *core.Entity) { o(e) }
 
 // DedupWindow sets how many applied command ids each subject keeps in its
 // stored state (default 16): the fast path of deduplication. Each kept
 // command keeps its reply and events there, so a larger window costs table
 // space on every write; commands older than the window are found in the
 // entity's id table (see [Retention]).
-func DedupWindow(n int) Option { return func(e *core.Entity) { e.Window = n } }
+func DedupWindow(n int) Option { return option(func(e *core.Entity) { e.Window = n }) }
 
 // Retention sets how long an applied command's id (ce-source and ce-id) is
 // remembered (default 24 hours): a command delivered again within it is not
@@ -104,12 +110,12 @@ func DedupWindow(n int) Option { return func(e *core.Entity) { e.Window = n } }
 //
 // Retention(0) keeps the window alone: a redelivery behind more than
 // DedupWindow newer commands of its subject is applied again.
-func Retention(d time.Duration) Option { return func(e *core.Entity) { e.Retention = d } }
+func Retention(d time.Duration) Option { return option(func(e *core.Entity) { e.Retention = d }) }
 
 // Retries sets how often a handler that returns Fail is retried, with
 // backoff doubling from backoff, before the command is dead-lettered.
 func Retries(n int, backoff time.Duration) Option {
-	return func(e *core.Entity) { e.Retries, e.Backoff = n, backoff }
+	return option(func(e *core.Entity) { e.Retries, e.Backoff = n, backoff })
 }
 
 // HandlerTimeout bounds one handler call: a handler that takes longer is
@@ -119,24 +125,24 @@ func Retries(n int, backoff time.Duration) Option {
 // worker's lag grows). With a timeout each call is handed to another
 // goroutine and waited for, which costs about a sixth of the entity path's
 // CPU: set one for handlers that can block (calls to other services).
-func HandlerTimeout(d time.Duration) Option { return func(e *core.Entity) { e.Timeout = d } }
+func HandlerTimeout(d time.Duration) Option { return option(func(e *core.Entity) { e.Timeout = d }) }
 
 // MaxValue bounds the size of a command's (or subscribed event's) record
 // value (default 256 KiB); a larger one is dead-lettered unread.
-func MaxValue(bytes int) Option { return func(e *core.Entity) { e.MaxValue = bytes } }
+func MaxValue(bytes int) Option { return option(func(e *core.Entity) { e.MaxValue = bytes }) }
 
 // IgnoreUnknownTypes drops records whose ce-type has no handler instead of
 // dead-lettering them.
-func IgnoreUnknownTypes() Option { return func(e *core.Entity) { e.IgnoreUnknown = true } }
+func IgnoreUnknownTypes() Option { return option(func(e *core.Entity) { e.IgnoreUnknown = true }) }
 
 // PublishesTo declares the topics handlers may publish to with [Effect.Publish].
 func PublishesTo(topics ...string) Option {
-	return func(e *core.Entity) { e.PublishTopics = append(e.PublishTopics, topics...) }
+	return option(func(e *core.Entity) { e.PublishTopics = append(e.PublishTopics, topics...) })
 }
 
 // SendsTo declares the entities handlers may send commands to with [Effect.Send].
 func SendsTo(entities ...string) Option {
-	return func(e *core.Entity) { e.SendsTo = append(e.SendsTo, entities...) }
+	return option(func(e *core.Entity) { e.SendsTo = append(e.SendsTo, entities...) })
 }
 
 // Access sets the access rule of all the entity's commands at the
@@ -145,18 +151,18 @@ func SendsTo(entities ...string) Option {
 // application's default applies (the worker's access.default,
 // "authenticated" unless configured). Rules guard the gateway only:
 // entities and consumers of the application send any command.
-func Access(rule access.Rule) Option { return func(e *core.Entity) { e.Access = rule } }
+func Access(rule access.Rule) Option { return option(func(e *core.Entity) { e.Access = rule }) }
 
 // CommandAccess sets the access rule of one command at the gateway, for
 // example access.Internal() for a saga step that only other entities may
 // send.
 func CommandAccess(command string, rule access.Rule) Option {
-	return func(e *core.Entity) {
+	return option(func(e *core.Entity) {
 		if e.CommandAccess == nil {
 			e.CommandAccess = map[string]access.Rule{}
 		}
 		e.CommandAccess[command] = rule
-	}
+	})
 }
 
 // Start is where a new subscription starts reading a topic.
@@ -172,12 +178,12 @@ const (
 // the first time the entity's group runs; afterwards it resumes where it
 // stopped.
 func StartFrom(topic string, s Start) Option {
-	return func(e *core.Entity) {
+	return option(func(e *core.Entity) {
 		if e.StartLatest == nil {
 			e.StartLatest = map[string]bool{}
 		}
 		e.StartLatest[topic] = s == Latest
-	}
+	})
 }
 
 // Consumer defines a stateless consumer: it has no commands topic and no
@@ -220,7 +226,7 @@ func newEntity[S any](name string, kind core.Kind, opts []Option) *Entity[S] {
 		stateCodec: codec.JSON[S](),
 	}
 	for _, o := range opts {
-		o(&e.def)
+		o.apply(&e.def)
 	}
 	return e
 }
@@ -229,9 +235,9 @@ func newEntity[S any](name string, kind core.Kind, opts []Option) *Entity[S] {
 func (e *Entity[S]) Name() string { return e.def.Name }
 
 // Definition returns the runtime form of the entity, for package processor
-// and the harness. Registering handlers after calling it has no effect on
-// what it returned.
-func (e *Entity[S]) Definition() *core.Entity {
+// and the harness: an opaque value. Registering handlers after calling it
+// has no effect on what it returned.
+func (e *Entity[S]) Definition() any {
 	d := e.def
 	return &d
 }

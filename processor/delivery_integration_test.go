@@ -12,6 +12,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/partita-dev/partita/codec"
+	"github.com/partita-dev/partita/deadletter"
 	"github.com/partita-dev/partita/entities"
 	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/internal/recordtest"
@@ -248,6 +249,9 @@ func TestBadRecordsGoToTheDeadLetterTopic(t *testing.T) {
 		r := byKind[c.Kind]
 		if reason := r.Headers[processor.HeaderDLQReason]; !strings.Contains(reason, c.Reason) {
 			t.Errorf("%s: dead-letter reason %q does not say %q", c.Kind, reason, c.Reason)
+		}
+		if err := deadletter.FromCode(r.Headers[processor.HeaderDLQCode], ""); !errors.Is(err, c.Want) {
+			t.Errorf("%s: dead-letter code %q, want %q", c.Kind, r.Headers[processor.HeaderDLQCode], deadletter.Code(c.Want))
 		}
 		if !bytes.Equal(r.Value, c.Record.Value) || r.Headers[processor.HeaderDLQOrigin] == "" {
 			t.Errorf("%s: dead letter lost the original value or its origin: %.80q %v", c.Kind, r.Value, r.Headers)

@@ -19,6 +19,7 @@ const (
 	HeaderDLQOrigin = core.HeaderDLQOrigin // "<topic>/<partition>/<offset>" it was read from
 	HeaderDLQGroup  = core.HeaderDLQGroup  // the group that gave up on it
 	HeaderDLQTime   = core.HeaderDLQTime   // RFC 3339
+	HeaderDLQCode   = core.HeaderDLQCode   // the kind's code (package deadletter: deadletter.FromCode)
 )
 
 // handler adapts goka's callback to the runtime's record handling

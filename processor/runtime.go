@@ -21,19 +21,12 @@ import (
 	"github.com/partita-dev/partita/processor/broker"
 )
 
-// Part is an entity or a view of the application.
-type Part interface{ Name() string }
-
-// Definer is an entity definition (see package entities).
-type Definer interface {
-	Part
-	Definition() *core.Entity
-}
-
-// ViewDefiner is a view definition (see package views).
-type ViewDefiner interface {
-	Part
-	ViewDefinition() *core.View
+// Part is an entity, a consumer or a view of the application: what
+// entities.KeyValue, entities.EventSourced, entities.Consumer and views.New
+// return. Definition is their runtime form, an opaque value.
+type Part interface {
+	Name() string
+	Definition() any
 }
 
 // Config configures a Runtime.
@@ -148,31 +141,15 @@ func New(cfg Config, parts ...Part) (*Runtime, error) {
 	}
 	r := &Runtime{cfg: cfg, topics: core.Topics{App: cfg.App}, ready: make(chan struct{}), replicas: map[string]*replica{},
 		runners: core.NewRunners(64)}
-	names := map[string]bool{}
-	for _, p := range parts {
-		if names[p.Name()] {
-			problems = append(problems, fmt.Errorf("%q is defined twice (entities and views share one name space)", p.Name()))
-		}
-		names[p.Name()] = true
-		switch p := p.(type) {
-		case Definer:
-			r.defs = append(r.defs, p.Definition())
-		case ViewDefiner:
-			r.views = append(r.views, p.ViewDefinition())
-		default:
-			problems = append(problems, fmt.Errorf("%q (%T) is neither an entity nor a view", p.Name(), p))
-		}
+	named := make([]interface{ Name() string }, len(parts))
+	for i, p := range parts {
+		named[i] = p
 	}
-	for _, v := range r.views {
-		problems = append(problems, r.checkView(v)...)
+	defs, views, err := core.Application(named)
+	if err != nil {
+		problems = append(problems, err)
 	}
-	for _, d := range r.defs {
-		for _, target := range d.SendsTo {
-			if !names[target] {
-				problems = append(problems, fmt.Errorf("entity %s sends to %q, which is not an entity of this application", d.Name, target))
-			}
-		}
-	}
+	r.defs, r.views = defs, views
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, errors.Join(problems...))
 	}
@@ -722,8 +699,24 @@ func (r *Runtime) Views() map[string][]string {
 	return out
 }
 
-// TopicNames names the application's topics.
-func (r *Runtime) TopicNames() core.Topics { return r.topics }
+// TopicNames names the application's topics, for producers and consumers
+// outside Partita.
+func (r *Runtime) TopicNames() Topics { return Topics{t: r.topics} }
+
+// Topics names an application's topics.
+type Topics struct{ t core.Topics }
+
+// Commands is the commands topic of entity: "<app>.<entity>.commands".
+func (t Topics) Commands(entity string) string { return t.t.Commands(entity) }
+
+// Events is the events topic of the event-sourced entity.
+func (t Topics) Events(entity string) string { return t.t.Events(entity) }
+
+// Replies is the topic of replies to commands that ask for one.
+func (t Topics) Replies() string { return t.t.Replies() }
+
+// DeadLetters is the dead-letter topic.
+func (t Topics) DeadLetters() string { return t.t.DeadLetters() }
 
 // CreateTopics connects and creates the application's missing topics (it
 // does not check partition counts; Run does).

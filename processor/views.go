@@ -23,31 +23,6 @@ import (
 // the application, or before Run has opened the view.
 var ErrUnknownView = errors.New("no such view")
 
-// checkView reports problems of a view definition against the entities.
-func (r *Runtime) checkView(v *core.View) []error {
-	var problems []error
-	kinds := map[string]core.Kind{}
-	for _, d := range r.defs {
-		kinds[d.Name] = d.Kind
-	}
-	if len(v.Sources) == 0 {
-		problems = append(problems, fmt.Errorf("view %s has no source", v.Name))
-	}
-	for _, s := range v.Sources {
-		k, ok := kinds[s.Entity]
-		switch {
-		case s.Kind == core.FromTopic:
-		case !ok:
-			problems = append(problems, fmt.Errorf("view %s reads entity %q, which is not an entity of this application", v.Name, s.Entity))
-		case s.Kind == core.FromState && k != core.KeyValue:
-			problems = append(problems, fmt.Errorf("view %s reads the state of %s, which is not a key-value entity (use FromEvent)", v.Name, s.Entity))
-		case s.Kind == core.FromEvents && k != core.EventSourced:
-			problems = append(problems, fmt.Errorf("view %s reads events of %s, which is not event-sourced (use FromState)", v.Name, s.Entity))
-		}
-	}
-	return problems
-}
-
 func (r *Runtime) newViewProcessor(v *core.View, partitions int32) (*goka.Processor, error) {
 	byTopic := map[string]*core.ViewSource{}
 	h := &handler{

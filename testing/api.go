@@ -9,6 +9,7 @@ import (
 
 	"github.com/partita-dev/partita/access"
 	"github.com/partita-dev/partita/codec"
+	"github.com/partita-dev/partita/deadletter"
 	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/views"
 )
@@ -381,6 +382,10 @@ func (h *Harness) Published(topic string) []codec.Event {
 type DeadLetter struct {
 	Group  string // the entity or view that gave up on it
 	Reason string
+	// Err is the dead letter's kind and reason, a *deadletter.Error:
+	// errors.Is(d.Err, deadletter.ErrUnknownType), as the runtime's
+	// partita_dlq_code header says.
+	Err    error
 	Record codec.Record // as received, plus the partita_dlq_* headers
 }
 
@@ -389,7 +394,9 @@ func (h *Harness) DeadLetters() []DeadLetter {
 	var out []DeadLetter
 	for _, part := range h.logs[h.topics.DeadLetters()] {
 		for _, r := range part {
-			out = append(out, DeadLetter{Group: string(r.Headers[core.HeaderDLQGroup]), Reason: string(r.Headers[core.HeaderDLQReason]), Record: r})
+			reason := string(r.Headers[core.HeaderDLQReason])
+			out = append(out, DeadLetter{Group: string(r.Headers[core.HeaderDLQGroup]), Reason: reason,
+				Err: deadletter.FromCode(string(r.Headers[core.HeaderDLQCode]), reason), Record: r})
 		}
 	}
 	return out

@@ -40,12 +40,12 @@ import (
 	"github.com/partita-dev/partita/views"
 )
 
-// Part is an entity (package entities) or a view (package views).
-type Part interface{ Name() string }
-
-type entityDef interface{ Definition() *core.Entity }
-
-type viewDef interface{ ViewDefinition() *core.View }
+// Part is an entity (package entities) or a view (package views), as
+// processor.Part.
+type Part interface {
+	Name() string
+	Definition() any
+}
 
 // Option configures a Harness.
 type Option func(*Harness)
@@ -140,11 +140,20 @@ func NewWith(opts []Option, parts ...Part) (*Harness, error) {
 	for _, o := range opts {
 		o(h)
 	}
+	// The worker's check (processor.New): the same applications refused
+	// with the same messages.
+	named := make([]interface{ Name() string }, len(parts))
+	for i, p := range parts {
+		named[i] = p
+	}
+	if _, _, err := core.Application(named); err != nil {
+		return nil, fmt.Errorf("partitatest: %w", err)
+	}
 	for _, p := range parts {
 		g := &group{name: p.Name(), epoch: 1, table: map[string][]byte{}, pos: map[string][]int64{}, committed: map[string][]int64{}}
-		switch p := p.(type) {
-		case entityDef:
-			g.entity = h.instrument(p.Definition())
+		switch e, v, _ := core.DefinitionOf(p); {
+		case e != nil:
+			g.entity = h.instrument(e)
 			if g.entity.Kind != core.Stateless {
 				g.inputs = append(g.inputs, h.topics.Commands(g.name))
 				g.loop = h.topics.Loop(g.name)
@@ -155,8 +164,8 @@ func NewWith(opts []Option, parts ...Part) (*Harness, error) {
 			for t := range g.entity.Subscriptions {
 				g.inputs = append(g.inputs, t)
 			}
-		case viewDef:
-			g.view = p.ViewDefinition()
+		case v != nil:
+			g.view = v
 			g.sources = map[string]*core.ViewSource{}
 			for _, s := range g.view.Sources {
 				t := h.topics.SourceTopic(s)
@@ -172,11 +181,6 @@ func NewWith(opts []Option, parts ...Part) (*Harness, error) {
 				return nil, err
 			}
 			g.store = store
-		default:
-			return nil, fmt.Errorf("partitatest: %q (%T) is neither an entity nor a view", p.Name(), p)
-		}
-		if h.byName[g.name] != nil {
-			return nil, fmt.Errorf("partitatest: %q is defined twice", g.name)
 		}
 		sort.Strings(g.inputs)
 		if g.loop != "" {

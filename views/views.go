@@ -36,19 +36,23 @@ type View[R any] struct {
 }
 
 // Option configures a view.
-type Option func(*core.View)
+type Option interface{ apply(*core.View) }
+
+type option func(*core.View)
+
+func (o option) apply(v *core.View) { o(v) }
 
 // Index declares a secondary index on a top-level field of the row's JSON
 // (its JSON name). Only indexed fields can be queried or ordered by.
 func Index(field string) Option {
-	return func(v *core.View) { v.Indexes = append(v.Indexes, field) }
+	return option(func(v *core.View) { v.Indexes = append(v.Indexes, field) })
 }
 
 // Access sets the view's access rule at the gateway (queries, rows and
 // streams); without one, the application's default applies (the worker's
 // access.default, "authenticated" unless configured). access.Internal()
 // keeps the view off the gateway.
-func Access(rule access.Rule) Option { return func(v *core.View) { v.Access = rule } }
+func Access(rule access.Rule) Option { return option(func(v *core.View) { v.Access = rule }) }
 
 // Defaults of a view's options.
 const (
@@ -63,13 +67,13 @@ const (
 // events, and what entities publish) are skipped when not newer, at any
 // age. Each row keeps the last 16 ids; older ones go to the view's id
 // table, the compacted topic <app>.<view>-ids. Retention(0): no ids kept.
-func Retention(d time.Duration) Option { return func(v *core.View) { v.Retention = d } }
+func Retention(d time.Duration) Option { return option(func(v *core.View) { v.Retention = d }) }
 
 // New defines a view named name.
 func New[R any](name string, opts ...Option) *View[R] {
 	v := &View[R]{def: core.View{Name: name, Window: DefaultIDWindow, Retention: DefaultRetention}, sources: map[string]*core.ViewSource{}}
 	for _, o := range opts {
-		o(&v.def)
+		o.apply(&v.def)
 	}
 	return v
 }
@@ -77,8 +81,9 @@ func New[R any](name string, opts ...Option) *View[R] {
 // Name is the view's name, part of its topic names.
 func (v *View[R]) Name() string { return v.def.Name }
 
-// ViewDefinition returns the runtime form of the view.
-func (v *View[R]) ViewDefinition() *core.View {
+// Definition returns the runtime form of the view, for package processor
+// and the harness: an opaque value.
+func (v *View[R]) Definition() any {
 	d := v.def
 	return &d
 }

@@ -165,7 +165,7 @@ func load(cmd string, args []string, lookup envyaml.Lookup, stderr io.Writer) (C
 			problems = append(problems, fmt.Errorf("config file %s: %w", *file, err))
 		}
 	}
-	kafka, err := broker.ApplyEnv(cfg.Kafka, lookup)
+	kafka, err := broker.ApplyEnv(cfg.Kafka, broker.Lookup(lookup))
 	if err != nil {
 		problems = append(problems, err)
 	}

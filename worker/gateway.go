@@ -39,7 +39,7 @@ const HeaderPosition = "Partita-Position"
 type gateway struct {
 	cfg     Config
 	rt      *processor.Runtime
-	topics  core.Topics
+	topics  processor.Topics
 	client  sarama.Client // the reply listener's
 	prodCl  sarama.Client // the producer's: its own connections (see newGateway)
 	prod    sarama.SyncProducer

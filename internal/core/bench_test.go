@@ -30,7 +30,7 @@ func BenchmarkHandleEntity(b *testing.B) {
 	entities.Command(e, "add", func(ctx *entities.Context[counter], a add) entities.Effect[counter] {
 		return ctx.Update(counter{N: ctx.State().N + a.By})
 	})
-	def := e.Definition()
+	def := e.Definition().(*core.Entity)
 	env := core.Env{Topics: core.Topics{App: "bench"}, Now: time.Now, Sleep: time.Sleep, Epoch: 1, Runners: core.NewRunners(4)}
 	defer env.Runners.Close()
 	const subject = "s42"

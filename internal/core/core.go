@@ -323,3 +323,21 @@ func ParsePosition(token string) (Position, error) {
 
 // ErrBadPosition is wrapped by ParsePosition's errors.
 var ErrBadPosition = errors.New("not a position token")
+
+// DefinitionOf returns what a public definition (an entities.Entity,
+// entities.EventSourcedEntity or views.View, whose Definition method
+// returns its runtime form as an opaque value) defines: an entity or a
+// view, the other nil; ok is false for anything else.
+func DefinitionOf(p any) (e *Entity, v *View, ok bool) {
+	d, isDef := p.(interface{ Definition() any })
+	if !isDef {
+		return nil, nil, false
+	}
+	switch def := d.Definition().(type) {
+	case *Entity:
+		return def, nil, true
+	case *View:
+		return nil, def, true
+	}
+	return nil, nil, false
+}

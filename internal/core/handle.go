@@ -3,11 +3,13 @@ package core
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/partita-dev/partita/codec"
+	"github.com/partita-dev/partita/deadletter"
 	"github.com/partita-dev/partita/internal/murmur2"
 )
 
@@ -94,11 +96,12 @@ func reroute(d Delivery, subject string) Actions {
 
 // deadLetter returns the DeadLetter action: the record as received plus the
 // dead-letter headers.
-func deadLetter(d Delivery, group, reason string, now time.Time) Actions {
-	return deadLetterCode(d, group, "", reason, now)
+// kind (one of package deadletter's) is written as its code (HeaderDLQCode).
+func deadLetter(d Delivery, group string, kind error, reason string, now time.Time) Actions {
+	return deadLetterCode(d, group, deadletter.Code(kind), reason, now)
 }
 
-// deadLetterCode is deadLetter with the reason's kind (HeaderDLQCode).
+// deadLetterCode is deadLetter with the kind's code.
 func deadLetterCode(d Delivery, group, code, reason string, now time.Time) Actions {
 	h := make(map[string][]byte, len(d.Record.Headers)+5)
 	for k, v := range d.Record.Headers {
@@ -153,6 +156,20 @@ func decodeCommand(d Delivery) (codec.Attributes, error) {
 	return a, err
 }
 
+// kindOf is the dead-letter kind of err: what the codec says of a record
+// or a payload, else def.
+func kindOf(err error, def error) error {
+	switch {
+	case errors.Is(err, codec.ErrNotCloudEvent):
+		return deadletter.ErrNotCloudEvent
+	case errors.Is(err, codec.ErrInvalidEvent):
+		return deadletter.ErrInvalidEvent
+	case errors.Is(err, codec.ErrPayload):
+		return deadletter.ErrBadPayload
+	}
+	return def
+}
+
 // HandleEntity is everything an entity (or stateless consumer) does with one
 // delivery: decode, re-route, dedup, decide, and what to store and write.
 func HandleEntity(env Env, def *Entity, d Delivery) Actions {
@@ -162,11 +179,11 @@ func HandleEntity(env Env, def *Entity, d Delivery) Actions {
 func handleEntity(env Env, def *Entity, d Delivery) Actions {
 	group := env.Topics.Group(def.Name)
 	if max := def.MaxValue; max > 0 && len(d.Record.Value) > max {
-		return deadLetter(d, group, fmt.Sprintf("value is %d bytes, more than the %d the entity accepts (entities.MaxValue)", len(d.Record.Value), max), env.Now())
+		return deadLetter(d, group, deadletter.ErrTooLarge, fmt.Sprintf("value is %d bytes, more than the %d the entity accepts (entities.MaxValue)", len(d.Record.Value), max), env.Now())
 	}
 	ev, err := decodeCommand(d)
 	if err != nil {
-		return deadLetter(d, group, err.Error(), env.Now())
+		return deadLetter(d, group, kindOf(err, deadletter.ErrInvalidEvent), err.Error(), env.Now())
 	}
 	topic := d.Topic
 	stored := &Envelope{}
@@ -175,13 +192,13 @@ func handleEntity(env Env, def *Entity, d Delivery) Actions {
 		if topic == d.Loop {
 			topic = string(d.Record.Headers[HeaderOriginTopic])
 			if string(d.Record.Key) != subject || topic == "" {
-				return deadLetter(d, group, "record on the loop topic is not keyed by its subject or lacks its origin", env.Now())
+				return deadLetter(d, group, deadletter.ErrInvalidEvent, "record on the loop topic is not keyed by its subject or lacks its origin", env.Now())
 			}
 		} else if !routed(d, subject) {
 			return reroute(d, subject)
 		}
 		if stored, err = DecodeEnvelope(d.Stored); err != nil {
-			return deadLetter(d, group, fmt.Sprintf("subject %q: %v", subject, err), env.Now())
+			return deadLetter(d, group, deadletter.ErrInternal, fmt.Sprintf("subject %q: %v", subject, err), env.Now())
 		}
 	}
 	at := Arrival{Ctx: d.Ctx}
@@ -202,7 +219,7 @@ func handleEntity(env Env, def *Entity, d Delivery) Actions {
 	if out.Envelope != nil && def.Kind != Stateless {
 		data, err := out.Envelope.Encode()
 		if err != nil {
-			return deadLetter(d, group, fmt.Sprintf("encode state: %v", err), env.Now())
+			return deadLetter(d, group, deadletter.ErrInternal, fmt.Sprintf("encode state: %v", err), env.Now())
 		}
 		a.Store = data
 	}
@@ -223,7 +240,7 @@ func handleView(env Env, v *View, sources map[string]*ViewSource, d Delivery) Ac
 	}
 	src := sources[topic]
 	if src == nil {
-		return deadLetter(d, group, "record from a topic the view does not read: "+topic, env.Now())
+		return deadLetter(d, group, deadletter.ErrInvalidEvent, "record from a topic the view does not read: "+topic, env.Now())
 	}
 	var (
 		subject = string(d.Record.Key)
@@ -237,7 +254,7 @@ func handleView(env Env, v *View, sources map[string]*ViewSource, d Delivery) Ac
 		}
 		e, err := DecodeEnvelope(d.Record.Value)
 		if err != nil {
-			return deadLetter(d, group, err.Error(), env.Now())
+			return deadLetter(d, group, deadletter.ErrInvalidEvent, err.Error(), env.Now())
 		}
 		if e.Seq == 0 {
 			// The subject never had state (only error replies were
@@ -252,7 +269,7 @@ func handleView(env Env, v *View, sources map[string]*ViewSource, d Delivery) Ac
 	} else {
 		ev, err := decode(d)
 		if err != nil {
-			return deadLetter(d, group, err.Error(), env.Now())
+			return deadLetter(d, group, kindOf(err, deadletter.ErrInvalidEvent), err.Error(), env.Now())
 		}
 		subject, typ, in.Data, in.Event = ev.Subject(), ev.Type(), ev.Data(), ev
 		if s, ok := ev.Extensions()[codec.ExtSequence]; ok {
@@ -265,7 +282,7 @@ func handleView(env Env, v *View, sources map[string]*ViewSource, d Delivery) Ac
 	stored := &RowEnvelope{}
 	if d.Stored != nil {
 		if err := json.Unmarshal(d.Stored, stored); err != nil {
-			return deadLetter(d, group, fmt.Sprintf("stored row of %q is unreadable: %v", subject, err), env.Now())
+			return deadLetter(d, group, deadletter.ErrInternal, fmt.Sprintf("stored row of %q is unreadable: %v", subject, err), env.Now())
 		}
 	}
 	// An update with no sequence number (another producer's event) is
@@ -276,15 +293,15 @@ func handleView(env Env, v *View, sources map[string]*ViewSource, d Delivery) Ac
 		idKey = in.Event.Source() + "\x00" + in.Event.ID()
 		seen, err := seenID(v, stored, subject, idKey, now, d.IDs)
 		if err != nil {
-			return deadLetter(d, group, fmt.Sprintf("row %q: id table: %v", subject, err), now)
+			return deadLetter(d, group, deadletter.ErrInternal, fmt.Sprintf("row %q: id table: %v", subject, err), now)
 		}
 		if seen {
 			return Actions{Store: d.Stored, Duplicate: true}
 		}
 	}
-	next, reason := ProcessView(src, typ, subject, seq, stored, in)
-	if reason != "" {
-		return deadLetter(d, group, reason, env.Now())
+	next, dead := ProcessView(src, typ, subject, seq, stored, in)
+	if dead != nil {
+		return deadLetter(d, group, dead.Kind, dead.Reason, env.Now())
 	}
 	var remember []Remembered
 	if next != nil && idKey != "" {
@@ -300,7 +317,7 @@ func handleView(env Env, v *View, sources map[string]*ViewSource, d Delivery) Ac
 	}
 	data, err := json.Marshal(next)
 	if err != nil {
-		return deadLetter(d, group, err.Error(), env.Now())
+		return deadLetter(d, group, deadletter.ErrInternal, err.Error(), env.Now())
 	}
 	return Actions{Store: data, Remember: remember}
 }
@@ -331,7 +348,7 @@ func fit(env Env, d Delivery, name string, a Actions) Actions {
 	}
 	group := env.Topics.Group(name)
 	too := func(what string, n, max int) Actions {
-		return deadLetter(d, group, fmt.Sprintf("%s would be %d bytes, more than the %d a record may have", what, n, max), env.Now())
+		return deadLetter(d, group, deadletter.ErrTooLarge, fmt.Sprintf("%s would be %d bytes, more than the %d a record may have", what, n, max), env.Now())
 	}
 	switch {
 	case a.Loopback != nil:

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/partita-dev/partita/codec"
+	"github.com/partita-dev/partita/deadletter"
 )
 
 // Outcome is what Process decided for one input.
@@ -145,7 +146,7 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Attr
 		}
 		outs, err := render(env, def.Name, subject, unsure...)
 		if err != nil {
-			return Outcome{DeadLetter: fmt.Sprintf("subject %q: recorded outputs: %v", subject, err)}
+			return dead(deadletter.ErrInternal, "subject %q: recorded outputs: %v", subject, err)
 		}
 		again = without(outs, env.Topics.Replies())
 		if stored.Spilled {
@@ -161,7 +162,7 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Attr
 			if at.IDs != nil {
 				pending, err := at.IDs.Pending(subject)
 				if err != nil {
-					return Outcome{DeadLetter: fmt.Sprintf("subject %q: id table: %v", subject, err)}
+					return dead(deadletter.ErrInternal, "subject %q: id table: %v", subject, err)
 				}
 				for _, r := range pending {
 					if !seen[r.Key] {
@@ -184,12 +185,12 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Attr
 	} else if stored.Spilled && at.IDs != nil {
 		data, err := at.IDs.Get(IDKey(subject, hash))
 		if err != nil {
-			return Outcome{DeadLetter: fmt.Sprintf("subject %q: id table: %v", subject, err)}
+			return dead(deadletter.ErrInternal, "subject %q: id table: %v", subject, err)
 		}
 		if data != nil {
 			a, err := DecodeApplied(data)
 			if err != nil {
-				return Outcome{DeadLetter: fmt.Sprintf("subject %q: %v", subject, err)}
+				return dead(deadletter.ErrInternal, "subject %q: %v", subject, err)
 			}
 			if live(a.Time) && (a.Key == "" || a.Key == key) {
 				if a.Digest != 0 && a.Digest != digest {
@@ -205,7 +206,7 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Attr
 	if dup != nil {
 		outs, err := render(env, def.Name, subject, *dup)
 		if err != nil {
-			return Outcome{DeadLetter: fmt.Sprintf("subject %q: recorded outputs: %v", subject, err)}
+			return dead(deadletter.ErrInternal, "subject %q: recorded outputs: %v", subject, err)
 		}
 		replies := only(outs, env.Topics.Replies())
 		if !first {
@@ -225,28 +226,28 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Attr
 		if def.IgnoreUnknown {
 			return Outcome{Ignored: true}
 		}
-		return Outcome{DeadLetter: fmt.Sprintf("unknown type %q for entity %s on %s", ev.Type, def.Name, topic)}
+		return dead(deadletter.ErrUnknownType, "unknown type %q for entity %s on %s", ev.Type, def.Name, topic)
 	}
 	ctx := at.Ctx
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	in := Input{Ctx: ctx, Subject: subject, State: stored.State, Exists: stored.Exists, Seq: stored.Seq, Event: ev, Now: now}
-	d, reason := call(env, def, h, in)
-	if reason != "" {
-		return Outcome{DeadLetter: reason}
+	d, failed := call(env, def, h, in)
+	if failed != nil {
+		return Outcome{Code: deadletter.Code(failed.Kind), DeadLetter: failed.Reason}
 	}
 	if d.Kind == Ignore && len(d.Publishes) == 0 && len(d.Sends) == 0 {
 		return Outcome{Ignored: true}
 	}
 	next, facts, err := apply(def, stored, ev, d, isCommand)
 	if err != nil {
-		return Outcome{DeadLetter: err.Error()}
+		return dead(deadletter.ErrUndeclaredTarget, "%v", err)
 	}
 	applied := Applied{Key: key, Time: now.UnixNano(), Digest: digest, Facts: facts, From: at.From}
 	outs, err := render(env, def.Name, subject, applied)
 	if err != nil {
-		return Outcome{DeadLetter: err.Error()}
+		return dead(deadletter.ErrInternal, "%v", err)
 	}
 	next.Epoch = env.Epoch
 	next.window = w.then(applied, def.Window)
@@ -287,9 +288,9 @@ func remembered(subject string, a Applied) Remembered {
 }
 
 func conflict(ev codec.Attributes) Outcome {
-	return Outcome{Code: CodeIdempotencyConflict, DeadLetter: fmt.Sprintf(
+	return dead(deadletter.ErrIdempotencyConflict,
 		"%s: the command %s/%s was applied before with another request (type, content type or data); send a new id for a new request",
-		CodeIdempotencyConflict, ev.Source, ev.ID)}
+		CodeIdempotencyConflict, ev.Source, ev.ID)
 }
 
 // without drops the outputs to topic; only keeps them.
@@ -302,27 +303,28 @@ func only(outs []Output, topic string) []Output {
 }
 
 // call runs the handler with panic recovery, a timeout and bounded retries.
-// It returns the decision, or the reason to dead-letter the input.
-func call(env Env, def *Entity, h Handler, in Input) (Decision, string) {
+// It returns the decision, or the dead letter of the input.
+func call(env Env, def *Entity, h Handler, in Input) (Decision, *deadletter.Error) {
 	wait := def.Backoff
 	for attempt := 0; ; attempt++ {
-		d, reason := callOnce(env, def, h, in)
-		if reason != "" {
-			return d, reason
+		d, failed := callOnce(env, def, h, in)
+		if failed != nil {
+			return d, failed
 		}
 		if d.Kind != Fail {
-			return d, ""
+			return d, nil
 		}
 		if d.Poison {
-			return d, d.Err.Error()
+			return d, deadletter.New(kindOf(d.Err, deadletter.ErrPermanent), d.Err.Error())
 		}
 		if attempt >= def.Retries {
-			return d, fmt.Sprintf("handler failed %d times, last: %v", attempt+1, d.Err)
+			return d, deadletter.New(deadletter.ErrRetriesExhausted, fmt.Sprintf("handler failed %d times, last: %v", attempt+1, d.Err))
 		}
 		if err := env.wait(in.Ctx, wait); err != nil {
 			// The worker stops or lost the partition: the command is not
 			// retried here, and goes to the dead letters, not lost.
-			return d, fmt.Sprintf("handler failed %d times and the retries were cancelled (%v), last: %v", attempt+1, err, d.Err)
+			return d, deadletter.New(deadletter.ErrCancelled,
+				fmt.Sprintf("handler failed %d times and the retries were cancelled (%v), last: %v", attempt+1, err, d.Err))
 		}
 		wait *= 2
 	}
@@ -348,27 +350,27 @@ func (env Env) wait(ctx context.Context, d time.Duration) error {
 // runs on the caller's goroutine; with one, on a runner, so that a call past
 // the timeout can be abandoned (a goroutine hand-off per call: see
 // docs/decisions.md#performance).
-func callOnce(env Env, def *Entity, h Handler, in Input) (d Decision, reason string) {
+func callOnce(env Env, def *Entity, h Handler, in Input) (d Decision, failed *deadletter.Error) {
 	if def.Timeout <= 0 {
 		defer func() {
 			if p := recover(); p != nil {
-				d, reason = Decision{}, panicked(p)
+				d, failed = Decision{}, panicked(p)
 			}
 		}()
-		return h(in), ""
+		return h(in), nil
 	}
 	ctx, cancel := context.WithTimeout(in.Ctx, def.Timeout)
 	defer cancel()
 	in.Ctx = ctx
 	type result struct {
 		d      Decision
-		reason string
+		failed *deadletter.Error
 	}
 	done := make(chan result, 1)
 	env.Runners.Go(func() {
 		defer func() {
 			if p := recover(); p != nil {
-				done <- result{reason: panicked(p)}
+				done <- result{failed: panicked(p)}
 			}
 		}()
 		done <- result{d: h(in)}
@@ -377,14 +379,21 @@ func callOnce(env Env, def *Entity, h Handler, in Input) (d Decision, reason str
 	defer timer.Stop()
 	select {
 	case r := <-done:
-		return r.d, r.reason
+		return r.d, r.failed
 	case <-timer.C:
 		// The handler goroutine is abandoned; its result is dropped.
-		return Decision{}, fmt.Sprintf("handler did not return within %v", def.Timeout)
+		return Decision{}, deadletter.New(deadletter.ErrTimeout, fmt.Sprintf("handler did not return within %v", def.Timeout))
 	}
 }
 
-func panicked(p any) string { return fmt.Sprintf("handler panicked: %v\n%s", p, debug.Stack()) }
+func panicked(p any) *deadletter.Error {
+	return deadletter.New(deadletter.ErrPanic, fmt.Sprintf("handler panicked: %v\n%s", p, debug.Stack()))
+}
+
+// dead is the Outcome of a dead letter of kind.
+func dead(kind error, format string, args ...any) Outcome {
+	return Outcome{Code: deadletter.Code(kind), DeadLetter: fmt.Sprintf(format, args...)}
+}
 
 // apply turns a decision into the next envelope and the facts of the
 // records to write (see render).

@@ -10,6 +10,7 @@ import (
 
 	"github.com/partita-dev/partita/access"
 	"github.com/partita-dev/partita/codec"
+	"github.com/partita-dev/partita/deadletter"
 )
 
 // RowEnvelope is what a view table stores for a row id: the row (nil when
@@ -140,11 +141,11 @@ type ViewHandler func(in ViewInput) ViewDecision
 // of type typ, to the stored row envelope. It returns the new envelope, or
 // nil when nothing changes (an update not newer than the last applied one
 // from the same source and subject, so a row never goes backwards), or a
-// dead-letter reason.
-func ProcessView(src *ViewSource, typ, subject string, seq uint64, stored *RowEnvelope, in ViewInput) (*RowEnvelope, string) {
+// dead letter.
+func ProcessView(src *ViewSource, typ, subject string, seq uint64, stored *RowEnvelope, in ViewInput) (*RowEnvelope, *deadletter.Error) {
 	key := SeqKey(src.Name(), subject)
 	if seq > 0 && stored.Seqs[key] >= seq {
-		return nil, ""
+		return nil, nil
 	}
 	next := &RowEnvelope{Row: stored.Row, Seqs: make(map[string]uint64, len(stored.Seqs)+1), IDs: stored.IDs, Spilled: stored.Spilled}
 	for k, v := range stored.Seqs {
@@ -155,12 +156,12 @@ func ProcessView(src *ViewSource, typ, subject string, seq uint64, stored *RowEn
 	}
 	h, ok := src.Handlers[typ]
 	if !ok {
-		return next, "" // views handle the types they care about
+		return next, nil // views handle the types they care about
 	}
 	in.Subject, in.Row, in.Seq = subject, stored.Row, seq
-	d, reason := callView(h, in)
-	if reason != "" {
-		return nil, reason
+	d, dead := callView(h, in)
+	if dead != nil {
+		return nil, dead
 	}
 	switch d.Kind {
 	case SetRow:
@@ -168,20 +169,20 @@ func ProcessView(src *ViewSource, typ, subject string, seq uint64, stored *RowEn
 	case RemoveRow:
 		next.Row = nil
 	}
-	return next, ""
+	return next, nil
 }
 
-func callView(h ViewHandler, in ViewInput) (d ViewDecision, reason string) {
+func callView(h ViewHandler, in ViewInput) (d ViewDecision, dead *deadletter.Error) {
 	defer func() {
 		if p := recover(); p != nil {
-			reason = fmt.Sprintf("view handler panicked: %v\n%s", p, debug.Stack())
+			dead = deadletter.New(deadletter.ErrPanic, fmt.Sprintf("view handler panicked: %v\n%s", p, debug.Stack()))
 		}
 	}()
 	d = h(in)
 	if d.Err != nil {
-		return d, d.Err.Error()
+		return d, deadletter.New(kindOf(d.Err, deadletter.ErrInternal), d.Err.Error())
 	}
-	return d, ""
+	return d, nil
 }
 
 // seenID reports whether a row already applied the update with key

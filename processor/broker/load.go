@@ -12,7 +12,7 @@ import (
 
 // Lookup finds an environment variable, as os.LookupEnv does. Passing it in
 // (rather than reading the process environment) keeps loading testable.
-type Lookup = envyaml.Lookup
+type Lookup func(name string) (string, bool)
 
 // The environment variables [ApplyEnv] reads.
 const (
@@ -105,7 +105,7 @@ func SplitServers(v string) []string {
 // enabled: false.
 func ParseYAML(data []byte, lookup Lookup) (Config, error) {
 	var c Config
-	if err := envyaml.Decode(data, lookup, &c); err != nil {
+	if err := envyaml.Decode(data, envyaml.Lookup(lookup), &c); err != nil {
 		return Config{}, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	return c, nil
