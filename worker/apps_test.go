@@ -52,7 +52,7 @@ func TestHarnessAndWorkerRefuseTheSameApplications(t *testing.T) {
 			}
 			_, herr := partitatest.New(parts...)
 			var stdout, stderr bytes.Buffer
-			code := worker.Main(context.Background(), worker.App{Parts: c.parts}, []string{"topics", "plan"},
+			code := worker.Main(context.Background(), worker.App{Name: "broken", Parts: c.parts}, []string{"topics", "plan"},
 				func(string) (string, bool) { return "", false }, &stdout, &stderr)
 			if herr == nil || code == 0 {
 				t.Fatalf("harness: %v; worker plan exit %d %s; want both to refuse", herr, code, stderr.String())

@@ -12,7 +12,7 @@ import (
 )
 
 func shop() App {
-	return App{Parts: []processor.Part{sample.NewCustomer(), sample.NewCart(), sample.NewCustomersByEmail(), sample.NewCarts()}}
+	return App{Name: "shop", Parts: []processor.Part{sample.NewCustomer(), sample.NewCart(), sample.NewCustomersByEmail(), sample.NewCarts()}}
 }
 
 func runMain(t *testing.T, env map[string]string, args ...string) (int, string) {
@@ -80,5 +80,19 @@ func TestConfigFileSetsTheTableCache(t *testing.T) {
 	}
 	if cfg.TableCache != 65536 {
 		t.Fatalf("TableCache = %d, want 65536", cfg.TableCache)
+	}
+}
+
+func TestAnApplicationNeedsAName(t *testing.T) {
+	var out strings.Builder
+	app := shop()
+	app.Name = ""
+	code := Main(context.Background(), app, []string{"topics", "plan"}, func(string) (string, bool) { return "", false }, &out, &out)
+	if code != 2 || !strings.Contains(out.String(), "no application name") {
+		t.Errorf("exit %d: %s; want 2 and a message asking for the name", code, out.String())
+	}
+	code = Main(context.Background(), app, []string{"topics", "plan", "--app", "orders"}, func(string) (string, bool) { return "", false }, &out, &out)
+	if code != 0 || !strings.Contains(out.String(), "orders.cart.commands") {
+		t.Errorf("with --app: exit %d: %s", code, out.String())
 	}
 }

@@ -17,7 +17,8 @@ import (
 // YAML file (--config), the environment, flags. Secrets come from the
 // environment or files only.
 type Config struct {
-	// App prefixes every topic ("shop" -> "shop.cart.commands").
+	// App prefixes every topic ("shop" -> "shop.cart.commands"); default:
+	// the application's own name (worker.App.Name).
 	App string `yaml:"app"`
 	// HTTPAddr is where the gateway, health, metrics and dashboard listen.
 	HTTPAddr string `yaml:"http_addr"`
@@ -101,7 +102,6 @@ const (
 
 // Defaults of Config.
 const (
-	DefaultApp          = "shop"
 	DefaultHTTPAddr     = ":8080"
 	DefaultDataDir      = "data"
 	DefaultReplyTimeout = 10 * time.Second
@@ -113,9 +113,6 @@ const (
 )
 
 func (c Config) withDefaults() Config {
-	if c.App == "" {
-		c.App = DefaultApp
-	}
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = DefaultHTTPAddr
 	}
@@ -150,7 +147,7 @@ func load(cmd string, args []string, lookup envyaml.Lookup, stderr io.Writer) (C
 	brokers := fs.String("brokers", "", "Kafka bootstrap servers, comma-separated (none: embedded broker)")
 	httpAddr := fs.String("http-addr", "", "HTTP listen address (default "+DefaultHTTPAddr+")")
 	dataDir := fs.String("data-dir", "", "directory for local state (default ./"+DefaultDataDir+")")
-	app := fs.String("app", "", "application name, the topic prefix (default "+DefaultApp+")")
+	app := fs.String("app", "", "application name, the topic prefix (default: the application's own)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, nil, err
 	}

@@ -12,7 +12,7 @@ import (
 // A team's worker is one call with its entities and views. Here it prints
 // the topics the application needs, for an operator without create rights.
 func ExampleMain() {
-	app := worker.App{Parts: []processor.Part{sample.NewCustomer(), sample.NewCustomersByEmail()}}
+	app := worker.App{Name: "shop", Parts: []processor.Part{sample.NewCustomer(), sample.NewCustomersByEmail()}}
 	env := map[string]string{"PARTITA_APP": "crm"}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	worker.Main(context.Background(), app, []string{"topics", "plan", "--brokers", "kafka:9092"}, lookup, os.Stdout, os.Stderr)

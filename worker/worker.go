@@ -6,7 +6,7 @@
 //	func main() {
 //		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 //		defer stop()
-//		os.Exit(worker.Main(ctx, worker.App{Parts: []processor.Part{myEntity(), myView()}},
+//		os.Exit(worker.Main(ctx, worker.App{Name: "orders", Parts: []processor.Part{myEntity(), myView()}},
 //			os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
 //	}
 //
@@ -47,8 +47,13 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// App is what a worker runs: the application's entities and views.
+// App is what a worker runs: the application's name and its entities and
+// views.
 type App struct {
+	// Name is the application's name, the prefix of its topics ("shop" ->
+	// "shop.cart.commands"), unless the configuration's app (PARTITA_APP,
+	// --app) says otherwise. One of them must be set.
+	Name  string
 	Parts []processor.Part
 }
 
@@ -70,6 +75,12 @@ func mainWith(ctx context.Context, app App, args []string, lookup func(string) (
 	cfg, rest, err := load(cmd, args, envyaml.Lookup(lookup), stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
+	}
+	if err == nil && cfg.App == "" {
+		cfg.App = app.Name
+		if cfg.App == "" && (cmd == "run" || cmd == "config" || strings.HasPrefix(cmd, "topics ")) {
+			err = errors.New("no application name: set worker.App.Name, or app in the configuration (PARTITA_APP, --app)")
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "worker: %v\n", err)

@@ -19,7 +19,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	app := worker.App{Parts: []processor.Part{
+	app := worker.App{Name: "shop", Parts: []processor.Part{
 		sample.NewCustomer(), sample.NewCart(), sample.NewCustomersByEmail(), sample.NewCarts(),
 	}}
 	code := worker.Main(ctx, app, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)

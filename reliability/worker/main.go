@@ -27,7 +27,7 @@ func main() {
 	entities.Command(boom, "fail", func(ctx *entities.Context[struct{}], _ struct{}) entities.Effect[struct{}] {
 		return ctx.Fail(errors.New("downstream unavailable"))
 	})
-	app := worker.App{Parts: []processor.Part{sample.NewCustomer(), sample.NewCart(), sample.NewCustomersByEmail(), sample.NewCarts(), boom}}
+	app := worker.App{Name: "shop", Parts: []processor.Part{sample.NewCustomer(), sample.NewCart(), sample.NewCustomersByEmail(), sample.NewCarts(), boom}}
 	code := worker.Main(ctx, app, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)

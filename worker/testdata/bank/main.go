@@ -100,7 +100,7 @@ func balances() *views.View[Account] {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := worker.Main(ctx, worker.App{Parts: []processor.Part{account(), balances()}}, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
+	code := worker.Main(ctx, worker.App{Name: "bank", Parts: []processor.Part{account(), balances()}}, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
