@@ -21,21 +21,7 @@ func TestRecordsAreMadeToFit(t *testing.T) {
 		"ok":        func(in Input) Decision { return Decision{Kind: Update, State: []byte(`{}`)} },
 	}}
 	env := Env{Topics: Topics{App: "app"}, Now: func() time.Time { return time.Unix(0, 0) }, Epoch: 1, MaxRecord: 1_000_000}
-	delivery := func(typ string, value []byte) Delivery {
-		e := codec.NewEvent()
-		e.SetID("i-" + typ)
-		e.SetSource("test")
-		e.SetType(typ)
-		e.SetSubject("s")
-		e.SetExtension(codec.ExtReply, "true")
-		e.SetDataContentType("application/json")
-		e.DataEncoded = value
-		r, err := codec.EncodeEvent(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return Delivery{Topic: env.Topics.Commands("e"), Record: r, Loop: env.Topics.Loop("e"), Partitions: 8, Partition: murmur2.Partition([]byte("s"), 8)}
-	}
+	delivery := func(typ string, value []byte) Delivery { return fitDelivery(t, env.Topics, typ, value) }
 	a := HandleEntity(env, def, delivery("big-reply", []byte(`{}`)))
 	// (The reply is recorded in the subject's window too: the new state is
 	// the first record that would not fit.)
@@ -57,4 +43,23 @@ func TestRecordsAreMadeToFit(t *testing.T) {
 	if got := string(a.DeadLetter.Headers[HeaderDLQCut]); got != strconv.Itoa(len(huge)) {
 		t.Fatalf("cut header %q, want the original length %d", got, len(huge))
 	}
+}
+
+// fitDelivery is a command of type typ with data value for subject s of
+// entity e, on its commands topic, asking for a reply.
+func fitDelivery(t *testing.T, topics Topics, typ string, value []byte) Delivery {
+	t.Helper()
+	e := codec.NewEvent()
+	e.SetID("i-" + typ)
+	e.SetSource("test")
+	e.SetType(typ)
+	e.SetSubject("s")
+	e.SetExtension(codec.ExtReply, "true")
+	e.SetDataContentType("application/json")
+	e.DataEncoded = value
+	r, err := codec.EncodeEvent(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Delivery{Topic: topics.Commands("e"), Record: r, Loop: topics.Loop("e"), Partitions: 8, Partition: murmur2.Partition([]byte("s"), 8)}
 }

@@ -6,9 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/partita-dev/partita/codec"
-	"github.com/partita-dev/partita/internal/murmur2"
 )
 
 // With limits per topic (Env.MaxRecordOf), each record is checked against
@@ -32,21 +29,7 @@ func TestRecordsAreMadeToFitTheirTopic(t *testing.T) {
 		"mid-reply":  func(in Input) Decision { return Decision{Kind: Reply, Reply: []byte(`"` + reply[:150_000] + `"`)} },
 		"big-update": func(in Input) Decision { return Decision{Kind: Update, State: []byte(`"` + reply + `"`)} },
 	}}
-	delivery := func(typ string, value []byte) Delivery {
-		e := codec.NewEvent()
-		e.SetID("i-" + typ)
-		e.SetSource("test")
-		e.SetType(typ)
-		e.SetSubject("s")
-		e.SetExtension(codec.ExtReply, "true")
-		e.SetDataContentType("application/json")
-		e.DataEncoded = value
-		r, err := codec.EncodeEvent(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return Delivery{Topic: topics.Commands("e"), Record: r, Loop: topics.Loop("e"), Partitions: 8, Partition: murmur2.Partition([]byte("s"), 8)}
-	}
+	delivery := func(typ string, value []byte) Delivery { return fitDelivery(t, topics, typ, value) }
 	a := HandleEntity(env, def, delivery("big-reply", []byte(`{}`)))
 	if a.DeadLetter == nil || !strings.Contains(a.Reason, "a record for app.replies") || !strings.Contains(a.Reason, "more than the 200000") {
 		t.Fatalf("a 300 KB reply: %q; want a dead letter naming the replies topic and its limit", a.Reason)
