@@ -7,7 +7,7 @@ import (
 
 	"github.com/partita-dev/partita/deadletter"
 	"github.com/partita-dev/partita/entities"
-	partitatest "github.com/partita-dev/partita/testing"
+	"github.com/partita-dev/partita/testing/partitatest"
 )
 
 type charge struct {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/partita-dev/partita/entities"
-	partitatest "github.com/partita-dev/partita/testing"
+	"github.com/partita-dev/partita/testing/partitatest"
 )
 
 // A failure marked Permanent is dead-lettered at once; any other is

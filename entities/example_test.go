@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	"github.com/partita-dev/partita/entities"
-	partitatest "github.com/partita-dev/partita/testing"
+	"github.com/partita-dev/partita/testing/partitatest"
 )
 
 type Counter struct {

@@ -10,7 +10,7 @@ import (
 	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/internal/shopmodel"
 	"github.com/partita-dev/partita/sample"
-	pt "github.com/partita-dev/partita/testing"
+	pt "github.com/partita-dev/partita/testing/partitatest"
 	"github.com/partita-dev/partita/views"
 )
 

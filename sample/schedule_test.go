@@ -14,7 +14,7 @@ import (
 	"github.com/partita-dev/partita/entities"
 	"github.com/partita-dev/partita/internal/shopmodel"
 	"github.com/partita-dev/partita/sample"
-	pt "github.com/partita-dev/partita/testing"
+	pt "github.com/partita-dev/partita/testing/partitatest"
 	"github.com/partita-dev/partita/views"
 )
 

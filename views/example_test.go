@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/partita-dev/partita/entities"
-	partitatest "github.com/partita-dev/partita/testing"
+	"github.com/partita-dev/partita/testing/partitatest"
 	"github.com/partita-dev/partita/views"
 )
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/partita-dev/partita/entities"
 	"github.com/partita-dev/partita/processor"
-	partitatest "github.com/partita-dev/partita/testing"
+	"github.com/partita-dev/partita/testing/partitatest"
 	"github.com/partita-dev/partita/views"
 	"github.com/partita-dev/partita/worker"
 )

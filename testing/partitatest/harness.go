@@ -1,4 +1,4 @@
-// Package partitatest (directory testing/) runs an application's entities
+// Package partitatest runs an application's entities
 // and views in memory, with no broker, and injects what at-least-once
 // delivery does to them. It is named partitatest so that it does not clash
 // with the standard library's testing package at the call site.

@@ -8,7 +8,7 @@ import (
 	"fmt"
 
 	"github.com/partita-dev/partita/entities"
-	pt "github.com/partita-dev/partita/testing"
+	pt "github.com/partita-dev/partita/testing/partitatest"
 	"github.com/partita-dev/partita/views"
 )
 

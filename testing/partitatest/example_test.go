@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/partita-dev/partita/entities"
-	pt "github.com/partita-dev/partita/testing"
+	pt "github.com/partita-dev/partita/testing/partitatest"
 	"github.com/partita-dev/partita/views"
 )
 

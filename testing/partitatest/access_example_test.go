@@ -6,7 +6,7 @@ import (
 
 	"github.com/partita-dev/partita/access"
 	"github.com/partita-dev/partita/entities"
-	pt "github.com/partita-dev/partita/testing"
+	pt "github.com/partita-dev/partita/testing/partitatest"
 )
 
 type wallet struct {
