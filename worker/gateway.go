@@ -13,224 +13,51 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/partita-dev/partita/access"
 	"github.com/partita-dev/partita/codec"
-	"github.com/partita-dev/partita/internal/core"
-	"github.com/partita-dev/partita/internal/murmur2"
+	"github.com/partita-dev/partita/deadletter"
 	"github.com/partita-dev/partita/processor"
-	"github.com/partita-dev/partita/processor/broker"
+	"github.com/partita-dev/partita/request"
 	"github.com/partita-dev/partita/views"
 )
 
-// GatewaySource is the ce-source of commands the gateway sends. It is the
-// same on every worker, so a request retried with one Idempotency-Key
-// against any worker is recognised as the same command.
-const GatewaySource = "partita-gateway"
+// GatewaySource is the ce-source of commands the gateway sends
+// (processor.GatewaySource). It is the same on every worker, so a request
+// retried with one Idempotency-Key against any worker is recognised as the
+// same command.
+const GatewaySource = processor.GatewaySource
 
 // HeaderPosition carries a command reply's position token.
 const HeaderPosition = "Partita-Position"
 
-// gateway is the HTTP door: commands over Kafka with request/reply, view
-// queries, health, metrics and the dashboard.
+// gateway is the HTTP door: commands (sent through processor's
+// request/reply client, the worker's one conversation with Kafka besides
+// the runtime), view queries, health, metrics and the dashboard.
 type gateway struct {
 	cfg     Config
 	rt      *processor.Runtime
-	topics  processor.Topics
-	client  sarama.Client // the reply listener's
-	prodCl  sarama.Client // the producer's: its own connections (see newGateway)
-	prod    sarama.SyncProducer
+	client  *processor.Client
 	metrics *metrics
 	log     *slog.Logger
 	auth    *authenticator
 	rules   rules // the application's default and the worker's own paths
-
-	// listening is closed once the reply listener follows every partition:
-	// a command sent before could have its reply written before the
-	// listener's starting offsets, and missed.
-	listening chan struct{}
-	listened  sync.Once
-
-	mu      sync.Mutex
-	pending map[string]chan result // command id -> waiting request
-	recent  []deadLetter           // the last dead letters seen, newest last
 }
 
-type result struct {
-	reply codec.Event
-	dead  *deadLetter
-}
-
-type deadLetter struct {
-	Time   time.Time `json:"time"`
-	Group  string    `json:"group"`
-	Reason string    `json:"reason"`
-	Key    string    `json:"key"`
-	ID     string    `json:"id,omitempty"`
-	Type   string    `json:"type,omitempty"`
-	Code   string    `json:"code,omitempty"` // the reason's kind, when it has one (idempotency_conflict)
-}
-
-func newGateway(ctx context.Context, cfg Config, kc broker.Config, rt *processor.Runtime, m *metrics, auth *authenticator, log *slog.Logger) (*gateway, error) {
-	// The producer and the reply listener have a client each. Kafka answers
-	// one request at a time per connection, so on a shared connection a
-	// command's produce request waited behind the listener's fetch, which
-	// the broker holds up to Consumer.MaxWaitTime (500 ms) when no reply is
-	// ready: the gateway's p99 was half a second at any rate.
-	client, err := broker.Connect(ctx, kc, log)
-	if err != nil {
-		return nil, err
-	}
-	prodCl, err := broker.Connect(ctx, kc, log)
-	if err != nil {
-		client.Close()
-		return nil, err
-	}
-	prodCl.Config().Producer.Partitioner = sarama.NewCustomHashPartitioner(murmur2.New)
-	prodCl.Config().Producer.RequiredAcks = sarama.WaitForAll
-	prod, err := sarama.NewSyncProducerFromClient(prodCl)
-	if err != nil {
-		client.Close()
-		prodCl.Close()
-		return nil, err
-	}
+func newGateway(ctx context.Context, cfg Config, rt *processor.Runtime, m *metrics, auth *authenticator, log *slog.Logger) (*gateway, error) {
 	rules, err := cfg.Access.rules()
 	if err != nil { // load validated it
 		return nil, err
 	}
-	g := &gateway{cfg: cfg, rt: rt, topics: rt.TopicNames(), client: client, prodCl: prodCl, prod: prod, metrics: m, log: log,
-		auth: auth, rules: rules, listening: make(chan struct{}), pending: map[string]chan result{}}
-	go g.listen(ctx)
-	return g, nil
-}
-
-func (g *gateway) close() {
-	g.prod.Close()
-	g.prodCl.Close()
-	g.client.Close()
-}
-
-// listen follows the replies and dead-letter topics from their ends (as of
-// start-up) and hands each to the request waiting for it.
-func (g *gateway) listen(ctx context.Context) {
-	for ctx.Err() == nil {
-		err := g.follow(ctx)
-		if ctx.Err() == nil {
-			g.log.Warn("reply listener stopped; restarting", "err", err)
-			time.Sleep(time.Second)
-		}
-	}
-}
-
-func (g *gateway) follow(ctx context.Context) error {
-	// Wait until the runtime created the topics.
-	for {
-		if err := g.client.RefreshMetadata(g.topics.Replies(), g.topics.DeadLetters()); err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-	consumer, err := sarama.NewConsumerFromClient(g.client)
+	client, err := rt.NewClient(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer consumer.Close()
-	msgs := make(chan *sarama.ConsumerMessage, 256)
-	stopped := make(chan struct{}, 1) // a partition consumer ended: start over
-	for _, topic := range []string{g.topics.Replies(), g.topics.DeadLetters()} {
-		parts, err := g.client.Partitions(topic)
-		if err != nil {
-			return err
-		}
-		for _, p := range parts {
-			newest, err := g.client.GetOffset(topic, p, sarama.OffsetNewest)
-			if err != nil {
-				return err
-			}
-			pc, err := consumer.ConsumePartition(topic, p, newest)
-			if err != nil {
-				return err
-			}
-			defer pc.AsyncClose()
-			go func() {
-				for m := range pc.Messages() {
-					select {
-					case msgs <- m:
-					case <-ctx.Done():
-						return
-					}
-				}
-				select {
-				case stopped <- struct{}{}:
-				default:
-				}
-			}()
-		}
-	}
-	g.listened.Do(func() { close(g.listening) })
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-stopped:
-			return errors.New("a reply or dead-letter partition consumer stopped")
-		case m := <-msgs:
-			g.deliver(m)
-		}
-	}
+	return &gateway{cfg: cfg, rt: rt, client: client, metrics: m, log: log, auth: auth, rules: rules}, nil
 }
 
-func (g *gateway) deliver(m *sarama.ConsumerMessage) {
-	headers := map[string][]byte{}
-	for _, h := range m.Headers {
-		headers[string(h.Key)] = h.Value
-	}
-	var id string
-	var res result
-	if m.Topic == g.topics.DeadLetters() {
-		d := deadLetter{Time: m.Timestamp, Group: string(headers[core.HeaderDLQGroup]), Reason: string(headers[core.HeaderDLQReason]),
-			Key: string(m.Key), ID: string(headers["ce_id"]), Type: string(headers["ce_type"]),
-			Code: string(headers[core.HeaderDLQCode])}
-		g.mu.Lock()
-		g.recent = append(g.recent, d)
-		if len(g.recent) > 50 {
-			g.recent = g.recent[1:]
-		}
-		g.mu.Unlock()
-		if string(headers["ce_source"]) != GatewaySource {
-			return
-		}
-		id, res.dead = d.ID, &d
-	} else {
-		ev, err := codec.DecodeEvent(codec.Record{Key: m.Key, Value: m.Value, Headers: headers})
-		if err != nil {
-			return
-		}
-		// Correlated by the command's source and id: another producer's
-		// command may reuse an id.
-		ext := ev.Extensions()
-		if fmt.Sprint(ext[codec.ExtRequestSource]) != GatewaySource {
-			return
-		}
-		id, res.reply = fmt.Sprint(ext[codec.ExtRequest]), ev
-	}
-	g.mu.Lock()
-	ch := g.pending[id]
-	g.mu.Unlock()
-	if ch != nil {
-		select {
-		case ch <- res:
-		default: // already answered (a redelivery's reply)
-		}
-	}
-}
+func (g *gateway) close() { _ = g.client.Close() }
 
 func (g *gateway) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -411,78 +238,57 @@ func (g *gateway) command(w http.ResponseWriter, r *http.Request) {
 	if id == "" {
 		id = newID()
 	}
-	ev := codec.NewEvent()
-	ev.SetID(id)
-	ev.SetSource(GatewaySource)
-	ev.SetType(command)
-	ev.SetSubject(subject)
-	ev.SetTime(time.Now())
-	ev.SetExtension(codec.ExtReply, "true")
-	ev.SetExtension(codec.ExtCaller, string(g.forwarded(caller)))
-	ev.SetDataContentType("application/json")
-	ev.DataEncoded = body
-	rec, err := codec.EncodeEvent(ev)
-	if err == nil {
-		err = codec.RequireSubject(ev)
-	}
-	if err != nil {
+	req := request.Request{Entity: entity, Subject: subject, Command: command, Data: body, ID: id,
+		Source: GatewaySource, Caller: g.forwarded(caller)}
+	reply, err := g.send(r.Context(), req)
+	var dead *request.DeadLetterError
+	switch {
+	case err == nil:
+		writeReply(w, reply)
+	case errors.Is(err, request.ErrInvalid):
 		httpError(w, http.StatusBadRequest, "invalid_argument", err.Error())
-		return
-	}
-	if n := recordSize(rec); n > g.prodCl.Config().Producer.MaxMessageBytes {
-		httpError(w, http.StatusRequestEntityTooLarge, "payload_too_large",
-			fmt.Sprintf("the command's record would be %d bytes, more than Kafka accepts (%d)", n, g.prodCl.Config().Producer.MaxMessageBytes))
-		return
-	}
-	select {
-	case <-g.listening:
-	case <-r.Context().Done():
-		return
-	case <-time.After(g.cfg.ReplyTimeout):
+	case errors.Is(err, request.ErrRecordTooLarge):
+		httpError(w, http.StatusRequestEntityTooLarge, "payload_too_large", err.Error())
+	case errors.Is(err, request.ErrNotFollowing):
 		httpError(w, http.StatusServiceUnavailable, "unavailable", "the gateway is not yet following the replies topic; retry")
-		return
-	}
-	ch := make(chan result, 1)
-	g.mu.Lock()
-	if g.pending[id] != nil {
-		g.mu.Unlock()
+	case errors.Is(err, request.ErrInFlight):
 		httpError(w, http.StatusConflict, "in_flight", "a request with this Idempotency-Key is in flight on this worker")
-		return
-	}
-	g.pending[id] = ch
-	g.mu.Unlock()
-	defer func() {
-		g.mu.Lock()
-		delete(g.pending, id)
-		g.mu.Unlock()
-	}()
-	msg := &sarama.ProducerMessage{Topic: g.topics.Commands(entity), Key: sarama.ByteEncoder(rec.Key), Value: sarama.ByteEncoder(rec.Value)}
-	for k, v := range rec.Headers {
-		msg.Headers = append(msg.Headers, sarama.RecordHeader{Key: []byte(k), Value: v})
-	}
-	if _, _, err := g.prod.SendMessage(msg); err != nil {
-		if errors.Is(err, sarama.ErrMessageSizeTooLarge) {
-			httpError(w, http.StatusRequestEntityTooLarge, "payload_too_large", "Kafka refused the command's record as too large")
-			return
+	case errors.Is(err, request.ErrUnavailable):
+		httpError(w, http.StatusServiceUnavailable, "unavailable", err.Error()+"; retry with the same Idempotency-Key")
+	case errors.As(err, &dead):
+		code := "dead_letter"
+		if errors.Is(err, deadletter.ErrIdempotencyConflict) {
+			code = dead.Code
 		}
-		httpError(w, http.StatusServiceUnavailable, "unavailable", "could not write the command to Kafka; retry with the same Idempotency-Key: "+err.Error())
-		return
-	}
-	select {
-	case res := <-ch:
-		if res.dead != nil {
-			code := "dead_letter"
-			if res.dead.Code == core.CodeIdempotencyConflict {
-				code = res.dead.Code
-			}
-			httpError(w, http.StatusUnprocessableEntity, code, res.dead.Reason)
-			return
-		}
-		writeReply(w, res.reply)
-	case <-time.After(g.cfg.ReplyTimeout):
+		httpError(w, http.StatusUnprocessableEntity, code, dead.Reason)
+	case r.Context().Err() != nil:
+		// the client went away
+	case errors.Is(err, request.ErrNoReply):
 		httpError(w, http.StatusGatewayTimeout, "timeout",
 			fmt.Sprintf("no reply within %v; the command may still be applied: retry with Idempotency-Key %s", g.cfg.ReplyTimeout, id))
-	case <-r.Context().Done():
+	default: // request.ErrUnknownEntity: processor.Runtime.Command said it is one
+		httpError(w, http.StatusInternalServerError, "internal", err.Error())
+	}
+}
+
+// send sends req through the client and waits ReplyTimeout for its reply.
+// A client not yet following the replies (the worker is starting) is given
+// ReplyTimeout to get there first.
+func (g *gateway) send(ctx context.Context, req request.Request) (request.Reply, error) {
+	for waited := false; ; waited = true {
+		rctx, cancel := context.WithTimeout(ctx, g.cfg.ReplyTimeout)
+		reply, err := g.client.Request(rctx, req)
+		cancel()
+		if waited || !errors.Is(err, request.ErrNotFollowing) {
+			return reply, err
+		}
+		select {
+		case <-g.client.Ready():
+		case <-ctx.Done():
+			return reply, fmt.Errorf("%w: %w", request.ErrNoReply, ctx.Err())
+		case <-time.After(g.cfg.ReplyTimeout):
+			return reply, err
+		}
 	}
 }
 
@@ -496,19 +302,9 @@ func printable(s string) bool {
 	return true
 }
 
-// recordSize is about what the producer counts of a record against
-// Producer.MaxMessageBytes (key, value, headers and their framing).
-func recordSize(rec codec.Record) int {
-	n := len(rec.Key) + len(rec.Value) + 64
-	for k, v := range rec.Headers {
-		n += len(k) + len(v) + 8
-	}
-	return n
-}
-
 // forwarded is the caller as handlers see it: the claims the
 // configuration forwards, no others.
-func (g *gateway) forwarded(c *access.Caller) []byte {
+func (g *gateway) forwarded(c *access.Caller) *access.Caller {
 	out := access.Caller{Subject: c.Subject, Method: c.Method}
 	if out.Method == "" {
 		out.Method = "anonymous"
@@ -521,22 +317,21 @@ func (g *gateway) forwarded(c *access.Caller) []byte {
 			out.Claims[name] = v
 		}
 	}
-	b, _ := json.Marshal(out)
-	return b
+	return &out
 }
 
-func writeReply(w http.ResponseWriter, reply codec.Event) {
-	if pos, ok := reply.Extensions()[codec.ExtPosition]; ok {
-		w.Header().Set(HeaderPosition, fmt.Sprint(pos))
+// writeReply writes an entity's reply: its payload, or its error code's
+// status and the error.
+func writeReply(w http.ResponseWriter, reply request.Reply) {
+	if reply.Position != "" {
+		w.Header().Set(HeaderPosition, reply.Position)
 	}
 	w.Header().Set("Content-Type", "application/json")
-	if reply.Type() == core.TypeError {
-		var body struct{ Code, Message string }
-		_ = json.Unmarshal(reply.Data(), &body)
-		httpError(w, statusOf(body.Code), body.Code, body.Message)
+	if reply.Code != "" {
+		httpError(w, statusOf(reply.Code), reply.Code, reply.Message)
 		return
 	}
-	_, _ = w.Write(reply.Data())
+	_, _ = w.Write(reply.Data)
 	_, _ = w.Write([]byte("\n"))
 }
 
@@ -575,7 +370,7 @@ func (g *gateway) entityState(w http.ResponseWriter, r *http.Request) {
 	case !st.Exists && st.Seq == 0:
 		httpError(w, http.StatusNotFound, "not_found", fmt.Sprintf("entity %s has no state for %q", entity, subject))
 	default:
-		w.Header().Set(HeaderPosition, core.Position{Entity: entity, Subject: subject, Seq: st.Seq}.Token())
+		w.Header().Set(HeaderPosition, processor.PositionToken(entity, subject, st.Seq))
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(st)
 	}
@@ -780,7 +575,7 @@ func (g *gateway) notReady(ctx context.Context) string {
 			total += p.Total
 		}
 		return fmt.Sprintf("recovering: %d of %d table records restored", restored, total)
-	case !isClosed(g.listening):
+	case !isClosed(g.client.Ready()):
 		return "starting the reply listener"
 	}
 	// A part "starting" again during a rebalance is not a failure (every
@@ -819,7 +614,7 @@ func (g *gateway) status(w http.ResponseWriter, r *http.Request) {
 		Entities    map[string][]string         `json:"entities"`
 		Views       []viewStatus                `json:"views"`
 		Partitions  []processor.PartitionStatus `json:"partitions"`
-		DeadLetters []deadLetter                `json:"deadLetters"`
+		DeadLetters []processor.DeadLetter      `json:"deadLetters"`
 	}{App: g.cfg.App, Entities: g.rt.Entities(), Partitions: g.rt.Partitions(r.Context())}
 	out.Reason = g.notReady(r.Context())
 	out.Ready = out.Reason == ""
@@ -832,9 +627,7 @@ func (g *gateway) status(w http.ResponseWriter, r *http.Request) {
 		out.Views = append(out.Views, viewStatus{Name: name, Indexes: idx, Lag: lag})
 	}
 	slices.SortFunc(out.Views, func(a, b viewStatus) int { return compare(a.Name, b.Name) })
-	g.mu.Lock()
-	out.DeadLetters = append([]deadLetter{}, g.recent...)
-	g.mu.Unlock()
+	out.DeadLetters = append([]processor.DeadLetter{}, g.client.DeadLetters()...)
 	if out.Partitions == nil {
 		out.Partitions = []processor.PartitionStatus{}
 	}

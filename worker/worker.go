@@ -298,7 +298,7 @@ func serve(ctx context.Context, cfg Config, app App, log *slog.Logger) error {
 
 	var gw *gateway
 	err = retryUnreachable(rtCtx, log, "gateway", unreachable, func() (err error) {
-		gw, err = newGateway(rtCtx, cfg, kc, rt, m, auth, log)
+		gw, err = newGateway(rtCtx, cfg, rt, m, auth, log)
 		return err
 	})
 	if err != nil {

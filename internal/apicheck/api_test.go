@@ -16,6 +16,7 @@ import (
 // public are the packages users import.
 var public = []string{
 	"github.com/partita-dev/partita/access",
+	"github.com/partita-dev/partita/request",
 	"github.com/partita-dev/partita/codec",
 	"github.com/partita-dev/partita/entities",
 	"github.com/partita-dev/partita/views",
