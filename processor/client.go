@@ -205,7 +205,7 @@ func (c *Client) Request(ctx context.Context, req request.Request) (request.Repl
 	if err != nil {
 		return request.Reply{}, fmt.Errorf("%w: %w", request.ErrInvalid, err)
 	}
-	if n := recordSize(rec); n > c.max {
+	if n := core.RecordSize(rec.Key, rec.Value, rec.Headers); n > c.max {
 		return request.Reply{}, fmt.Errorf("%w: it would be %d bytes, more than Kafka accepts (%d)", request.ErrRecordTooLarge, n, c.max)
 	}
 	select {
@@ -274,16 +274,6 @@ func replyOf(ev codec.Event) request.Reply {
 		}
 	}
 	return r
-}
-
-// recordSize is about what the producer counts of a record against
-// Producer.MaxMessageBytes (key, value, headers and their framing).
-func recordSize(rec codec.Record) int {
-	n := len(rec.Key) + len(rec.Value) + 64
-	for k, v := range rec.Headers {
-		n += len(k) + len(v) + 8
-	}
-	return n
 }
 
 func newRequestID() string {

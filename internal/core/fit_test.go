@@ -37,7 +37,7 @@ func TestRecordsAreMadeToFit(t *testing.T) {
 	if a.DeadLetter == nil {
 		t.Fatal("a 1 MB command: want a dead letter")
 	}
-	if n := recordSize(a.DeadLetter.Key, a.DeadLetter.Value, a.DeadLetter.Headers); n > env.MaxRecord {
+	if n := RecordSize(a.DeadLetter.Key, a.DeadLetter.Value, a.DeadLetter.Headers); n > env.MaxRecord {
 		t.Fatalf("the dead letter is %d bytes, more than %d", n, env.MaxRecord)
 	}
 	if got := string(a.DeadLetter.Headers[HeaderDLQCut]); got != strconv.Itoa(len(huge)) {

@@ -45,7 +45,7 @@ func TestRecordsAreMadeToFitTheirTopic(t *testing.T) {
 	if a.DeadLetter == nil {
 		t.Fatal("an unknown type: want a dead letter")
 	}
-	if n := recordSize(a.DeadLetter.Key, a.DeadLetter.Value, a.DeadLetter.Headers); n > 100_000 {
+	if n := RecordSize(a.DeadLetter.Key, a.DeadLetter.Value, a.DeadLetter.Headers); n > 100_000 {
 		t.Fatalf("the dead letter is %d bytes, more than the dead-letter topic's 100000", n)
 	}
 	if got := string(a.DeadLetter.Headers[HeaderDLQCut]); got != strconv.Itoa(len(poison)) {

@@ -322,9 +322,10 @@ func handleView(env Env, v *View, sources map[string]*ViewSource, d Delivery) Ac
 	return Actions{Store: data, Remember: remember}
 }
 
-// recordSize is at least what a producer counts of a record against its
-// limit: key, value, headers and their framing.
-func recordSize(key, value []byte, headers map[string][]byte) int {
+// RecordSize is at least what a producer counts of a record against its
+// limit: key, value, headers and their framing. The runtime, the request
+// client and the harness all measure records with it.
+func RecordSize(key, value []byte, headers map[string][]byte) int {
 	n := 64 + len(key) + len(value)
 	for k, v := range headers {
 		n += 12 + len(k) + len(v)
@@ -352,16 +353,16 @@ func fit(env Env, d Delivery, name string, a Actions) Actions {
 	}
 	switch {
 	case a.Loopback != nil:
-		if n, max := recordSize(a.Loopback.Key, a.Loopback.Value, a.Loopback.Headers), limit(d.Loop); n > max {
+		if n, max := RecordSize(a.Loopback.Key, a.Loopback.Value, a.Loopback.Headers), limit(d.Loop); n > max {
 			a = too("the re-routed record", n, max)
 		}
 	case a.DeadLetter == nil:
-		if n, max := recordSize(d.Record.Key, a.Store, nil), limit(env.Topics.Table(name)); a.Store != nil && n > max {
+		if n, max := RecordSize(d.Record.Key, a.Store, nil), limit(env.Topics.Table(name)); a.Store != nil && n > max {
 			a = too("the new state", n, max)
 			break
 		}
 		for _, m := range a.Remember {
-			if n, max := recordSize([]byte(m.Key), m.Value, nil), limit(env.Topics.IDs(name)); n > max {
+			if n, max := RecordSize([]byte(m.Key), m.Value, nil), limit(env.Topics.IDs(name)); n > max {
 				a = too("an id table entry", n, max)
 				break
 			}
@@ -370,14 +371,14 @@ func fit(env Env, d Delivery, name string, a Actions) Actions {
 			if a.DeadLetter != nil {
 				break
 			}
-			if n, max := recordSize(o.Record.Key, o.Record.Value, o.Record.Headers), limit(o.Topic); n > max {
+			if n, max := RecordSize(o.Record.Key, o.Record.Value, o.Record.Headers), limit(o.Topic); n > max {
 				a = too("a record for "+o.Topic, n, max)
 			}
 		}
 	}
 	if dl := a.DeadLetter; dl != nil {
 		max := limit(env.Topics.DeadLetters())
-		if n := recordSize(dl.Key, dl.Value, dl.Headers); n > max {
+		if n := RecordSize(dl.Key, dl.Value, dl.Headers); n > max {
 			// Cut the value (the reason and origin say what it was); keys
 			// and headers the broker accepted with it are kept.
 			h := make(map[string][]byte, len(dl.Headers)+1)
@@ -385,7 +386,7 @@ func fit(env Env, d Delivery, name string, a Actions) Actions {
 				h[k] = v
 			}
 			h[HeaderDLQCut] = []byte(strconv.Itoa(len(dl.Value)))
-			keep := max - recordSize(dl.Key, nil, h)
+			keep := max - RecordSize(dl.Key, nil, h)
 			if keep < 0 {
 				keep = 0
 			}

@@ -60,7 +60,7 @@ func (h *Harness) Request(ctx context.Context, req request.Request) (request.Rep
 	if err != nil {
 		return request.Reply{}, fmt.Errorf("%w: %w", request.ErrInvalid, err)
 	}
-	if n := commandSize(rec); n > maxCommandRecord {
+	if n := core.RecordSize(rec.Key, rec.Value, rec.Headers); n > maxCommandRecord {
 		return request.Reply{}, fmt.Errorf("%w: it would be %d bytes, more than the harness accepts (%d)", request.ErrRecordTooLarge, n, maxCommandRecord)
 	}
 	h.write(h.topics.Commands(req.Entity), ev, o)
@@ -92,14 +92,4 @@ func (h *Harness) deadLetterOf(source, id string) *request.DeadLetterError {
 		found = &request.DeadLetterError{Reason: "dead-lettered"}
 	}
 	return found
-}
-
-// commandSize is about what a Kafka producer counts of a record against
-// its limit, as processor.Client estimates it.
-func commandSize(rec codec.Record) int {
-	n := len(rec.Key) + len(rec.Value) + 64
-	for k, v := range rec.Headers {
-		n += len(k) + len(v) + 8
-	}
-	return n
 }
