@@ -1,17 +1,18 @@
 package codec
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 	"unicode/utf8"
 
-	"github.com/IBM/sarama"
-	"github.com/cloudevents/sdk-go/protocol/kafka_sarama/v2"
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/binding/format"
+	"github.com/cloudevents/sdk-go/v2/binding/spec"
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
 )
@@ -77,26 +78,69 @@ func EncodeEvent(e Event) (Record, error) {
 	if err := e.Validate(); err != nil {
 		return Record{}, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
 	}
-	pm := &sarama.ProducerMessage{}
-	ctx := kafka_sarama.WithSkipKeyMapping(context.Background())
-	if err := kafka_sarama.WriteProducerMessage(ctx, binding.ToMessage(&e), pm); err != nil {
-		return Record{}, fmt.Errorf("encode CloudEvent: %w", err)
-	}
-	r := Record{Headers: make(map[string][]byte, len(pm.Headers))}
+	r := Record{Headers: make(map[string][]byte, 8)}
 	if e.Subject() != "" {
 		r.Key = []byte(e.Subject())
 	}
-	if pm.Value != nil {
-		v, err := pm.Value.Encode()
-		if err != nil {
-			return Record{}, err
-		}
-		r.Value = v
-	}
-	for _, h := range pm.Headers {
-		r.Headers[string(h.Key)] = h.Value
+	w := (*recordWriter)(&r)
+	if _, err := binding.Write(context.Background(), binding.ToMessage(&e), w, w); err != nil {
+		return Record{}, fmt.Errorf("encode CloudEvent: %w", err)
 	}
 	return r, nil
+}
+
+// recordWriter writes a CloudEvent into a Record as the CloudEvents Kafka
+// protocol binding says (and as the sdk's kafka_sarama binding does, whose
+// writer this follows, without a client library's message type): each
+// attribute and extension a ce_ header with its canonical string form,
+// the data content type the content-type header, the data the value.
+type recordWriter Record
+
+func (w *recordWriter) SetStructuredEvent(_ context.Context, f format.Format, event io.Reader) error {
+	var buf bytes.Buffer
+	if _, err := io.Copy(&buf, event); err != nil {
+		return err
+	}
+	w.Headers = map[string][]byte{"content-type": []byte(f.MediaType())}
+	w.Value = buf.Bytes()
+	return nil
+}
+
+func (w *recordWriter) Start(context.Context) error { return nil }
+
+func (w *recordWriter) End(context.Context) error { return nil }
+
+func (w *recordWriter) SetData(data io.Reader) error {
+	var buf bytes.Buffer
+	if _, err := io.Copy(&buf, data); err != nil {
+		return err
+	}
+	w.Value = buf.Bytes()
+	return nil
+}
+
+func (w *recordWriter) SetAttribute(a spec.Attribute, value any) error {
+	if a.Kind() == spec.DataContentType {
+		return w.set("content-type", value)
+	}
+	return w.set("ce_"+a.Name(), value)
+}
+
+func (w *recordWriter) SetExtension(name string, value any) error {
+	return w.set("ce_"+name, value)
+}
+
+func (w *recordWriter) set(header string, value any) error {
+	if value == nil {
+		delete(w.Headers, header)
+		return nil
+	}
+	s, err := types.Format(value)
+	if err != nil {
+		return err
+	}
+	w.Headers[header] = []byte(s)
+	return nil
 }
 
 // DecodeEvent reads a CloudEvent from a record in binary or structured mode
@@ -109,7 +153,8 @@ func DecodeEvent(r Record) (Event, error) {
 		}
 	}
 	sv, binary := headers["ce_specversion"]
-	structured := format.Lookup(string(headers["content-type"])) != nil
+	f := format.Lookup(string(headers["content-type"]))
+	structured := f != nil
 	if !binary && !structured {
 		return Event{}, fmt.Errorf("%w: no ce_specversion header and content-type is not application/cloudevents+json", ErrNotCloudEvent)
 	}
@@ -119,7 +164,7 @@ func DecodeEvent(r Record) (Event, error) {
 	var e *Event
 	var err error
 	if structured {
-		e, err = decodeViaBinding(headers, r.Value)
+		e, err = decodeStructured(f, r.Value)
 	} else {
 		e, err = decodeBinary(headers, r.Value)
 	}
@@ -161,10 +206,15 @@ func lower(s string) bool {
 	return true
 }
 
-// decodeViaBinding reads a CloudEvent with the sdk's Kafka binding (binary
-// or structured mode, as the binding decides) from lower-cased headers.
-func decodeViaBinding(headers map[string][]byte, value []byte) (*Event, error) {
-	return binding.ToEvent(context.Background(), kafka_sarama.NewMessage(value, string(headers["content-type"]), headers))
+// decodeStructured reads a structured-mode CloudEvent: the value is the
+// whole event in the format its content type names (as the sdk's binding
+// reads it).
+func decodeStructured(f format.Format, value []byte) (*Event, error) {
+	e := NewEvent()
+	if err := f.Unmarshal(value, &e); err != nil {
+		return nil, err
+	}
+	return &e, nil
 }
 
 // decodeBinary reads a binary-mode CloudEvent 1.0 from lower-cased headers

@@ -1,8 +1,15 @@
 package codec_test
 
 import (
+	"context"
 	"errors"
+	"reflect"
 	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/cloudevents/sdk-go/protocol/kafka_sarama/v2"
+	"github.com/cloudevents/sdk-go/v2/binding"
 
 	"github.com/partita-dev/partita/codec"
 )
@@ -33,6 +40,41 @@ func TestBinaryRoundTrip(t *testing.T) {
 	}
 	if e.ID() != "c-1" || e.Subject() != "cart-7" || string(e.Data()) != `{"productId":"p1","quantity":2}` {
 		t.Fatalf("decoded %v", e)
+	}
+}
+
+// EncodeEvent writes what the sdk's Kafka binding writes (the reference
+// its writer follows), header for header.
+func TestEncodeMatchesTheBinding(t *testing.T) {
+	full := sample()
+	full.SetTime(time.Date(2026, 12, 6, 16, 30, 0, 123, time.UTC))
+	full.SetDataSchema("https://example.com/schema")
+	full.SetExtension(codec.ExtCaller, `{"sub":"a"}`)
+	empty := codec.NewEvent()
+	empty.SetID("i")
+	empty.SetSource("s")
+	empty.SetType("t")
+	for name, e := range map[string]codec.Event{"sample": sample(), "full": full, "no data": empty} {
+		got, err := codec.EncodeEvent(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pm := &sarama.ProducerMessage{}
+		ctx := kafka_sarama.WithSkipKeyMapping(context.Background())
+		if err := kafka_sarama.WriteProducerMessage(ctx, binding.ToMessage(&e), pm); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string][]byte{}
+		for _, h := range pm.Headers {
+			want[string(h.Key)] = h.Value
+		}
+		var value []byte
+		if pm.Value != nil {
+			value, _ = pm.Value.Encode()
+		}
+		if !reflect.DeepEqual(got.Headers, want) || string(got.Value) != string(value) {
+			t.Errorf("%s: encoded %q %q, the binding %q %q", name, got.Headers, got.Value, want, value)
+		}
 	}
 }
 

@@ -28,15 +28,10 @@ var noGoka = []string{
 	module + "request", module + "testing/partitatest",
 }
 
-// noSarama must not reach sarama, however indirectly.
-var noSarama = []string{module + "access", module + "deadletter", module + "request"}
-
-// saramaOnlyViaCodec may reach sarama only through codec.
-// issue 15: codec still imports sarama via the CloudEvents binding
-// (codec/events.go: kafka_sarama writes and reads binary-mode records), so
-// every package that imports codec does too. When codec stops, move these
-// to noSarama.
-var saramaOnlyViaCodec = []string{module + "entities", module + "views", module + "testing/partitatest"}
+// noSarama must not reach sarama, however indirectly: the packages users'
+// handlers and tests import (codec writes and reads CloudEvents records
+// itself, not through the sdk's sarama binding).
+var noSarama = noGoka
 
 // TestImportGraph reads the packages' imports with go list and fails on
 // any edge the rules above forbid, naming a path that reaches it.
@@ -62,27 +57,13 @@ func TestImportGraph(t *testing.T) {
 		}
 	}
 	for _, pkg := range noGoka {
-		if path := reach(imports, pkg, goka, ""); path != nil {
+		if path := reach(imports, pkg, goka); path != nil {
 			t.Errorf("%s imports goka: %s", pkg, strings.Join(path, " -> "))
 		}
 	}
 	for _, pkg := range noSarama {
-		if path := reach(imports, pkg, sarama, ""); path != nil {
+		if path := reach(imports, pkg, sarama); path != nil {
 			t.Errorf("%s imports sarama: %s", pkg, strings.Join(path, " -> "))
-		}
-	}
-	for _, pkg := range saramaOnlyViaCodec {
-		if path := reach(imports, pkg, sarama, codec); path != nil {
-			t.Errorf("%s imports sarama other than through codec: %s", pkg, strings.Join(path, " -> "))
-		}
-	}
-	// The exception is codec's binding, and only it: nothing of the
-	// module's own between codec and sarama.
-	if path := reach(imports, codec, sarama, ""); path != nil {
-		for _, p := range path[1:] {
-			if strings.HasPrefix(p, module) {
-				t.Errorf("codec reaches sarama through %s: %s", p, strings.Join(path, " -> "))
-			}
 		}
 	}
 }
@@ -91,8 +72,8 @@ func TestImportGraph(t *testing.T) {
 func within(pkg, path string) bool { return pkg == path || strings.HasPrefix(pkg, path+"/") }
 
 // reach returns a shortest import path from pkg to a package within
-// target, not passing through avoid (when not ""), or nil when there is none.
-func reach(imports map[string][]string, pkg, target, avoid string) []string {
+// target, or nil when there is none.
+func reach(imports map[string][]string, pkg, target string) []string {
 	prev := map[string]string{pkg: ""}
 	queue := []string{pkg}
 	for len(queue) > 0 {
@@ -106,7 +87,7 @@ func reach(imports map[string][]string, pkg, target, avoid string) []string {
 			return path
 		}
 		for _, q := range imports[p] {
-			if _, seen := prev[q]; seen || avoid != "" && q == avoid {
+			if _, seen := prev[q]; seen {
 				continue
 			}
 			prev[q] = p
