@@ -10,9 +10,12 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/internal/benchresult"
 	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/envelope"
+	"github.com/partita-dev/partita/internal/topics"
 	"github.com/partita-dev/partita/processor"
 )
 
@@ -33,11 +36,11 @@ func BenchmarkStateRecovery(b *testing.B) {
 
 	// Partita: the counter entity's table topic.
 	entity := counterEntity()
-	topics := core.Topics{App: app}
+	topics := topics.Names{App: app}
 	cmd := codec.Attributes{ID: "c", Source: "bench", Type: "add", Subject: "s", DataContentType: "application/json", Data: []byte(`{"by":1}`),
 		Extensions: map[string]string{codec.ExtReply: "true"}} // as the gateway sends it
 	env := core.Env{Topics: topics, Now: time.Now, Sleep: time.Sleep, Epoch: 1}
-	out := core.Process(env, entity.Definition().(*core.Entity), topics.Commands("counter"), &core.Envelope{}, cmd, core.Arrival{})
+	out := core.Process(env, entity.Definition().(*core.Entity), topics.Commands("counter"), &envelope.Envelope{}, cmd, core.Arrival{})
 	envelope, err := out.Envelope.Encode()
 	if err != nil || out.DeadLetter != "" {
 		b.Fatalf("envelope: %v %s", err, out.DeadLetter)

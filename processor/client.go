@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/internal/murmur2"
+	"github.com/partita-dev/partita/internal/topics"
 	"github.com/partita-dev/partita/processor/broker"
 	"github.com/partita-dev/partita/request"
 )
@@ -63,7 +65,7 @@ type DeadLetter struct {
 // Safe for concurrent use.
 type Client struct {
 	rt     *Runtime
-	topics core.Topics
+	topics topics.Names
 	log    *slog.Logger
 	client sarama.Client // the follower's
 	prodCl sarama.Client // the producer's: its own connections (see NewClient)
@@ -370,9 +372,9 @@ func (c *Client) deliver(m *sarama.ConsumerMessage) {
 	var key string
 	var a answer
 	if m.Topic == c.topics.DeadLetters() {
-		d := DeadLetter{Time: m.Timestamp, Group: string(headers[core.HeaderDLQGroup]), Reason: string(headers[core.HeaderDLQReason]),
+		d := DeadLetter{Time: m.Timestamp, Group: string(headers[topics.HeaderDLQGroup]), Reason: string(headers[topics.HeaderDLQReason]),
 			Key: string(m.Key), ID: string(headers["ce_id"]), Type: string(headers["ce_type"]),
-			Code: string(headers[core.HeaderDLQCode])}
+			Code: string(headers[topics.HeaderDLQCode])}
 		c.mu.Lock()
 		c.recent = append(c.recent, d)
 		if len(c.recent) > recentDeadLetters {
@@ -405,5 +407,5 @@ func (c *Client) deliver(m *sarama.ConsumerMessage) {
 // number seq: what a command's reply carries (request.Reply.Position) and
 // what State and view queries accept as after.
 func PositionToken(entity, subject string, seq uint64) string {
-	return core.Position{Entity: entity, Subject: subject, Seq: seq}.Token()
+	return topics.Position{Entity: entity, Subject: subject, Seq: seq}.Token()
 }

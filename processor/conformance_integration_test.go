@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/envelope"
 	"github.com/partita-dev/partita/internal/shopmodel"
 	"github.com/partita-dev/partita/sample"
 	pt "github.com/partita-dev/partita/testing/partitatest"
@@ -46,7 +46,7 @@ func TestHarnessConformsToTheBroker(t *testing.T) {
 				subjects[c.Subject] = true
 			}
 		}
-		table := a.table(entity, 8, 2*time.Minute, func(l map[string]*core.Envelope) bool {
+		table := a.table(entity, 8, 2*time.Minute, func(l map[string]*envelope.Envelope) bool {
 			for s := range subjects {
 				if e := l[s]; e == nil || len(e.Window()) == 0 || !e.Window()[len(e.Window())-1].Is(last[s]) {
 					return false

@@ -11,13 +11,16 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/deadletter"
 	"github.com/partita-dev/partita/entities"
 	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/envelope"
 	"github.com/partita-dev/partita/internal/recordtest"
 	"github.com/partita-dev/partita/processor"
 	"github.com/partita-dev/partita/sample"
+	"github.com/partita-dev/partita/testing/partitatest"
 )
 
 func TestRedeliveredCommandIsAppliedOnce(t *testing.T) {
@@ -50,7 +53,7 @@ func TestRedeliveredCommandIsAppliedOnce(t *testing.T) {
 			t.Errorf("redelivery got reply %s %v, first was %s %v", r.Value, r.Headers, rs[0].Value, rs[0].Headers)
 		}
 	}
-	env := a.table("cart", 8, time.Minute, func(l map[string]*core.Envelope) bool {
+	env := a.table("cart", 8, time.Minute, func(l map[string]*envelope.Envelope) bool {
 		return l["cart-r"] != nil && l["cart-r"].Seq == 3
 	})["cart-r"]
 	state := decodeJSON[sample.Cart](t, env.State)
@@ -153,7 +156,7 @@ func TestMisroutedCommandsReachTheirEntity(t *testing.T) {
 	}
 	// Every subject's state is on its own partition only (table() checks it).
 	all := append(ids, "java-0")
-	a.table("customer", 8, time.Minute, func(l map[string]*core.Envelope) bool {
+	a.table("customer", 8, time.Minute, func(l map[string]*envelope.Envelope) bool {
 		for _, s := range all {
 			if l[s] == nil || !l[s].Exists {
 				return false
@@ -286,5 +289,40 @@ func TestPartitionCountMismatchFailsStart(t *testing.T) {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("error does not say %q: %v", s, err)
 		}
+	}
+}
+
+// The co-partitioning check is the topology's, shared with the harness: a
+// subscription to an external topic whose partition count differs from
+// the entity's own topics' is refused by the runtime on the real broker and by
+// partitatest.New (told the topic's count) with the same problem.
+func TestHarnessAndRuntimeRefuseTheSamePartitionMismatch(t *testing.T) {
+	topic := fmt.Sprintf("zorders-%d", time.Now().UnixNano()) // sorts after the app's topics
+	mailer := func() *entities.Entity[struct{}] {
+		c := entities.KeyValue[struct{}]("mailer")
+		entities.Subscribe(c, topic, "placed", func(ctx *entities.Context[struct{}], _ struct{}) entities.Effect[struct{}] { return ctx.Ignore() })
+		return c
+	}
+	a := newApp(t, mailer())
+	a.cfg.Partitions = 4
+	a.renew()
+	admin, err := sarama.NewClusterAdminFromClient(a.client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 3, ReplicationFactor: 1}, false); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	runErr := a.rt.Run(ctx)
+	_, harnessErr := partitatest.NewWith([]partitatest.Option{partitatest.Partitions(4), partitatest.TopicPartitions(topic, 3)}, mailer())
+	if !errors.Is(runErr, processor.ErrPartitionMismatch) || harnessErr == nil {
+		t.Fatalf("runtime: %v; harness: %v; want both to refuse", runErr, harnessErr)
+	}
+	want := fmt.Sprintf("app.mailer: app.mailer.commands has 4, %s has 3, app.mailer-table has 4, app.mailer-loop has 4, app.mailer-ids has 4; they must be equal", topic)
+	got := strings.ReplaceAll(runErr.Error(), a.name+".", "app.")
+	if !strings.Contains(harnessErr.Error(), want) || !strings.Contains(got, want) {
+		t.Errorf("want %q from both:\nruntime: %v\nharness: %v", want, runErr, harnessErr)
 	}
 }

@@ -9,8 +9,9 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
 	"github.com/partita-dev/partita/codec"
-	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/envelope"
 	"github.com/partita-dev/partita/internal/shopmodel"
 	"github.com/partita-dev/partita/sample"
 )
@@ -112,8 +113,8 @@ func assertCartEvents(t *testing.T, a *app, carts map[string]*shopmodel.Cart) {
 // its last command, then compares every state with the model.
 func assertStates(t *testing.T, a *app, m *shopmodel.Model, last map[string]string) {
 	t.Helper()
-	done := func(subjects []string) func(map[string]*core.Envelope) bool {
-		return func(latest map[string]*core.Envelope) bool {
+	done := func(subjects []string) func(map[string]*envelope.Envelope) bool {
+		return func(latest map[string]*envelope.Envelope) bool {
 			for _, s := range subjects {
 				env := latest[s]
 				if env == nil || len(env.Window()) == 0 || !env.Window()[len(env.Window())-1].Is(last[s]) {

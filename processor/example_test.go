@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/internal/murmur2"
 	"github.com/partita-dev/partita/processor"

@@ -8,18 +8,21 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
+
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/envelope"
+	"github.com/partita-dev/partita/internal/topics"
 )
 
 // Headers Partita adds to records it re-routes or dead-letters.
 const (
-	HeaderOrigin    = core.HeaderOrigin    // re-routed: "<topic>/<partition>/<offset>" it first arrived at
-	HeaderDLQReason = core.HeaderDLQReason // why the record is a dead letter
-	HeaderDLQOrigin = core.HeaderDLQOrigin // "<topic>/<partition>/<offset>" it was read from
-	HeaderDLQGroup  = core.HeaderDLQGroup  // the group that gave up on it
-	HeaderDLQTime   = core.HeaderDLQTime   // RFC 3339
-	HeaderDLQCode   = core.HeaderDLQCode   // the kind's code (package deadletter: deadletter.FromCode)
+	HeaderOrigin    = topics.HeaderOrigin    // re-routed: "<topic>/<partition>/<offset>" it first arrived at
+	HeaderDLQReason = topics.HeaderDLQReason // why the record is a dead letter
+	HeaderDLQOrigin = topics.HeaderDLQOrigin // "<topic>/<partition>/<offset>" it was read from
+	HeaderDLQGroup  = topics.HeaderDLQGroup  // the group that gave up on it
+	HeaderDLQTime   = topics.HeaderDLQTime   // RFC 3339
+	HeaderDLQCode   = topics.HeaderDLQCode   // the kind's code (package deadletter: deadletter.FromCode)
 )
 
 // handler adapts goka's callback to the runtime's record handling
@@ -46,20 +49,20 @@ type handler struct {
 
 // start is where a processor started reading a partition, by origin topic.
 type start struct {
-	since core.Since
+	since envelope.Since
 	seen  [3]bool
 }
 
 // since records that the processor read topic's partition p at offset
 // (the first offset read since a rebalance is where the group's committed
 // offset stood) and returns where it started reading p.
-func (h *handler) since(topic string, p int32, offset int64) core.Since {
-	o := core.OriginElsewhere
+func (h *handler) since(topic string, p int32, offset int64) envelope.Since {
+	o := envelope.OriginElsewhere
 	switch topic {
 	case h.commands:
-		o = core.OriginCommands
+		o = envelope.OriginCommands
 	case h.loop:
-		o = core.OriginLoop
+		o = envelope.OriginLoop
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -71,7 +74,7 @@ func (h *handler) since(topic string, p int32, offset int64) core.Since {
 		s = &start{}
 		h.starts[p] = s
 	}
-	if o != core.OriginElsewhere && !s.seen[o] {
+	if o != envelope.OriginElsewhere && !s.seen[o] {
 		s.since[o], s.seen[o] = offset, true
 	}
 	return s.since
@@ -142,7 +145,7 @@ func (h *handler) handle(ctx goka.Context, msg any) {
 }
 
 // ambiguity marks a record that carries a CloudEvents header (ce_*,
-// content-type) more than once with core.HeaderAmbiguous, naming each such
+// content-type) more than once with topics.HeaderAmbiguous, naming each such
 // header with its values ("ce_subject=a|b"): goka hands the callback a map
 // of headers, which would keep one of them silently. A producer's own
 // HeaderAmbiguous is dropped first: only the runtime sets it.
@@ -152,7 +155,7 @@ func (ambiguity) OnConsume(m *sarama.ConsumerMessage) {
 	var marks []byte
 	hs := m.Headers[:0:0]
 	for _, h := range m.Headers {
-		if string(h.Key) != core.HeaderAmbiguous {
+		if string(h.Key) != topics.HeaderAmbiguous {
 			hs = append(hs, h)
 		}
 	}
@@ -181,7 +184,7 @@ func (ambiguity) OnConsume(m *sarama.ConsumerMessage) {
 		}
 	}
 	if marks != nil {
-		m.Headers = append(m.Headers, &sarama.RecordHeader{Key: []byte(core.HeaderAmbiguous), Value: marks})
+		m.Headers = append(m.Headers, &sarama.RecordHeader{Key: []byte(topics.HeaderAmbiguous), Value: marks})
 	}
 }
 

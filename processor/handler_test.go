@@ -4,7 +4,8 @@ import (
 	"testing"
 
 	"github.com/IBM/sarama"
-	"github.com/partita-dev/partita/internal/core"
+
+	"github.com/partita-dev/partita/internal/topics"
 )
 
 // The interceptor names each CloudEvents header that appears more than once
@@ -18,13 +19,13 @@ func TestAmbiguityMarksRepeatedCloudEventsHeaders(t *testing.T) {
 		{[]*sarama.RecordHeader{h("ce_id", "1"), h("ce_subject", "a"), h("x", "1"), h("x", "2")}, ""},
 		{[]*sarama.RecordHeader{h("ce_subject", "a"), h("ce_id", "1"), h("ce_subject", "b")}, "ce_subject=a|b"},
 		{[]*sarama.RecordHeader{h("ce_type", "t"), h("CE_TYPE", "u"), h("content-type", "j"), h("Content-Type", "k")}, "ce_type=t|u,content-type=j|k"},
-		{[]*sarama.RecordHeader{h(core.HeaderAmbiguous, "forged"), h("ce_id", "1")}, ""},
+		{[]*sarama.RecordHeader{h(topics.HeaderAmbiguous, "forged"), h("ce_id", "1")}, ""},
 	} {
 		m := &sarama.ConsumerMessage{Headers: c.in}
 		ambiguity{}.OnConsume(m)
 		got := ""
 		for _, x := range m.Headers {
-			if string(x.Key) == core.HeaderAmbiguous {
+			if string(x.Key) == topics.HeaderAmbiguous {
 				got = string(x.Value)
 			}
 		}

@@ -11,9 +11,10 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
 	"github.com/partita-dev/partita/entities"
-	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/internal/kafkatest"
+	"github.com/partita-dev/partita/internal/topics"
 	"github.com/partita-dev/partita/processor"
 )
 
@@ -169,7 +170,7 @@ func TestRecordLimitsFromTheCluster(t *testing.T) {
 	}
 	t.Logf("big reply: %s", reason)
 	p := dead["big-poison"]
-	if cut := p.Headers[core.HeaderDLQCut]; cut == "" || len(p.Value) >= 120_000 {
+	if cut := p.Headers[topics.HeaderDLQCut]; cut == "" || len(p.Value) >= 120_000 {
 		t.Errorf("dead letter of the 150 KB command: %d bytes of value, cut header %q; want it cut under 120,000", len(p.Value), cut)
 	} else if n, _ := strconv.Atoi(cut); n < 150_000 {
 		t.Errorf("cut header %q, want the length received", cut)

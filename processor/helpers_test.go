@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
 	"github.com/partita-dev/partita/codec"
-	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/envelope"
 	"github.com/partita-dev/partita/internal/kafkatest"
 	"github.com/partita-dev/partita/internal/murmur2"
+	"github.com/partita-dev/partita/internal/topics"
 	"github.com/partita-dev/partita/processor"
 	"github.com/partita-dev/partita/processor/broker"
 )
@@ -24,7 +26,7 @@ type app struct {
 	t       *testing.T
 	env     *kafkatest.Env
 	name    string
-	topics  core.Topics
+	topics  topics.Names
 	kafka   broker.Config
 	rt      *processor.Runtime
 	client  sarama.Client
@@ -49,7 +51,7 @@ func newApp(t *testing.T, parts ...processor.Part) *app {
 func newAppOn(t *testing.T, kafka broker.Config, parts ...processor.Part) *app {
 	t.Helper()
 	name := fmt.Sprintf("t%d", time.Now().UnixNano())
-	a := &app{t: t, name: name, topics: core.Topics{App: name}, kafka: kafka}
+	a := &app{t: t, name: name, topics: topics.Names{App: name}, kafka: kafka}
 	a.cfg = processor.Config{
 		App: name, Kafka: a.kafka, Partitions: 8, DataDir: t.TempDir(),
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -260,14 +262,14 @@ func (a *app) replies(timeout time.Duration, ids ...string) map[string]record {
 // table reads an entity's table topic until done holds for the latest
 // envelope of every subject, failing if a subject appears on two partitions
 // or on a partition other than the one its subject hashes to.
-func (a *app) table(entity string, n int32, timeout time.Duration, done func(map[string]*core.Envelope) bool) map[string]*core.Envelope {
+func (a *app) table(entity string, n int32, timeout time.Duration, done func(map[string]*envelope.Envelope) bool) map[string]*envelope.Envelope {
 	a.t.Helper()
-	latest := map[string]*core.Envelope{}
+	latest := map[string]*envelope.Envelope{}
 	a.read(a.topics.Table(entity), timeout, func(r record) bool {
 		if want := murmur2.Partition([]byte(r.Key), n); r.Partition != want {
 			a.t.Fatalf("subject %q has state on partition %d; it hashes to %d", r.Key, r.Partition, want)
 		}
-		env, err := core.DecodeEnvelope(r.Value)
+		env, err := envelope.DecodeEnvelope(r.Value)
 		if err != nil {
 			a.t.Fatal(err)
 		}

@@ -17,9 +17,11 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/entities"
 	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/topics"
 	"github.com/partita-dev/partita/processor"
 )
 
@@ -114,9 +116,9 @@ func TestIdempotencyConflictOverKafkaIsADeadLetter(t *testing.T) {
 	for i, want := range []string{`{"amount":6}`, `{"amount":7}`} {
 		r := dead[i]
 		reason := r.Headers[processor.HeaderDLQReason]
-		if r.Headers[core.HeaderDLQCode] != core.CodeIdempotencyConflict || !strings.HasPrefix(reason, core.CodeIdempotencyConflict+":") ||
+		if r.Headers[topics.HeaderDLQCode] != core.CodeIdempotencyConflict || !strings.HasPrefix(reason, core.CodeIdempotencyConflict+":") ||
 			!strings.Contains(reason, "test/c-1 was applied before with another request") {
-			t.Errorf("dead letter %d: code %q, reason %q", i, r.Headers[core.HeaderDLQCode], reason)
+			t.Errorf("dead letter %d: code %q, reason %q", i, r.Headers[topics.HeaderDLQCode], reason)
 		}
 		if string(r.Value) != want || r.Headers["ce_source"] != "test" || r.Key != subject {
 			t.Errorf("dead letter %d is not the conflicting record as sent: %s %v", i, r.Value, r.Headers)
@@ -193,8 +195,8 @@ func TestAmbiguousCloudEventIsADeadLetter(t *testing.T) {
 	for id, name := range names {
 		reason := dead[id].Headers[processor.HeaderDLQReason]
 		if !strings.Contains(reason, "more than once") || !strings.Contains(reason, name) ||
-			!strings.HasPrefix(dead[id].Headers[core.HeaderAmbiguous], name+"=") {
-			t.Errorf("%s: dead-letter reason %q (%s %q), want it to name %s appearing more than once", id, reason, core.HeaderAmbiguous, dead[id].Headers[core.HeaderAmbiguous], name)
+			!strings.HasPrefix(dead[id].Headers[topics.HeaderAmbiguous], name+"=") {
+			t.Errorf("%s: dead-letter reason %q (%s %q), want it to name %s appearing more than once", id, reason, topics.HeaderAmbiguous, dead[id].Headers[topics.HeaderAmbiguous], name)
 		}
 		if !strings.Contains(string(dead[id].Value), "1000") {
 			t.Errorf("%s: the dead letter lost its value: %s", id, dead[id].Value)

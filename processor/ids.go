@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"github.com/lovoo/goka/storage"
+
 	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/internal/tablestore"
 )

@@ -15,9 +15,11 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
 	gcodec "github.com/lovoo/goka/codec"
+
 	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/internal/murmur2"
 	"github.com/partita-dev/partita/internal/tablestore"
+	"github.com/partita-dev/partita/internal/topics"
 	"github.com/partita-dev/partita/processor/broker"
 )
 
@@ -71,9 +73,10 @@ type Config struct {
 // Runtime runs entities on Kafka: one goka processor per entity.
 type Runtime struct {
 	cfg    Config
-	topics core.Topics
-	defs   []*core.Entity
-	views  []*core.View
+	topics topics.Names
+	topo   *core.Topology
+	defs   []*core.Entity // topo.Entities
+	views  []*core.View   // topo.Views
 	stats  Stats
 	ready  chan struct{}
 	// runners run handler calls on goroutines that outlive a call (see
@@ -139,17 +142,18 @@ func New(cfg Config, parts ...Part) (*Runtime, error) {
 	if cfg.TableCache == 0 {
 		cfg.TableCache = tablestore.DefaultCache
 	}
-	r := &Runtime{cfg: cfg, topics: core.Topics{App: cfg.App}, ready: make(chan struct{}), replicas: map[string]*replica{},
+	r := &Runtime{cfg: cfg, topics: topics.Names{App: cfg.App}, ready: make(chan struct{}), replicas: map[string]*replica{},
 		runners: core.NewRunners(64)}
 	named := make([]interface{ Name() string }, len(parts))
 	for i, p := range parts {
 		named[i] = p
 	}
-	defs, views, err := core.Application(named)
+	topo, err := core.NewTopology(cfg.App, named)
 	if err != nil {
 		problems = append(problems, err)
+	} else {
+		r.topo, r.defs, r.views = topo, topo.Entities, topo.Views
 	}
-	r.defs, r.views = defs, views
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, errors.Join(problems...))
 	}
@@ -168,68 +172,15 @@ func (r *Runtime) Ready() <-chan struct{} { return r.ready }
 // Topics lists every topic the application uses, with the configuration
 // Partita creates it with. replication is used for the topics it creates.
 func (r *Runtime) Topics(replication int16) []TopicSpec {
-	p := r.cfg.Partitions
-	spec := func(name string, cfg map[string]string) TopicSpec {
-		return TopicSpec{Name: name, Partitions: p, Replication: replication, Config: cfg}
-	}
-	del := func(d time.Duration) map[string]string {
-		return map[string]string{"cleanup.policy": "delete", "retention.ms": retention(d)}
-	}
-	specs := []TopicSpec{
-		spec(r.topics.Replies(), del(time.Hour)),
-		spec(r.topics.DeadLetters(), del(14*24*time.Hour)),
-	}
-	seen := map[string]bool{}
-	for _, d := range r.defs {
-		if d.Kind != core.Stateless {
-			specs = append(specs,
-				spec(r.topics.Commands(d.Name), del(7*24*time.Hour)),
-				spec(r.topics.Table(d.Name), map[string]string{"cleanup.policy": "compact"}),
-				spec(r.topics.Loop(d.Name), del(7*24*time.Hour)),
-			)
-			if d.Retention > 0 {
-				specs = append(specs, spec(r.topics.IDs(d.Name), idTableConfig(d.Retention)))
-			}
-		}
-		if d.Kind == core.EventSourced {
-			specs = append(specs, spec(r.topics.Events(d.Name), del(-1)))
-		}
-		for _, t := range d.PublishTopics {
-			if !seen[t] {
-				seen[t] = true
-				specs = append(specs, spec(t, del(7*24*time.Hour)))
-			}
-		}
-		for t := range d.Subscriptions {
-			if !seen[t] {
-				seen[t] = true
-				specs = append(specs, TopicSpec{Name: t, External: true})
-			}
-		}
-	}
-	for _, v := range r.views {
-		specs = append(specs,
-			spec(r.topics.Table(v.Name), map[string]string{"cleanup.policy": "compact"}),
-			spec(r.topics.Loop(v.Name), del(7*24*time.Hour)),
-		)
-		if v.KeepsIDs() {
-			specs = append(specs, spec(r.topics.IDs(v.Name), idTableConfig(v.Retention)))
-		}
-		for _, s := range v.Sources {
-			if t := r.topics.SourceTopic(s); s.Kind == core.FromTopic && !seen[t] {
-				seen[t] = true
-				specs = append(specs, TopicSpec{Name: t, External: true})
-			}
+	var specs []TopicSpec
+	for _, t := range r.topo.Topics() {
+		if t.External {
+			specs = append(specs, TopicSpec{Name: t.Name, External: true})
+		} else {
+			specs = append(specs, TopicSpec{Name: t.Name, Partitions: r.cfg.Partitions, Replication: replication, Config: t.Config})
 		}
 	}
 	return specs
-}
-
-// idTableConfig is the configuration of an id table topic: compacted, and
-// deleted some time after the retention (Kafka deletes by segment; Partita
-// ignores entries from the retention on).
-func idTableConfig(d time.Duration) map[string]string {
-	return map[string]string{"cleanup.policy": "compact,delete", "retention.ms": retention(d + time.Hour)}
 }
 
 // Run creates or checks the topics, then runs every entity until ctx ends
@@ -269,48 +220,15 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 	var procs []*goka.Processor
 	var builds []func() (*goka.Processor, error)
-	for _, d := range r.defs {
-		group := r.topics.Group(d.Name)
-		var copart []string
-		if d.Kind != core.Stateless {
-			copart = []string{r.topics.Commands(d.Name), r.topics.Table(d.Name), r.topics.Loop(d.Name)}
-			if d.Retention > 0 {
-				copart = append(copart, r.topics.IDs(d.Name))
-			}
-		}
-		for t := range d.Subscriptions {
-			copart = append(copart, t)
-		}
-		if len(copart) == 0 {
-			return fmt.Errorf("%s subscribes to no topic", d.Name)
-		}
-		n, err := checkCopartitioned(group, copart, counts)
-		if err != nil {
-			return err
-		}
-		build := func() (*goka.Processor, error) { return r.newProcessor(d, n) }
-		p, err := build()
-		if err != nil {
-			return fmt.Errorf("entity %s: %w", d.Name, err)
-		}
-		procs, builds = append(procs, p), append(builds, build)
+	partitions, err := r.topo.CheckPartitions(counts)
+	if err != nil {
+		return err
 	}
-	for _, v := range r.views {
-		copart := []string{r.topics.Table(v.Name), r.topics.Loop(v.Name)}
-		if v.KeepsIDs() {
-			copart = append(copart, r.topics.IDs(v.Name))
-		}
-		for _, s := range v.Sources {
-			copart = append(copart, r.topics.SourceTopic(s))
-		}
-		n, err := checkCopartitioned(r.topics.Group(v.Name), copart, counts)
-		if err != nil {
-			return err
-		}
-		build := func() (*goka.Processor, error) { return r.newViewProcessor(v, n) }
+	for _, g := range r.topo.Groups {
+		build := func() (*goka.Processor, error) { return r.newProcessor(g, partitions[g.Name]) }
 		p, err := build()
 		if err != nil {
-			return fmt.Errorf("view %s: %w", v.Name, err)
+			return fmt.Errorf("%s: %w", g.ID, err)
 		}
 		procs, builds = append(procs, p), append(builds, build)
 	}
@@ -545,61 +463,57 @@ func (r *Runtime) saramaConfig() (*sarama.Config, error) {
 	return sc, nil
 }
 
-func (r *Runtime) newProcessor(d *core.Entity, partitions int32) (*goka.Processor, error) {
-	// Each processor is a new epoch (see core.Env): supervision replaces a
-	// failed one with a new processor, so a new epoch.
+func (r *Runtime) newProcessor(g *core.Group, partitions int32) (*goka.Processor, error) {
+	kind := "entity"
+	if g.View != nil {
+		kind = "view"
+	}
 	h := &handler{
-		group:      r.topics.Group(d.Name),
+		group:      g.ID,
+		commands:   g.Commands,
 		observe:    r.cfg.Observe,
 		dlq:        r.topics.DeadLetters(),
 		partitions: partitions,
-		stateful:   d.Kind != core.Stateless,
+		stateful:   g.Table != "",
 		stats:      &r.stats,
-		log:        r.cfg.Log.With("entity", d.Name),
+		log:        r.cfg.Log.With(kind, g.Name),
 	}
+	// The group's edges, as the topology says.
 	bytes := new(gcodec.Bytes)
-	edges := []goka.Edge{goka.Output(goka.Stream(r.topics.DeadLetters()), bytes)}
-	if d.Kind != core.Stateless {
-		edges = append(edges,
-			goka.Input(goka.Stream(r.topics.Commands(d.Name)), bytes, h.handle),
-			goka.Loop(bytes, h.handle),
-			goka.Persist(bytes),
-			goka.Output(goka.Stream(r.topics.Replies()), bytes),
-		)
-		if d.Retention > 0 {
-			h.ids = newIDTables(r.topics.IDs(d.Name))
-			edges = append(edges,
-				goka.Join(goka.Table(h.ids.topic), bytes),
-				goka.Output(goka.Stream(h.ids.topic), bytes))
-		}
-	}
-	for t := range d.Subscriptions {
+	var edges []goka.Edge
+	for _, t := range g.Inputs() {
 		edges = append(edges, goka.Input(goka.Stream(t), bytes, h.handle))
 	}
-	if d.Kind == core.EventSourced {
-		edges = append(edges, goka.Output(goka.Stream(r.topics.Events(d.Name)), bytes))
+	if g.Table != "" {
+		edges = append(edges, goka.Loop(bytes, h.handle), goka.Persist(bytes))
 	}
-	for _, t := range d.PublishTopics {
+	if g.IDs != "" {
+		h.ids = newIDTables(g.IDs)
+		edges = append(edges, goka.Join(goka.Table(g.IDs), bytes), goka.Output(goka.Stream(g.IDs), bytes))
+	}
+	for _, t := range g.Outputs {
 		edges = append(edges, goka.Output(goka.Stream(t), bytes))
 	}
-	for _, e := range d.SendsTo {
-		edges = append(edges, goka.Output(goka.Stream(r.topics.Commands(e)), bytes))
-	}
-	graph := goka.DefineGroup(goka.Group(r.topics.Group(d.Name)), edges...)
+	graph := goka.DefineGroup(goka.Group(g.ID), edges...)
 	if ls := graph.LoopStream(); ls != nil {
-		h.loop = ls.Topic()
-	}
-
-	if d.Kind != core.Stateless {
-		h.commands = r.topics.Commands(d.Name)
+		if ls.Topic() != g.Loop {
+			return nil, fmt.Errorf("goka names the loop topic %s, the topology %s", ls.Topic(), g.Loop)
+		}
+		h.loop = g.Loop
 	}
 	// What the runtime writes is made to fit its topic's limit, so that
-	// no input can make a write fail (see core.HandleEntity).
+	// no input can make a write fail (see core.HandleEntity). Each
+	// processor is a new epoch (see core.Env): supervision replaces a
+	// failed one with a new processor, so a new epoch.
 	lim := r.recordLimits()
 	env := core.Env{Topics: r.topics, Now: time.Now, Epoch: rand.Uint64() | 1, Runners: r.runners,
 		MaxRecord: lim.producer, MaxRecordOf: lim.forTopic}
-	h.decide = func(dl core.Delivery) core.Actions { return core.HandleEntity(env, d, dl) }
-	return r.gokaProcessor(graph, d.Name, h, lim)
+	if g.View != nil {
+		h.decide = func(dl core.Delivery) core.Actions { return core.HandleView(env, g.View, g.ViewSources, dl) }
+	} else {
+		h.decide = func(dl core.Delivery) core.Actions { return core.HandleEntity(env, g.Entity, dl) }
+	}
+	return r.gokaProcessor(graph, g.Name, h, lim)
 }
 
 // gokaProcessor builds a goka processor with Partita's settings: the murmur2
@@ -704,7 +618,7 @@ func (r *Runtime) Views() map[string][]string {
 func (r *Runtime) TopicNames() Topics { return Topics{t: r.topics} }
 
 // Topics names an application's topics.
-type Topics struct{ t core.Topics }
+type Topics struct{ t topics.Names }
 
 // Commands is the commands topic of entity: "<app>.<entity>.commands".
 func (t Topics) Commands(entity string) string { return t.t.Commands(entity) }

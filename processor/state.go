@@ -44,9 +44,12 @@ import (
 	"github.com/lovoo/goka"
 	gcodec "github.com/lovoo/goka/codec"
 	"github.com/lovoo/goka/storage"
+
 	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/envelope"
 	"github.com/partita-dev/partita/internal/murmur2"
 	"github.com/partita-dev/partita/internal/tablestore"
+	"github.com/partita-dev/partita/internal/topics"
 )
 
 // Errors of State, for errors.Is.
@@ -113,7 +116,7 @@ func (r *Runtime) State(ctx context.Context, entity, subject, after string) (Ent
 	}
 	var want uint64
 	if after != "" {
-		pos, err := core.ParsePosition(after)
+		pos, err := topics.ParsePosition(after)
 		if err != nil {
 			return EntityState{}, fmt.Errorf("%w: %w", ErrBadPosition, err)
 		}
@@ -296,7 +299,7 @@ func (s *stateReplica) get(subject string) (st EntityState, unreadable string, e
 	if data == nil {
 		return st, "", nil
 	}
-	env, err := core.DecodeEnvelope(data)
+	env, err := envelope.DecodeEnvelope(data)
 	if err != nil {
 		return EntityState{}, "", fmt.Errorf("state of %s %q: %w", s.entity, subject, err)
 	}

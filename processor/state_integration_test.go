@@ -8,9 +8,10 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
 	"github.com/partita-dev/partita/entities"
-	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/internal/murmur2"
+	"github.com/partita-dev/partita/internal/topics"
 	"github.com/partita-dev/partita/processor"
 	"github.com/partita-dev/partita/sample"
 )
@@ -114,21 +115,21 @@ func TestStateReadsTheEntityTableWithPositions(t *testing.T) {
 		{"customers-by-email", "c1", "", processor.ErrUnknownEntity},
 		{"customer", "c1", "not-a-token", processor.ErrBadPosition},
 		{"customer", "c2", token("s-2"), processor.ErrBadPosition}, // another subject
-		{"cart", "c1", core.Position{Entity: "customer", Subject: "c1", Seq: 1}.Token(), processor.ErrBadPosition},
+		{"cart", "c1", topics.Position{Entity: "customer", Subject: "c1", Seq: 1}.Token(), processor.ErrBadPosition},
 		{"customer", "c\x00timer", "", processor.ErrBadSubject},
 	} {
 		if _, err := read(c.entity, c.subject, c.after); !errors.Is(err, c.want) {
 			t.Errorf("State(%s, %q, %q) = %v, want %v", c.entity, c.subject, c.after, err, c.want)
 		}
 	}
-	if _, err := read("customer", "c1", "not-a-token"); !errors.Is(err, core.ErrBadPosition) {
+	if _, err := read("customer", "c1", "not-a-token"); !errors.Is(err, topics.ErrBadPosition) {
 		t.Errorf("a bad token's error does not wrap core's: %v", err)
 	}
 	// A position the replica never reaches: bounded by the context.
 	wait, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	start = time.Now()
-	far := core.Position{Entity: "customer", Subject: "c1", Seq: 1 << 40}.Token()
+	far := topics.Position{Entity: "customer", Subject: "c1", Seq: 1 << 40}.Token()
 	if _, err := a.rt.State(wait, "customer", "c1", far); !errors.Is(err, processor.ErrNotYet) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("unreachable position: %v, want ErrNotYet and DeadlineExceeded", err)
 	}

@@ -6,8 +6,9 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
 	"github.com/partita-dev/partita/entities"
-	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/envelope"
 	"github.com/partita-dev/partita/sample"
 )
 
@@ -76,7 +77,7 @@ func TestSubscriptions(t *testing.T) {
 	if len(got) != 2 || !keys["s-3"] || !keys["s-4"] {
 		t.Errorf("late (latest) mailed %d records for %v; want only s-3 and s-4", len(got), keys)
 	}
-	a.table("customer", 8, time.Minute, func(l map[string]*core.Envelope) bool {
+	a.table("customer", 8, time.Minute, func(l map[string]*envelope.Envelope) bool {
 		for i := range 5 {
 			if env := l[fmt.Sprintf("s-%d", i)]; env == nil || !env.Exists {
 				return false

@@ -4,16 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/partita-dev/partita/internal/core"
 )
 
 // ErrPartitionMismatch is wrapped by the start-up error when co-partitioned
 // topics have different partition counts.
-var ErrPartitionMismatch = errors.New("co-partitioned topics have different partition counts")
+var ErrPartitionMismatch = core.ErrPartitionMismatch
 
 // ErrMissingTopics is wrapped by the start-up error when topics do not exist
 // and topic creation is off.
@@ -46,13 +47,6 @@ func (s TopicSpec) String() string {
 		ext = " (external: must exist)"
 	}
 	return fmt.Sprintf("%s partitions=%d replication=%d %s%s", s.Name, s.Partitions, s.Replication, strings.Join(cfg, ","), ext)
-}
-
-func retention(d time.Duration) string {
-	if d < 0 {
-		return "-1"
-	}
-	return strconv.FormatInt(d.Milliseconds(), 10)
 }
 
 // ensureTopics creates the missing topics (when allowed) and returns the
@@ -114,23 +108,4 @@ func ensureTopics(client sarama.Client, specs []TopicSpec, create bool) (map[str
 		}
 	}
 	return counts, nil
-}
-
-// checkCopartitioned fails when the topics of one group differ in
-// partition count, naming each topic and its count.
-func checkCopartitioned(group string, topics []string, counts map[string]int32) (int32, error) {
-	n := counts[topics[0]]
-	same := true
-	var desc []string
-	for _, t := range topics {
-		desc = append(desc, fmt.Sprintf("%s has %d", t, counts[t]))
-		if counts[t] != n {
-			same = false
-		}
-	}
-	if !same {
-		return 0, fmt.Errorf("%s: %w: %s; they must be equal, since records for one subject must meet on one partition",
-			group, ErrPartitionMismatch, strings.Join(desc, ", "))
-	}
-	return n, nil
 }

@@ -12,8 +12,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/lovoo/goka"
-	gcodec "github.com/lovoo/goka/codec"
+
 	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/processor/broker"
 	"github.com/partita-dev/partita/views"
@@ -22,42 +21,6 @@ import (
 // ErrUnknownView is returned by View and Lag for a name that is no view of
 // the application, or before Run has opened the view.
 var ErrUnknownView = errors.New("no such view")
-
-func (r *Runtime) newViewProcessor(v *core.View, partitions int32) (*goka.Processor, error) {
-	byTopic := map[string]*core.ViewSource{}
-	h := &handler{
-		group:      r.topics.Group(v.Name),
-		observe:    r.cfg.Observe,
-		dlq:        r.topics.DeadLetters(),
-		partitions: partitions,
-		stateful:   true,
-		stats:      &r.stats,
-		log:        r.cfg.Log.With("view", v.Name),
-	}
-	bytes := new(gcodec.Bytes)
-	edges := []goka.Edge{
-		goka.Loop(bytes, h.handle),
-		goka.Persist(bytes),
-		goka.Output(goka.Stream(r.topics.DeadLetters()), bytes),
-	}
-	for _, s := range v.Sources {
-		t := r.topics.SourceTopic(s)
-		byTopic[t] = s
-		edges = append(edges, goka.Input(goka.Stream(t), bytes, h.handle))
-	}
-	if v.KeepsIDs() {
-		h.ids = newIDTables(r.topics.IDs(v.Name))
-		edges = append(edges,
-			goka.Join(goka.Table(h.ids.topic), bytes),
-			goka.Output(goka.Stream(h.ids.topic), bytes))
-	}
-	graph := goka.DefineGroup(goka.Group(r.topics.Group(v.Name)), edges...)
-	h.loop = graph.LoopStream().Topic()
-	lim := r.recordLimits()
-	env := core.Env{Topics: r.topics, Now: time.Now, MaxRecord: lim.producer, MaxRecordOf: lim.forTopic}
-	h.decide = func(dl core.Delivery) core.Actions { return core.HandleView(env, v, byTopic, dl) }
-	return r.gokaProcessor(graph, v.Name, h, lim)
-}
 
 func (r *Runtime) replicaDir(group string) string {
 	return filepath.Join(r.cfg.DataDir, "views", group)

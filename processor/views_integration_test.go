@@ -10,9 +10,10 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
 	"github.com/partita-dev/partita/codec"
-	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/internal/shopmodel"
+	"github.com/partita-dev/partita/internal/topics"
 	"github.com/partita-dev/partita/sample"
 	"github.com/partita-dev/partita/views"
 )
@@ -263,7 +264,7 @@ func TestReadYourWrites(t *testing.T) {
 	// A position the view never reaches fails with ErrStale.
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	far := core.Position{Entity: "customer", Subject: "c", Seq: 1 << 40}.Token()
+	far := topics.Position{Entity: "customer", Subject: "c", Seq: 1 << 40}.Token()
 	if err := store.WaitFor(ctx, far); !errors.Is(err, views.ErrStale) || !strings.Contains(err.Error(), "customer c at sequence") {
 		t.Errorf("want ErrStale naming the position, got %v", err)
 	}

@@ -7,9 +7,10 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
 	"github.com/partita-dev/partita/entities"
-	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/internal/murmur2"
+	"github.com/partita-dev/partita/internal/topics"
 	"github.com/partita-dev/partita/processor"
 )
 
@@ -65,7 +66,7 @@ func TestOversizeInputsDoNotWedgeTheEntity(t *testing.T) {
 		dead[r.Headers["ce_id"]] = r
 		return dead["huge"].Headers != nil && dead["big-reply"].Headers != nil
 	})
-	if h := dead["huge"].Headers; h[core.HeaderDLQCut] == "" || !strings.Contains(h[processor.HeaderDLQReason], "entities.MaxValue") || len(dead["huge"].Value) >= 1_048_250 {
+	if h := dead["huge"].Headers; h[topics.HeaderDLQCut] == "" || !strings.Contains(h[processor.HeaderDLQReason], "entities.MaxValue") || len(dead["huge"].Value) >= 1_048_250 {
 		t.Errorf("dead letter of the huge command: %d bytes of value, headers %v; want it cut, saying so", len(dead["huge"].Value), h)
 	}
 	if reason := dead["big-reply"].Headers[processor.HeaderDLQReason]; !strings.Contains(reason, "more than the") {

@@ -39,8 +39,9 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
 	"github.com/partita-dev/partita/codec"
-	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/envelope"
 	"github.com/partita-dev/partita/internal/kafkatest"
 	"github.com/partita-dev/partita/internal/murmur2"
 	"github.com/partita-dev/partita/internal/recordtest"
@@ -854,7 +855,7 @@ func settled(carts int, sent []atomic.Int64, read func() map[string]int64) map[s
 
 // cartQuantity reads product p's quantity from a cart table record.
 func cartQuantity(value []byte) (int64, bool) {
-	env, err := core.DecodeEnvelope(value)
+	env, err := envelope.DecodeEnvelope(value)
 	var cart sample.Cart
 	if err != nil || !env.Exists || json.Unmarshal(env.State, &cart) != nil {
 		return 0, false

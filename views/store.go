@@ -11,12 +11,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/partita-dev/partita/internal/core"
 	"github.com/syndtr/goleveldb/leveldb"
 	"github.com/syndtr/goleveldb/leveldb/iterator"
 	"github.com/syndtr/goleveldb/leveldb/opt"
 	"github.com/syndtr/goleveldb/leveldb/storage"
 	"github.com/syndtr/goleveldb/leveldb/util"
+
+	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/topics"
 )
 
 // Errors of the query API.
@@ -468,7 +470,7 @@ func idOfIndexKey(key []byte, at int) (string, error) {
 // pos's entity at sequence pos.Seq or later, or ctx ends (ErrStale). It
 // holds for views whose rows are keyed by the source subject (the default).
 func (s *Store) WaitFor(ctx context.Context, token string) error {
-	pos, err := core.ParsePosition(token)
+	pos, err := topics.ParsePosition(token)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrBadQuery, err)
 	}

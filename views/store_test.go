@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/topics"
 	"github.com/partita-dev/partita/views"
 )
 
@@ -281,7 +282,7 @@ func TestSubscribeSendsResultThenChanges(t *testing.T) {
 func TestWaitForPosition(t *testing.T) {
 	s := open(t, t.TempDir())
 	defer s.Close()
-	tok := core.Position{Entity: "customer", Subject: "c1", Seq: 2}.Token()
+	tok := topics.Position{Entity: "customer", Subject: "c1", Seq: 2}.Token()
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	if err := s.WaitFor(ctx, tok); !errors.Is(err, views.ErrStale) {

@@ -27,11 +27,13 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/entities"
 	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/internal/kafkatest"
 	"github.com/partita-dev/partita/internal/murmur2"
+	"github.com/partita-dev/partita/internal/topics"
 	"github.com/partita-dev/partita/processor"
 	"github.com/partita-dev/partita/processor/broker"
 	"github.com/partita-dev/partita/worker"
@@ -74,7 +76,7 @@ func idemBank(name string, opts ...entities.Option) *entities.Entity[idemAccount
 type idemWorker struct {
 	app    string
 	addr   string
-	topics core.Topics
+	topics topics.Names
 	client sarama.Client
 	prod   sarama.SyncProducer
 }
@@ -104,7 +106,7 @@ func startIdemWorker(t *testing.T, parts ...processor.Part) *idemWorker {
 	t.Helper()
 	e := kafkatest.Require(t)
 	w := &idemWorker{app: fmt.Sprintf("idem%d", time.Now().UnixNano()), addr: freeAddr(t)}
-	w.topics = core.Topics{App: w.app}
+	w.topics = topics.Names{App: w.app}
 	dir := t.TempDir()
 	file := filepath.Join(dir, "partita.yaml")
 	if err := os.WriteFile(file, []byte("reply_timeout: 30s\nread_timeout: 10s\n"), 0o600); err != nil {
@@ -299,6 +301,11 @@ func TestIdempotencyThroughTheGateway(t *testing.T) {
 		first := command(t, w.addr, "bank", subject, "deposit", "K-10k", `{"amount":1000000}`)
 		if first.code != http.StatusOK || first.position == "" || balanceOf(t, first.body) != 1000000 {
 			t.Fatalf("K: %d %s, position %q", first.code, first.body, first.position)
+		}
+		// The reads below ask for no position: they start once the state
+		// copy has K (a read may otherwise come before it and get 404).
+		if code, _ := readState(t, w.addr, "bank", subject, first.position); code != http.StatusOK {
+			t.Fatalf("GET after K's position: %d", code)
 		}
 		topic := w.topics.Commands("bank")
 		const rounds, directPerRound = 50, 194 // + 4 gateway deposits + 2 gateway balance commands = 200 a round
@@ -534,7 +541,7 @@ func TestIdempotencyThroughTheGateway(t *testing.T) {
 			switch {
 			case m.Topic == w.topics.Replies() && h["ce_"+codec.ExtRequest] == id && h["ce_"+codec.ExtRequestSource] == "other-producer":
 				sawReply = true
-			case m.Topic == w.topics.DeadLetters() && h["ce_id"] == id && h["ce_source"] == "other-producer" && h[core.HeaderDLQCode] == core.CodeIdempotencyConflict:
+			case m.Topic == w.topics.DeadLetters() && h["ce_id"] == id && h["ce_source"] == "other-producer" && h[topics.HeaderDLQCode] == core.CodeIdempotencyConflict:
 				sawDead = true
 			}
 			return sawReply && sawDead

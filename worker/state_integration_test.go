@@ -14,8 +14,9 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/partita-dev/partita/internal/core"
+
 	"github.com/partita-dev/partita/internal/kafkatest"
+	"github.com/partita-dev/partita/internal/topics"
 	"github.com/partita-dev/partita/sample"
 )
 
@@ -125,7 +126,7 @@ func TestEntityStateReadWritesNothing(t *testing.T) {
 	if st.Subject != "c1" || !st.Exists || st.Seq != 1 || c.Name != "One" || c.Email != "c1@example.com" {
 		t.Errorf("GET after create: %s", body)
 	}
-	if p, err := core.ParsePosition(pos); err != nil || p != (core.Position{Entity: "customer", Subject: "c1", Seq: 1}) {
+	if p, err := topics.ParsePosition(pos); err != nil || p != (topics.Position{Entity: "customer", Subject: "c1", Seq: 1}) {
 		t.Errorf("the read's position %q: %+v %v", pos, p, err)
 	}
 	// Each write, read at once with its token: never the older state.
@@ -241,7 +242,7 @@ func TestEntityStateReadWritesNothing(t *testing.T) {
 	}
 
 	// A position the replica never reaches: 504 within the read timeout.
-	far := core.Position{Entity: "customer", Subject: "c1", Seq: 1 << 40}.Token()
+	far := topics.Position{Entity: "customer", Subject: "c1", Seq: 1 << 40}.Token()
 	start := time.Now()
 	if code, body, _ := call(t, "GET", w.addr, "/entities/customer/c1?after="+far, nil); code != http.StatusGatewayTimeout || !strings.Contains(string(body), `"stale"`) {
 		t.Errorf("unreachable position: %d %s", code, body)

@@ -10,6 +10,7 @@ import (
 	"github.com/partita-dev/partita/entities"
 	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/internal/murmur2"
+	"github.com/partita-dev/partita/internal/topics"
 )
 
 type counter struct {
@@ -31,7 +32,7 @@ func BenchmarkHandleEntity(b *testing.B) {
 		return ctx.Update(counter{N: ctx.State().N + a.By})
 	})
 	def := e.Definition().(*core.Entity)
-	env := core.Env{Topics: core.Topics{App: "bench"}, Now: time.Now, Sleep: time.Sleep, Epoch: 1, Runners: core.NewRunners(4)}
+	env := core.Env{Topics: topics.Names{App: "bench"}, Now: time.Now, Sleep: time.Sleep, Epoch: 1, Runners: core.NewRunners(4)}
 	defer env.Runners.Close()
 	const subject = "s42"
 	records := make([]codec.Record, 64)

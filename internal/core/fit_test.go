@@ -9,6 +9,7 @@ import (
 
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/internal/murmur2"
+	"github.com/partita-dev/partita/internal/topics"
 )
 
 // Nothing an input makes the runtime write may exceed the producer's
@@ -20,7 +21,7 @@ func TestRecordsAreMadeToFit(t *testing.T) {
 		"big-reply": func(in Input) Decision { return Decision{Kind: Reply, Reply: []byte(`"` + big + `"`)} },
 		"ok":        func(in Input) Decision { return Decision{Kind: Update, State: []byte(`{}`)} },
 	}}
-	env := Env{Topics: Topics{App: "app"}, Now: func() time.Time { return time.Unix(0, 0) }, Epoch: 1, MaxRecord: 1_000_000}
+	env := Env{Topics: topics.Names{App: "app"}, Now: func() time.Time { return time.Unix(0, 0) }, Epoch: 1, MaxRecord: 1_000_000}
 	delivery := func(typ string, value []byte) Delivery { return fitDelivery(t, env.Topics, typ, value) }
 	a := HandleEntity(env, def, delivery("big-reply", []byte(`{}`)))
 	// (The reply is recorded in the subject's window too: the new state is
@@ -40,14 +41,14 @@ func TestRecordsAreMadeToFit(t *testing.T) {
 	if n := RecordSize(a.DeadLetter.Key, a.DeadLetter.Value, a.DeadLetter.Headers); n > env.MaxRecord {
 		t.Fatalf("the dead letter is %d bytes, more than %d", n, env.MaxRecord)
 	}
-	if got := string(a.DeadLetter.Headers[HeaderDLQCut]); got != strconv.Itoa(len(huge)) {
+	if got := string(a.DeadLetter.Headers[topics.HeaderDLQCut]); got != strconv.Itoa(len(huge)) {
 		t.Fatalf("cut header %q, want the original length %d", got, len(huge))
 	}
 }
 
 // fitDelivery is a command of type typ with data value for subject s of
 // entity e, on its commands topic, asking for a reply.
-func fitDelivery(t *testing.T, topics Topics, typ string, value []byte) Delivery {
+func fitDelivery(t *testing.T, topics topics.Names, typ string, value []byte) Delivery {
 	t.Helper()
 	e := codec.NewEvent()
 	e.SetID("i-" + typ)

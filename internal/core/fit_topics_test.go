@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/partita-dev/partita/internal/topics"
 )
 
 // With limits per topic (Env.MaxRecordOf), each record is checked against
@@ -14,9 +16,9 @@ import (
 // dead letter is cut to the dead-letter topic's limit, whatever the
 // others'.
 func TestRecordsAreMadeToFitTheirTopic(t *testing.T) {
-	topics := Topics{App: "app"}
-	limits := map[string]int{topics.Replies(): 200_000, topics.DeadLetters(): 100_000}
-	env := Env{Topics: topics, Now: func() time.Time { return time.Unix(0, 0) }, Epoch: 1, MaxRecord: 1 << 20,
+	names := topics.Names{App: "app"}
+	limits := map[string]int{names.Replies(): 200_000, names.DeadLetters(): 100_000}
+	env := Env{Topics: names, Now: func() time.Time { return time.Unix(0, 0) }, Epoch: 1, MaxRecord: 1 << 20,
 		MaxRecordOf: func(topic string) int {
 			if n, ok := limits[topic]; ok {
 				return n
@@ -29,7 +31,7 @@ func TestRecordsAreMadeToFitTheirTopic(t *testing.T) {
 		"mid-reply":  func(in Input) Decision { return Decision{Kind: Reply, Reply: []byte(`"` + reply[:150_000] + `"`)} },
 		"big-update": func(in Input) Decision { return Decision{Kind: Update, State: []byte(`"` + reply + `"`)} },
 	}}
-	delivery := func(typ string, value []byte) Delivery { return fitDelivery(t, topics, typ, value) }
+	delivery := func(typ string, value []byte) Delivery { return fitDelivery(t, names, typ, value) }
 	a := HandleEntity(env, def, delivery("big-reply", []byte(`{}`)))
 	if a.DeadLetter == nil || !strings.Contains(a.Reason, "a record for app.replies") || !strings.Contains(a.Reason, "more than the 200000") {
 		t.Fatalf("a 300 KB reply: %q; want a dead letter naming the replies topic and its limit", a.Reason)
@@ -48,7 +50,7 @@ func TestRecordsAreMadeToFitTheirTopic(t *testing.T) {
 	if n := RecordSize(a.DeadLetter.Key, a.DeadLetter.Value, a.DeadLetter.Headers); n > 100_000 {
 		t.Fatalf("the dead letter is %d bytes, more than the dead-letter topic's 100000", n)
 	}
-	if got := string(a.DeadLetter.Headers[HeaderDLQCut]); got != strconv.Itoa(len(poison)) {
+	if got := string(a.DeadLetter.Headers[topics.HeaderDLQCut]); got != strconv.Itoa(len(poison)) {
 		t.Fatalf("cut header %q, want %d", got, len(poison))
 	}
 }

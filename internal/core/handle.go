@@ -10,23 +10,9 @@ import (
 
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/deadletter"
+	"github.com/partita-dev/partita/internal/envelope"
 	"github.com/partita-dev/partita/internal/murmur2"
-)
-
-// Headers the runtime adds to records it re-routes or dead-letters.
-const (
-	HeaderOrigin      = "partita_origin"       // re-routed: "<topic>/<partition>/<offset>" it first arrived at
-	HeaderOriginTopic = "partita_origin_topic" // re-routed: the topic it first arrived at
-	HeaderDLQReason   = "partita_dlq_reason"   // why the record is a dead letter
-	HeaderDLQOrigin   = "partita_dlq_origin"   // "<topic>/<partition>/<offset>" it was read from
-	HeaderDLQGroup    = "partita_dlq_group"    // the group that gave up on it
-	HeaderDLQTime     = "partita_dlq_time"     // RFC 3339
-	HeaderDLQCode     = "partita_dlq_code"     // the reason's kind, when callers act on it (CodeIdempotencyConflict)
-	HeaderDLQCut      = "partita_dlq_cut"      // the value was cut to fit: its length as received
-	// HeaderAmbiguous is set by the runtime's consumers on a record that
-	// carries a CloudEvents header more than once (its value names them):
-	// which one a reader takes is a guess, so the record is a dead letter.
-	HeaderAmbiguous = "partita_ambiguous"
+	"github.com/partita-dev/partita/internal/topics"
 )
 
 // Delivery is one record handed to a group (an entity, a consumer or a
@@ -46,7 +32,7 @@ type Delivery struct {
 	IDs IDTable
 	// Since is where the group's current epoch started reading this
 	// partition of its commands and loop topics (see Process).
-	Since Since
+	Since envelope.Since
 	// Ctx is the handler's context: cancelled when the processor stops or
 	// loses the partition (nil: never cancelled).
 	Ctx context.Context
@@ -72,7 +58,7 @@ type Actions struct {
 	// (to the local table at once, and to its topic).
 	Remember []Remembered
 	// Outputs are the records to write.
-	Outputs []Output
+	Outputs []envelope.Output
 	// Counters.
 	Duplicate bool
 }
@@ -89,14 +75,14 @@ func reroute(d Delivery, subject string) Actions {
 	for k, v := range d.Record.Headers {
 		h[k] = v
 	}
-	h[HeaderOriginTopic] = []byte(d.Topic)
-	h[HeaderOrigin] = []byte(d.Origin())
+	h[topics.HeaderOriginTopic] = []byte(d.Topic)
+	h[topics.HeaderOrigin] = []byte(d.Origin())
 	return Actions{Loopback: &codec.Record{Key: []byte(subject), Value: d.Record.Value, Headers: h}}
 }
 
 // deadLetter returns the DeadLetter action: the record as received plus the
 // dead-letter headers.
-// kind (one of package deadletter's) is written as its code (HeaderDLQCode).
+// kind (one of package deadletter's) is written as its code (topics.HeaderDLQCode).
 func deadLetter(d Delivery, group string, kind error, reason string, now time.Time) Actions {
 	return deadLetterCode(d, group, deadletter.Code(kind), reason, now)
 }
@@ -107,12 +93,12 @@ func deadLetterCode(d Delivery, group, code, reason string, now time.Time) Actio
 	for k, v := range d.Record.Headers {
 		h[k] = v
 	}
-	h[HeaderDLQReason] = []byte(reason)
-	h[HeaderDLQOrigin] = []byte(d.Origin())
-	h[HeaderDLQGroup] = []byte(group)
-	h[HeaderDLQTime] = []byte(now.UTC().Format(time.RFC3339Nano))
+	h[topics.HeaderDLQReason] = []byte(reason)
+	h[topics.HeaderDLQOrigin] = []byte(d.Origin())
+	h[topics.HeaderDLQGroup] = []byte(group)
+	h[topics.HeaderDLQTime] = []byte(now.UTC().Format(time.RFC3339Nano))
 	if code != "" {
-		h[HeaderDLQCode] = []byte(code)
+		h[topics.HeaderDLQCode] = []byte(code)
 	}
 	return Actions{DeadLetter: &codec.Record{Key: d.Record.Key, Value: d.Record.Value, Headers: h}, Reason: reason}
 }
@@ -132,9 +118,9 @@ func decode(d Delivery) (codec.Event, error) {
 	return ev, err
 }
 
-// ambiguous refuses a record the runtime's consumer marked (HeaderAmbiguous).
+// ambiguous refuses a record the runtime's consumer marked (topics.HeaderAmbiguous).
 func ambiguous(d Delivery) error {
-	if names, ok := d.Record.Headers[HeaderAmbiguous]; ok {
+	if names, ok := d.Record.Headers[topics.HeaderAmbiguous]; ok {
 		return fmt.Errorf("ambiguous CloudEvent: a CloudEvents header appears more than once (%s)", names)
 	}
 	return nil
@@ -186,29 +172,29 @@ func handleEntity(env Env, def *Entity, d Delivery) Actions {
 		return deadLetter(d, group, kindOf(err, deadletter.ErrInvalidEvent), err.Error(), env.Now())
 	}
 	topic := d.Topic
-	stored := &Envelope{}
+	stored := &envelope.Envelope{}
 	if def.Kind != Stateless { // a consumer has no state, so nothing binds it to a partition
 		subject := ev.Subject
 		if topic == d.Loop {
-			topic = string(d.Record.Headers[HeaderOriginTopic])
+			topic = string(d.Record.Headers[topics.HeaderOriginTopic])
 			if string(d.Record.Key) != subject || topic == "" {
 				return deadLetter(d, group, deadletter.ErrInvalidEvent, "record on the loop topic is not keyed by its subject or lacks its origin", env.Now())
 			}
 		} else if !routed(d, subject) {
 			return reroute(d, subject)
 		}
-		if stored, err = DecodeEnvelope(d.Stored); err != nil {
+		if stored, err = envelope.DecodeEnvelope(d.Stored); err != nil {
 			return deadLetter(d, group, deadletter.ErrInternal, fmt.Sprintf("subject %q: %v", subject, err), env.Now())
 		}
 	}
 	at := Arrival{Ctx: d.Ctx}
 	if def.Kind != Stateless {
-		at = Arrival{Ctx: d.Ctx, IDs: d.IDs, Since: d.Since, From: Origin{Topic: OriginElsewhere, Offset: d.Offset}}
+		at = Arrival{Ctx: d.Ctx, IDs: d.IDs, Since: d.Since, From: envelope.Origin{Topic: envelope.OriginElsewhere, Offset: d.Offset}}
 		switch d.Topic {
 		case env.Topics.Commands(def.Name):
-			at.From.Topic = OriginCommands
+			at.From.Topic = envelope.OriginCommands
 		case d.Loop:
-			at.From.Topic = OriginLoop
+			at.From.Topic = envelope.OriginLoop
 		}
 	}
 	out := Process(env, def, topic, stored, ev, at)
@@ -236,7 +222,7 @@ func handleView(env Env, v *View, sources map[string]*ViewSource, d Delivery) Ac
 	group := env.Topics.Group(v.Name)
 	topic := d.Topic
 	if topic == d.Loop {
-		topic = string(d.Record.Headers[HeaderOriginTopic])
+		topic = string(d.Record.Headers[topics.HeaderOriginTopic])
 	}
 	src := sources[topic]
 	if src == nil {
@@ -252,7 +238,7 @@ func handleView(env Env, v *View, sources map[string]*ViewSource, d Delivery) Ac
 		if d.Record.Value == nil {
 			return Actions{} // a compacted-away entity: nothing to apply
 		}
-		e, err := DecodeEnvelope(d.Record.Value)
+		e, err := envelope.DecodeEnvelope(d.Record.Value)
 		if err != nil {
 			return deadLetter(d, group, deadletter.ErrInvalidEvent, err.Error(), env.Now())
 		}
@@ -385,7 +371,7 @@ func fit(env Env, d Delivery, name string, a Actions) Actions {
 			for k, v := range dl.Headers {
 				h[k] = v
 			}
-			h[HeaderDLQCut] = []byte(strconv.Itoa(len(dl.Value)))
+			h[topics.HeaderDLQCut] = []byte(strconv.Itoa(len(dl.Value)))
 			keep := max - RecordSize(dl.Key, nil, h)
 			if keep < 0 {
 				keep = 0

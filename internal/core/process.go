@@ -13,14 +13,16 @@ import (
 
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/deadletter"
+	"github.com/partita-dev/partita/internal/envelope"
+	"github.com/partita-dev/partita/internal/topics"
 )
 
 // Outcome is what Process decided for one input.
 type Outcome struct {
 	// Envelope is the new envelope to store, nil when nothing changes.
-	Envelope *Envelope
+	Envelope *envelope.Envelope
 	// Outputs are the records to write, in order.
-	Outputs []Output
+	Outputs []envelope.Output
 	// Remember are the id table's new entries (see Process).
 	Remember []Remembered
 	// DeadLetter, when not empty, is why the input goes to the dead-letter
@@ -36,7 +38,7 @@ type Outcome struct {
 }
 
 // Remembered is an entry of an entity's id table: under IDKey, the applied
-// command as EncodeApplied writes it.
+// command as envelope.EncodeApplied writes it.
 type Remembered struct {
 	Key   string
 	Value []byte
@@ -65,26 +67,17 @@ func IDKey(subject string, hash uint64) string {
 type Arrival struct {
 	Ctx   context.Context // the handler's context (nil: never cancelled)
 	IDs   IDTable         // the entity's id table (nil: none)
-	From  Origin          // where the command was read
-	Since Since           // where this epoch started reading the subject's partition
+	From  envelope.Origin // where the command was read
+	Since envelope.Since  // where this epoch started reading the subject's partition
 }
 
 // CodeIdempotencyConflict is the Outcome.Code (and dead-letter code) of a
 // command whose id was applied before with another request.
 const CodeIdempotencyConflict = "idempotency_conflict"
 
-// Digest is the digest of a command's request, recorded with its id: its
-// type, content type and data. The same id with another digest is refused.
-func Digest(ev codec.Attributes) uint64 {
-	h := fnv(fnvOffset, ev.Type)
-	h = fnv(fnv(h, "\xff"), ev.DataContentType) // 0xff: no UTF-8 text holds it
-	h = fnv(fnv(h, "\xff"), ev.Data)
-	return h | 1 // never 0, which means "not recorded"
-}
-
 // Env is what Process needs from its caller.
 type Env struct {
-	Topics Topics
+	Topics topics.Names
 	Now    func() time.Time
 	Sleep  func(time.Duration) // between retries (nil: a timer); the harness passes a no-op
 	// Runners run the handler calls (nil: a goroutine per call).
@@ -109,14 +102,14 @@ type Env struct {
 //
 // Deduplication: a command's key (source, id) is looked for in the
 // envelope's window (its last def.Window commands) and, once the subject's
-// window has overflowed (Envelope.Spilled), in the id table, where every
+// window has overflowed (envelope.Envelope.Spilled), in the id table, where every
 // command the subject applies from then on is written too (Remember). An
 // entry older than def.Retention is forgotten: the command is applied
 // again. A duplicate answers with its recorded reply, and writes nothing
 // else within one epoch (its other records were written by this epoch);
-// with another request (Digest) it is a dead letter with
+// with another request (envelope.Digest) it is a dead letter with
 // CodeIdempotencyConflict.
-func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Attributes, at Arrival) Outcome {
+func Process(env Env, def *Entity, topic string, stored *envelope.Envelope, ev codec.Attributes, at Arrival) Outcome {
 	// A processor that died may have left the envelope in its local store
 	// with writes that never reached the broker: the table record itself,
 	// the outputs (events) of the commands it recorded and their id table
@@ -129,18 +122,17 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Attr
 	// before the epoch started reading the partition (at.Since) were
 	// committed, so acknowledged. Replies are not repeated: a caller that
 	// missed one sends the command again and gets it as a duplicate.
-	var again []Output
+	var again []envelope.Output
 	var remember []Remembered
-	w := stored.encodedWindow()
-	first := stored.Epoch != env.Epoch && len(w.starts) > 0
+	first := stored.Epoch != env.Epoch && stored.WindowLen() > 0
 	subject := ev.Subject
 	now := env.Now() // the handler's clock and its records' ce-time
 	live := func(t int64) bool { return def.Retention <= 0 || t == 0 || now.UnixNano()-t <= int64(def.Retention) }
 	if first {
 		window := stored.Window()
-		var unsure []Applied
+		var unsure []envelope.Applied
 		for _, a := range window {
-			if !at.Since.committed(a.From) {
+			if !at.Since.Committed(a.From) {
 				unsure = append(unsure, a)
 			}
 		}
@@ -173,14 +165,13 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Attr
 		}
 	}
 	key := ev.Source + "\x00" + ev.ID
-	hash := hashKey(key)
-	digest := Digest(ev)
-	var dup *Applied
-	if i, t, d := w.find(key, hash); i >= 0 && live(t) {
-		if d != 0 && d != digest {
+	hash := envelope.HashKey(key)
+	digest := envelope.Digest(ev)
+	var dup *envelope.Applied
+	if a, ok := stored.Find(key); ok && live(a.Time) {
+		if a.Digest != 0 && a.Digest != digest {
 			return conflict(ev)
 		}
-		a := w.decode(i)
 		dup = &a
 	} else if stored.Spilled && at.IDs != nil {
 		data, err := at.IDs.Get(IDKey(subject, hash))
@@ -188,7 +179,7 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Attr
 			return dead(deadletter.ErrInternal, "subject %q: id table: %v", subject, err)
 		}
 		if data != nil {
-			a, err := DecodeApplied(data)
+			a, err := envelope.DecodeApplied(data)
 			if err != nil {
 				return dead(deadletter.ErrInternal, "subject %q: %v", subject, err)
 			}
@@ -244,16 +235,16 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Attr
 	if err != nil {
 		return dead(deadletter.ErrUndeclaredTarget, "%v", err)
 	}
-	applied := Applied{Key: key, Time: now.UnixNano(), Digest: digest, Facts: facts, From: at.From}
+	applied := envelope.Applied{Key: key, Time: now.UnixNano(), Digest: digest, Facts: facts, From: at.From}
 	outs, err := render(env, def.Name, subject, applied)
 	if err != nil {
 		return dead(deadletter.ErrInternal, "%v", err)
 	}
 	next.Epoch = env.Epoch
-	next.window = w.then(applied, def.Window)
+	next.Extend(stored, applied, def.Window)
 	if def.Retention > 0 && def.Kind != Stateless {
 		next.Spilled = stored.Spilled
-		if !next.Spilled && len(w.starts) >= def.Window {
+		if !next.Spilled && stored.WindowLen() >= def.Window {
 			// The window overflows: from now on the subject's commands are
 			// kept in the id table too, starting with the window's.
 			next.Spilled = true
@@ -268,7 +259,7 @@ func Process(env Env, def *Entity, topic string, stored *Envelope, ev codec.Attr
 
 // rememberLive is the id table entries of the commands in window still
 // within the retention.
-func rememberLive(subject string, window []Applied, live func(int64) bool) []Remembered {
+func rememberLive(subject string, window []envelope.Applied, live func(int64) bool) []Remembered {
 	var out []Remembered
 	for _, a := range window {
 		if live(a.Time) {
@@ -279,12 +270,8 @@ func rememberLive(subject string, window []Applied, live func(int64) bool) []Rem
 }
 
 // remembered is the id table entry of a, a command of subject.
-func remembered(subject string, a Applied) Remembered {
-	h := a.Hash
-	if a.Key != "" {
-		h = hashKey(a.Key)
-	}
-	return Remembered{Key: IDKey(subject, h), Value: EncodeApplied(a)}
+func remembered(subject string, a envelope.Applied) Remembered {
+	return Remembered{Key: IDKey(subject, a.KeyHash()), Value: envelope.EncodeApplied(a)}
 }
 
 func conflict(ev codec.Attributes) Outcome {
@@ -294,12 +281,12 @@ func conflict(ev codec.Attributes) Outcome {
 }
 
 // without drops the outputs to topic; only keeps them.
-func without(outs []Output, topic string) []Output {
-	return slices.DeleteFunc(outs, func(o Output) bool { return o.Topic == topic })
+func without(outs []envelope.Output, topic string) []envelope.Output {
+	return slices.DeleteFunc(outs, func(o envelope.Output) bool { return o.Topic == topic })
 }
 
-func only(outs []Output, topic string) []Output {
-	return slices.DeleteFunc(outs, func(o Output) bool { return o.Topic != topic })
+func only(outs []envelope.Output, topic string) []envelope.Output {
+	return slices.DeleteFunc(outs, func(o envelope.Output) bool { return o.Topic != topic })
 }
 
 // call runs the handler with panic recovery, a timeout and bounded retries.
@@ -397,10 +384,10 @@ func dead(kind error, format string, args ...any) Outcome {
 
 // apply turns a decision into the next envelope and the facts of the
 // records to write (see render).
-func apply(def *Entity, stored *Envelope, cmd codec.Attributes, d Decision, isCommand bool) (*Envelope, []Fact, error) {
-	next := &Envelope{Seq: stored.Seq, Exists: stored.Exists, State: stored.State}
+func apply(def *Entity, stored *envelope.Envelope, cmd codec.Attributes, d Decision, isCommand bool) (*envelope.Envelope, []envelope.Fact, error) {
+	next := &envelope.Envelope{Seq: stored.Seq, Exists: stored.Exists, State: stored.State}
 	subject := cmd.Subject
-	var facts []Fact
+	var facts []envelope.Fact
 	if def.Kind == Stateless && (d.Kind == Update || d.Kind == Delete || d.Kind == Persist) {
 		return nil, nil, fmt.Errorf("%s is a consumer: it has no state to update, delete or persist events to", def.Name)
 	}
@@ -420,7 +407,7 @@ func apply(def *Entity, stored *Envelope, cmd codec.Attributes, d Decision, isCo
 		}
 		for _, oe := range d.Events {
 			next.Seq++
-			facts = append(facts, Fact{Kind: FactEvent, Type: oe.Type, Seq: next.Seq, ContentType: oe.ContentType, Data: oe.Data})
+			facts = append(facts, envelope.Fact{Kind: envelope.FactEvent, Type: oe.Type, Seq: next.Seq, ContentType: oe.ContentType, Data: oe.Data})
 		}
 		next.Exists, next.State = true, d.State
 	default:
@@ -441,7 +428,7 @@ func apply(def *Entity, stored *Envelope, cmd codec.Attributes, d Decision, isCo
 		if err := checkSubject(subj); err != nil {
 			return nil, nil, fmt.Errorf("entity %s publishes to %s: %w", def.Name, p.Topic, err)
 		}
-		facts = append(facts, Fact{Kind: FactPublish, Target: p.Topic, Type: p.Type, Subject: subj, Seq: next.Seq, ContentType: p.ContentType, Data: p.Data})
+		facts = append(facts, envelope.Fact{Kind: envelope.FactPublish, Target: p.Topic, Type: p.Type, Subject: subj, Seq: next.Seq, ContentType: p.ContentType, Data: p.Data})
 	}
 	for _, s := range d.Sends {
 		if !slices.Contains(def.SendsTo, s.Entity) {
@@ -450,10 +437,10 @@ func apply(def *Entity, stored *Envelope, cmd codec.Attributes, d Decision, isCo
 		if err := checkSubject(s.Subject); err != nil {
 			return nil, nil, fmt.Errorf("entity %s sends to %s: %w", def.Name, s.Entity, err)
 		}
-		facts = append(facts, Fact{Kind: FactSend, Target: s.Entity, Type: s.Command, Subject: s.Subject, Seq: next.Seq, ContentType: s.ContentType, Data: s.Data})
+		facts = append(facts, envelope.Fact{Kind: envelope.FactSend, Target: s.Entity, Type: s.Command, Subject: s.Subject, Seq: next.Seq, ContentType: s.ContentType, Data: s.Data})
 	}
 	if isCommand && cmd.WantsReply() {
-		f := Fact{Kind: FactReply, Seq: next.Seq, ContentType: "application/json", Data: d.Reply}
+		f := envelope.Fact{Kind: envelope.FactReply, Seq: next.Seq, ContentType: "application/json", Data: d.Reply}
 		if d.Kind == Error {
 			f.Type = d.ErrCode
 			f.Data, _ = json.Marshal(map[string]string{"code": d.ErrCode, "message": d.ErrMsg})
@@ -491,8 +478,8 @@ const (
 // the same records, ids and times each time, so a repeated one is a
 // duplicate its receiver recognizes. Entries written before facts
 // (envelope versions 1 and 2) hold the records themselves.
-func render(env Env, entity, subject string, window ...Applied) ([]Output, error) {
-	var outs []Output
+func render(env Env, entity, subject string, window ...envelope.Applied) ([]envelope.Output, error) {
+	var outs []envelope.Output
 	var source string
 	for _, a := range window {
 		if len(a.Facts) == 0 {
@@ -511,45 +498,45 @@ func render(env Env, entity, subject string, window ...Applied) ([]Output, error
 			var topic string
 			seq := strconv.FormatUint(f.Seq, 10)
 			switch f.Kind {
-			case FactEvent:
+			case envelope.FactEvent:
 				topic = env.Topics.Events(entity)
 				e = newEvent(source, subject+":"+seq, f.Type, subject, now)
 				e.SetExtension(codec.ExtSequence, seq)
-			case FactPublish:
+			case envelope.FactPublish:
 				topic = f.Target
 				e = newEvent(source, fmt.Sprintf("%s:%s:publish-%d", subject, cmdRef, publishes), f.Type, f.Subject, now)
 				e.SetExtension(codec.ExtSequence, seq)
 				publishes++
-			case FactSend:
+			case envelope.FactSend:
 				topic = env.Topics.Commands(f.Target)
 				e = newEvent(source+"/"+subject, fmt.Sprintf("%s:send-%d", cmdRef, sends), f.Type, f.Subject, now)
 				if f.Seq > 0 {
 					e.SetExtension(codec.ExtSequence, seq)
 				}
 				sends++
-			case FactReply:
+			case envelope.FactReply:
 				topic = env.Topics.Replies()
 				e = newEvent(source, "reply:"+cmdRef, TypeReply, subject, now)
 				e.SetExtension(codec.ExtRequest, cmdID)
 				e.SetExtension(codec.ExtRequestSource, cmdSource)
 				e.SetExtension(codec.ExtSequence, seq)
-				e.SetExtension(codec.ExtPosition, Position{Entity: entity, Subject: subject, Seq: f.Seq}.Token())
+				e.SetExtension(codec.ExtPosition, topics.Position{Entity: entity, Subject: subject, Seq: f.Seq}.Token())
 				if f.Type != "" {
 					e.SetType(TypeError)
 					e.SetExtension(codec.ExtErrorCode, f.Type)
 				}
 			default:
-				return nil, fmt.Errorf("%w: a recorded output of unknown kind %d", errEnvelope, f.Kind)
+				return nil, fmt.Errorf("%w: a recorded output of unknown kind %d", envelope.ErrUnreadable, f.Kind)
 			}
 			setData(&e, f.ContentType, f.Data)
 			r, err := codec.EncodeEvent(e)
 			if err != nil {
 				return nil, fmt.Errorf("encode output for %s: %w", topic, err)
 			}
-			if f.Kind == FactReply {
+			if f.Kind == envelope.FactReply {
 				r.Key = []byte(ReplyKey(cmdSource, cmdID))
 			}
-			outs = append(outs, Output{Topic: topic, Record: r})
+			outs = append(outs, envelope.Output{Topic: topic, Record: r})
 		}
 	}
 	return outs, nil

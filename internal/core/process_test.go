@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/partita-dev/partita/codec"
+	"github.com/partita-dev/partita/internal/envelope"
+	"github.com/partita-dev/partita/internal/topics"
 )
 
 // A processor that died can leave an envelope in its local store whose
@@ -19,14 +21,14 @@ func TestNewEpochWritesRecordedOutputsAgain(t *testing.T) {
 			return Decision{Kind: Persist, State: []byte(`{}`), Events: []OutEvent{{Type: "added", Data: []byte(`{}`), ContentType: "application/json"}}}
 		},
 	}}
-	topics := Topics{App: "app"}
+	topics := topics.Names{App: "app"}
 	env := func(epoch uint64) Env {
 		return Env{Topics: topics, Now: func() time.Time { return time.Unix(0, 0) }, Sleep: func(time.Duration) {}, Epoch: epoch}
 	}
 	cmd := func(id string) codec.Attributes {
 		return codec.Attributes{ID: id, Source: "test", Type: "add", Subject: "s", Extensions: map[string]string{codec.ExtReply: "true"}}
 	}
-	events := func(outs []Output) (seqs []string) {
+	events := func(outs []envelope.Output) (seqs []string) {
 		for _, o := range outs {
 			if o.Topic == topics.Events("counter") {
 				seqs = append(seqs, string(o.Record.Headers["ce_partitaseq"]))
@@ -34,7 +36,7 @@ func TestNewEpochWritesRecordedOutputsAgain(t *testing.T) {
 		}
 		return seqs
 	}
-	replies := func(outs []Output) (n int) {
+	replies := func(outs []envelope.Output) (n int) {
 		for _, o := range outs {
 			if o.Topic == topics.Replies() {
 				n++
@@ -44,7 +46,7 @@ func TestNewEpochWritesRecordedOutputsAgain(t *testing.T) {
 	}
 	commands := topics.Commands("counter")
 
-	first := Process(env(1), def, commands, &Envelope{}, cmd("a"), Arrival{})
+	first := Process(env(1), def, commands, &envelope.Envelope{}, cmd("a"), Arrival{})
 	second := Process(env(1), def, commands, first.Envelope, cmd("b"), Arrival{})
 	if got := events(second.Outputs); len(got) != 1 || got[0] != "2" {
 		t.Fatalf("same epoch, new command: events %v, want just [2]", got)
@@ -84,7 +86,7 @@ func TestNewEpochSkipsWhatWasCommitted(t *testing.T) {
 			return Decision{Kind: Persist, State: []byte(`{}`), Events: []OutEvent{{Type: "added", Data: []byte(`{}`), ContentType: "application/json"}}}
 		},
 	}}
-	topics := Topics{App: "app"}
+	topics := topics.Names{App: "app"}
 	env := func(epoch uint64) Env {
 		return Env{Topics: topics, Now: func() time.Time { return time.Unix(0, 0) }, Sleep: func(time.Duration) {}, Epoch: epoch}
 	}
@@ -92,14 +94,14 @@ func TestNewEpochSkipsWhatWasCommitted(t *testing.T) {
 		return codec.Attributes{ID: id, Source: "test", Type: "add", Subject: "s"}
 	}
 	commands := topics.Commands("counter")
-	stored := &Envelope{}
-	for i, from := range []Origin{{OriginCommands, 3}, {OriginLoop, 4}, {OriginCommands, 8}, {OriginLoop, 9}} {
+	stored := &envelope.Envelope{}
+	for i, from := range []envelope.Origin{{Topic: envelope.OriginCommands, Offset: 3}, {Topic: envelope.OriginLoop, Offset: 4}, {Topic: envelope.OriginCommands, Offset: 8}, {Topic: envelope.OriginLoop, Offset: 9}} {
 		stored = Process(env(1), def, commands, stored, cmd(string(rune('a'+i))), Arrival{From: from}).Envelope
 	}
 	// The new epoch started reading the commands topic at 5 and the loop
 	// topic at 9: events 1 and 2 were committed; 3 (commands 8) and 4 (loop
 	// 9) may not have been.
-	out := Process(env(2), def, commands, stored, cmd("e"), Arrival{From: Origin{OriginCommands, 10}, Since: Since{0, 5, 9}})
+	out := Process(env(2), def, commands, stored, cmd("e"), Arrival{From: envelope.Origin{Topic: envelope.OriginCommands, Offset: 10}, Since: envelope.Since{0, 5, 9}})
 	var seqs []string
 	for _, o := range out.Outputs {
 		seqs = append(seqs, string(o.Record.Headers["ce_partitaseq"]))
@@ -120,13 +122,13 @@ func TestReplyOnlyWhenAsked(t *testing.T) {
 	def := &Entity{Name: "counter", Kind: KeyValue, Window: 16, Commands: map[string]Handler{
 		"set": func(in Input) Decision { return Decision{Kind: Update, State: []byte(`{}`), Reply: []byte(`{}`)} },
 	}}
-	env := Env{Topics: Topics{App: "app"}, Now: func() time.Time { return time.Unix(0, 0) }, Epoch: 1}
+	env := Env{Topics: topics.Names{App: "app"}, Now: func() time.Time { return time.Unix(0, 0) }, Epoch: 1}
 	for _, ask := range []string{"", "false", "true"} {
 		e := codec.Attributes{ID: "a", Source: "test", Type: "set", Subject: "s"}
 		if ask != "" {
 			e.Extensions = map[string]string{codec.ExtReply: ask}
 		}
-		out := Process(env, def, env.Topics.Commands("counter"), &Envelope{}, e, Arrival{})
+		out := Process(env, def, env.Topics.Commands("counter"), &envelope.Envelope{}, e, Arrival{})
 		want := 0
 		if ask == "true" {
 			want = 1
@@ -149,9 +151,9 @@ func TestDuplicateGetsTheSameRecords(t *testing.T) {
 				Sends:     []OutCommand{{Entity: "stock", Subject: "p-1", Command: "reserve", Data: []byte(`{}`), ContentType: "application/json"}}}
 		}}}
 	clock := time.Unix(1700000000, 123456789)
-	env := Env{Topics: Topics{App: "shop"}, Now: func() time.Time { return clock }, Epoch: 1}
+	env := Env{Topics: topics.Names{App: "shop"}, Now: func() time.Time { return clock }, Epoch: 1}
 	e := codec.Attributes{ID: "a", Source: "test", Type: "add", Subject: "k-1", Extensions: map[string]string{codec.ExtReply: "true"}}
-	first := Process(env, def, env.Topics.Commands("cart"), &Envelope{}, e, Arrival{})
+	first := Process(env, def, env.Topics.Commands("cart"), &envelope.Envelope{}, e, Arrival{})
 	if len(first.Outputs) != 5 {
 		t.Fatalf("%d outputs, want 2 events, a publish, a send, a reply", len(first.Outputs))
 	}
@@ -159,7 +161,7 @@ func TestDuplicateGetsTheSameRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored, err := DecodeEnvelope(data)
+	stored, err := envelope.DecodeEnvelope(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +176,8 @@ func TestDuplicateGetsTheSameRecords(t *testing.T) {
 		t.Fatalf("duplicate wrote\n%v\nwant\n%v", dup.Outputs, first.Outputs)
 	}
 
-	legacy := &Envelope{Seq: 1, Exists: true, State: []byte(`{}`), Epoch: 1, Applied: []Applied{{Key: "test\x00a", Outputs: first.Outputs[:1]}}}
+	legacy := &envelope.Envelope{Seq: 1, Exists: true, State: []byte(`{}`), Epoch: 1}
+	legacy.SetWindow([]envelope.Applied{{Key: "test\x00a", Outputs: first.Outputs[:1]}})
 	if again := Process(env, def, env.Topics.Commands("cart"), legacy, e, Arrival{}); !again.Duplicate || !reflect.DeepEqual(again.Outputs, first.Outputs[:1]) {
 		t.Fatalf("an entry holding records: duplicate wrote %v", again.Outputs)
 	}
@@ -187,8 +190,8 @@ func TestHandlerPanicIsADeadLetter(t *testing.T) {
 		def := &Entity{Name: "counter", Kind: KeyValue, Window: 16, Timeout: timeout, Commands: map[string]Handler{
 			"add": func(in Input) Decision { panic("boom") },
 		}}
-		env := Env{Topics: Topics{App: "app"}, Now: time.Now, Sleep: func(time.Duration) {}, Epoch: 1, Runners: NewRunners(1)}
-		out := Process(env, def, env.Topics.Commands("counter"), &Envelope{}, codec.Attributes{ID: "a", Source: "test", Type: "add", Subject: "s"}, Arrival{})
+		env := Env{Topics: topics.Names{App: "app"}, Now: time.Now, Sleep: func(time.Duration) {}, Epoch: 1, Runners: NewRunners(1)}
+		out := Process(env, def, env.Topics.Commands("counter"), &envelope.Envelope{}, codec.Attributes{ID: "a", Source: "test", Type: "add", Subject: "s"}, Arrival{})
 		if !strings.HasPrefix(out.DeadLetter, "handler panicked: boom") || out.Envelope != nil {
 			t.Errorf("timeout %v: dead letter %q, envelope %v", timeout, out.DeadLetter, out.Envelope)
 		}

@@ -11,6 +11,8 @@ import (
 	"github.com/partita-dev/partita/access"
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/deadletter"
+	"github.com/partita-dev/partita/internal/envelope"
+	"github.com/partita-dev/partita/internal/topics"
 )
 
 // RowEnvelope is what a view table stores for a row id: the row (nil when
@@ -94,8 +96,8 @@ func (s *ViewSource) Name() string {
 	return s.Entity
 }
 
-// SourceTopic is the topic a view source reads.
-func (t Topics) SourceTopic(s *ViewSource) string {
+// TopicIn is the topic s reads, among the topics t names.
+func (s *ViewSource) TopicIn(t topics.Names) string {
 	switch s.Kind {
 	case FromState:
 		return t.Table(s.Entity)
@@ -189,7 +191,7 @@ func callView(h ViewHandler, in ViewInput) (d ViewDecision, dead *deadletter.Err
 // (source NUL id) within v's retention: in its window, or, once spilled, in
 // the view's id table.
 func seenID(v *View, stored *RowEnvelope, subject, key string, now time.Time, ids IDTable) (bool, error) {
-	hash := hashKey(key)
+	hash := envelope.HashKey(key)
 	live := func(t int64) bool { return now.UnixNano()-t <= int64(v.Retention) }
 	for i := len(stored.IDs) - 1; i >= 0; i-- {
 		if stored.IDs[i].Hash == hash {
@@ -210,7 +212,7 @@ func seenID(v *View, stored *RowEnvelope, subject, key string, now time.Time, id
 // window to the id table when it overflows, and returns the id table's
 // new entries.
 func rememberID(v *View, next *RowEnvelope, subject, key string, now time.Time) []Remembered {
-	id := RowID{Hash: hashKey(key), Time: now.UnixNano()}
+	id := RowID{Hash: envelope.HashKey(key), Time: now.UnixNano()}
 	entry := func(r RowID) Remembered {
 		return Remembered{Key: IDKey(subject, r.Hash), Value: binary.LittleEndian.AppendUint64(nil, uint64(r.Time))}
 	}

@@ -11,6 +11,8 @@ import (
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/deadletter"
 	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/envelope"
+	"github.com/partita-dev/partita/internal/topics"
 	"github.com/partita-dev/partita/views"
 )
 
@@ -345,7 +347,7 @@ func (h *Harness) State(entity, subject string, v any) (bool, error) {
 	if g == nil || g.entity == nil {
 		return false, fmt.Errorf("%w entity %q", ErrUnknown, entity)
 	}
-	env, err := core.DecodeEnvelope(g.table[subject])
+	env, err := envelope.DecodeEnvelope(g.table[subject])
 	if err != nil || !env.Exists {
 		return false, err
 	}
@@ -394,9 +396,9 @@ func (h *Harness) DeadLetters() []DeadLetter {
 	var out []DeadLetter
 	for _, part := range h.logs[h.topics.DeadLetters()] {
 		for _, r := range part {
-			reason := string(r.Headers[core.HeaderDLQReason])
-			out = append(out, DeadLetter{Group: string(r.Headers[core.HeaderDLQGroup]), Reason: reason,
-				Err: deadletter.FromCode(string(r.Headers[core.HeaderDLQCode]), reason), Record: r})
+			reason := string(r.Headers[topics.HeaderDLQReason])
+			out = append(out, DeadLetter{Group: string(r.Headers[topics.HeaderDLQGroup]), Reason: reason,
+				Err: deadletter.FromCode(string(r.Headers[topics.HeaderDLQCode]), reason), Record: r})
 		}
 	}
 	return out

@@ -6,6 +6,7 @@ import (
 
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/topics"
 	"github.com/partita-dev/partita/request"
 )
 
@@ -84,7 +85,7 @@ func (h *Harness) deadLetterOf(source, id string) *request.DeadLetterError {
 	for _, part := range h.logs[h.topics.DeadLetters()] {
 		for _, r := range part {
 			if string(r.Headers["ce_source"]) == source && string(r.Headers["ce_id"]) == id {
-				found = &request.DeadLetterError{Code: string(r.Headers[core.HeaderDLQCode]), Reason: string(r.Headers[core.HeaderDLQReason])}
+				found = &request.DeadLetterError{Code: string(r.Headers[topics.HeaderDLQCode]), Reason: string(r.Headers[topics.HeaderDLQReason])}
 			}
 		}
 	}

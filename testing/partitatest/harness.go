@@ -29,14 +29,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/envelope"
 	"github.com/partita-dev/partita/internal/murmur2"
+	"github.com/partita-dev/partita/internal/topics"
 	"github.com/partita-dev/partita/views"
 )
 
@@ -53,6 +54,15 @@ type Option func(*Harness)
 // Partitions sets the partition count of every topic (default 4).
 func Partitions(n int32) Option { return func(h *Harness) { h.n = n } }
 
+// TopicPartitions says that the external topic (one an entity subscribes
+// to or a view reads, which Partita does not create) has n partitions
+// (default: as many as every other topic). A group's topics must have
+// equal counts, so one that differs is refused with the runtime's
+// message, as the worker refuses it at start-up.
+func TopicPartitions(topic string, n int32) Option {
+	return func(h *Harness) { h.external[topic] = n }
+}
+
 // CommitEvery sets after how many records a group commits its offsets
 // (default 1: after every record). A larger value leaves more to replay
 // after a Crash.
@@ -60,8 +70,9 @@ func CommitEvery(n int) Option { return func(h *Harness) { h.commitEvery = n } }
 
 // Harness runs an application in memory.
 type Harness struct {
-	topics      core.Topics
+	topics      topics.Names
 	n           int32
+	external    map[string]int32 // external topics' partition counts (TopicPartitions)
 	commitEvery int
 	logs        map[string][][]codec.Record // topic -> partition -> records
 	groups      []*group
@@ -131,58 +142,51 @@ func Start(tb testing.TB, parts ...Part) *Harness {
 // NewWith is New with options.
 func NewWith(opts []Option, parts ...Part) (*Harness, error) {
 	h := &Harness{
-		topics: core.Topics{App: "app"}, n: 4, commitEvery: 1,
+		topics: topics.Names{App: "app"}, n: 4, commitEvery: 1,
 		logs:   map[string][][]codec.Record{},
-		byName: map[string]*group{}, failNext: map[string]int{},
+		byName: map[string]*group{}, failNext: map[string]int{}, external: map[string]int32{},
 		sent: map[string]sentCommand{}, duplicates: map[string]bool{}, dead: map[string]bool{},
 		now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 	}
 	for _, o := range opts {
 		o(h)
 	}
-	// The worker's check (processor.New): the same applications refused
-	// with the same messages.
+	// The worker's check and topology (processor.New): the same
+	// applications refused with the same messages, the same topics read.
 	named := make([]interface{ Name() string }, len(parts))
 	for i, p := range parts {
 		named[i] = p
 	}
-	if _, _, err := core.Application(named); err != nil {
+	topo, err := core.NewTopology(h.topics.App, named)
+	if err != nil {
 		return nil, fmt.Errorf("partitatest: %w", err)
 	}
-	for _, p := range parts {
-		g := &group{name: p.Name(), epoch: 1, table: map[string][]byte{}, pos: map[string][]int64{}, committed: map[string][]int64{}}
-		switch e, v, _ := core.DefinitionOf(p); {
-		case e != nil:
-			g.entity = h.instrument(e)
-			if g.entity.Kind != core.Stateless {
-				g.inputs = append(g.inputs, h.topics.Commands(g.name))
-				g.loop = h.topics.Loop(g.name)
-				if g.entity.Retention > 0 {
-					g.ids = newIDTable(nil)
-				}
-			}
-			for t := range g.entity.Subscriptions {
-				g.inputs = append(g.inputs, t)
-			}
-		case v != nil:
-			g.view = v
-			g.sources = map[string]*core.ViewSource{}
-			for _, s := range g.view.Sources {
-				t := h.topics.SourceTopic(s)
-				g.sources[t] = s
-				g.inputs = append(g.inputs, t)
-			}
-			g.loop = h.topics.Loop(g.name)
-			if g.view.KeepsIDs() {
-				g.ids = newIDTable(nil)
-			}
+	counts := map[string]int32{}
+	for _, t := range topo.Topics() {
+		counts[t.Name] = h.n
+		if n, ok := h.external[t.Name]; ok && t.External {
+			counts[t.Name] = n
+		}
+	}
+	if _, err := topo.CheckPartitions(counts); err != nil {
+		return nil, fmt.Errorf("partitatest: %w", err)
+	}
+	for _, tg := range topo.Groups {
+		g := &group{name: tg.Name, view: tg.View, sources: tg.ViewSources, inputs: tg.Inputs(), loop: tg.Loop,
+			epoch: 1, table: map[string][]byte{}, pos: map[string][]int64{}, committed: map[string][]int64{}}
+		if tg.Entity != nil {
+			g.entity = h.instrument(tg.Entity)
+		}
+		if tg.IDs != "" {
+			g.ids = newIDTable(nil)
+		}
+		if tg.View != nil {
 			store, err := views.OpenMemoryStore(g.view.Indexes...)
 			if err != nil {
 				return nil, err
 			}
 			g.store = store
 		}
-		sort.Strings(g.inputs)
 		if g.loop != "" {
 			g.inputs = append(g.inputs, g.loop)
 		}
@@ -308,7 +312,7 @@ func (h *Harness) step(c cursor) {
 		d.IDs = g.ids
 	}
 	if g.entity != nil && g.entity.Kind != core.Stateless && g.starts != nil {
-		d.Since = core.Since{0, g.starts[h.topics.Commands(g.name)][c.p], g.starts[g.loop][c.p]}
+		d.Since = envelope.Since{0, g.starts[h.topics.Commands(g.name)][c.p], g.starts[g.loop][c.p]}
 	}
 	var a core.Actions
 	if g.view != nil {
@@ -318,7 +322,7 @@ func (h *Harness) step(c cursor) {
 	}
 	h.delivered++
 	command := c.topic == h.topics.Commands(g.name) ||
-		c.topic == g.loop && string(rec.Headers[core.HeaderOriginTopic]) == h.topics.Commands(g.name)
+		c.topic == g.loop && string(rec.Headers[topics.HeaderOriginTopic]) == h.topics.Commands(g.name)
 	if ev, err := codec.DecodeEvent(rec); err == nil && command && a.Loopback == nil {
 		h.dead[ev.Source()+"\x00"+ev.ID()] = a.DeadLetter != nil
 		if a.DeadLetter == nil {
@@ -506,7 +510,7 @@ func (h *Harness) expired(g *group, entry []byte) bool {
 	if g.entity == nil || g.entity.Retention <= 0 {
 		return false
 	}
-	a, err := core.DecodeApplied(entry)
+	a, err := envelope.DecodeApplied(entry)
 	return err == nil && a.Time != 0 && h.now.UnixNano()-a.Time > int64(g.entity.Retention)
 }
 
