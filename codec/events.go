@@ -68,6 +68,26 @@ const ExtReply = "partitareply"
 // topics), and entities' own sends carry none.
 const ExtCaller = "partitacaller"
 
+// Extensions of the records that carry time and conversation between
+// entities: the runtime writes them, and accepts timer fires and ask
+// answers (ExtTimer, ExtAsk) only from an entity's loop topic, which
+// neither the gateway nor a producer of commands writes to.
+const (
+	// ExtTimer, on a command the runtime delivers when a timer is due,
+	// names the timer.
+	ExtTimer = "partitatimer"
+	// ExtAsk, on an answer to an ask, is the ask's id (the asked command's
+	// ce-source and ce-id).
+	ExtAsk = "partitaask"
+	// ExtAskFrom and ExtAskSubject, on an asked command, are the entity and
+	// subject that asked; ExtAskReply and ExtAskError the commands of theirs
+	// that receive the reply, or an error reply or dead letter.
+	ExtAskFrom    = "partitaaskfrom"
+	ExtAskSubject = "partitaasksubject"
+	ExtAskReply   = "partitaaskreply"
+	ExtAskError   = "partitaaskerror"
+)
+
 // MaxSubjectLength bounds ce-subject (it is also the Kafka key and the
 // table key).
 const MaxSubjectLength = 1024

@@ -3,6 +3,7 @@ package entities
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/partita-dev/partita/internal/core"
 )
@@ -36,7 +37,16 @@ type Effect[S any] struct {
 	msg       string
 	publishes []publish
 	sends     []send
+	asks      []Ask
+	timers    []timerOp
 	err       error
+}
+
+type timerOp struct {
+	name, command string
+	after         time.Duration
+	payload       any
+	cancel        bool
 }
 
 type publish struct {
@@ -87,5 +97,73 @@ func (e Effect[S]) Publish(topic, eventType string, data any) Effect[S] {
 // command is redelivered.
 func (e Effect[S]) Send(entity, subject, command string, payload any) Effect[S] {
 	e.sends = append(e.sends, send{entity: entity, subject: subject, command: command, payload: payload})
+	return e
+}
+
+// StartTimer also starts the subject's timer name: once after has passed
+// (from [Context.Now]), the runtime delivers command with payload (as JSON)
+// to this subject, like any command of the entity: in order with the
+// subject's other commands, and applied once even when a worker crashes
+// around it. Starting a timer replaces a pending one of the same name.
+// Timers are kept with the subject's state on Kafka: they survive restarts
+// and move with the subject's partition. A timer that fell due while no
+// worker ran fires when one takes the partition, in due order. The command
+// sees the timer's name in [Metadata.Timer]; its ce-source is the entity's
+// source followed by "/timers".
+func (e Effect[S]) StartTimer(name string, after time.Duration, command string, payload any) Effect[S] {
+	e.timers = append(e.timers, timerOp{name: name, command: command, after: after, payload: payload})
+	return e
+}
+
+// CancelTimer also cancels the subject's timer name, if one is pending.
+func (e Effect[S]) CancelTimer(name string) Effect[S] {
+	e.timers = append(e.timers, timerOp{name: name, cancel: true})
+	return e
+}
+
+// Ask is a command for another entity (or another subject of this one)
+// whose answer comes back to the asking subject as one of its own
+// commands. The target must be declared with [SendsTo]. Exactly one of
+// OnReply, OnError and OnTimeout is delivered, once.
+type Ask struct {
+	// Entity, Subject and Command address the command; Payload is its data
+	// (JSON).
+	Entity, Subject, Command string
+	Payload                  any
+	// OnReply receives the target's reply (its JSON, as the reply's type).
+	OnReply string
+	// OnError receives an [AskError]: the target's error reply (its code
+	// and message) or the command's dead letter (Code "dead_letter").
+	OnError string
+	// OnTimeout receives an [AskError] with Code "timeout" when no answer
+	// came within Timeout (default: 30 seconds). Default: OnError.
+	OnTimeout string
+	Timeout   time.Duration
+}
+
+// DefaultAskTimeout is an [Ask]'s timeout when it sets none.
+const DefaultAskTimeout = 30 * time.Second
+
+// AskError is the payload of an ask's OnError and OnTimeout commands.
+type AskError struct {
+	// Code is the target's error code, or AskTimeout, or AskDeadLetter.
+	Code    Code   `json:"code"`
+	Message string `json:"message,omitempty"`
+	// Kind is the dead letter's kind (a code of package deadletter) when
+	// Code is AskDeadLetter.
+	Kind string `json:"kind,omitempty"`
+}
+
+// Codes of an [AskError] that are no error reply of the target.
+const (
+	AskTimeout    Code = "timeout"
+	AskDeadLetter Code = "dead_letter"
+)
+
+// Ask also sends the ask a. Its command's id is derived from this
+// command's, so a redelivery asks once; the answer's correlation is the
+// runtime's (see [Ask]).
+func (e Effect[S]) Ask(a Ask) Effect[S] {
+	e.asks = append(e.asks, a)
 	return e
 }

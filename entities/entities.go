@@ -39,6 +39,7 @@ import (
 	"github.com/partita-dev/partita/access"
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/envelope"
 )
 
 // Defaults of an entity's options.
@@ -305,9 +306,9 @@ func handler[S, C any](e *Entity[S], cc codec.Codec[C], h func(common[S], C) Eff
 		if ctx == nil {
 			ctx = context.Background()
 		}
-		c := common[S]{Context: ctx, subject: in.Subject, state: state, exists: in.Exists, seq: in.Seq, now: in.Now, meta: Metadata{
+		c := common[S]{Context: ctx, subject: in.Subject, state: state, exists: in.Exists, seq: in.Seq, now: in.Now, timers: in.Timers, meta: Metadata{
 			ID: in.Event.ID, Source: in.Event.Source, Type: in.Event.Type, Time: in.Event.Time,
-			caller: in.Event.Extensions[codec.ExtCaller],
+			caller: in.Event.Extensions[codec.ExtCaller], timer: in.Timer,
 		}}
 		return e.decide(state, h(c, cmd))
 	}
@@ -368,6 +369,31 @@ func (e *Entity[S]) decide(state S, eff Effect[S]) core.Decision {
 		}
 		d.Sends = append(d.Sends, core.OutCommand{Entity: s.entity, Subject: s.subject, Command: s.command, Data: data, ContentType: "application/json"})
 	}
+	for _, a := range eff.asks {
+		data, err := json.Marshal(a.Payload)
+		if err != nil {
+			return poison(fmt.Errorf("encode asked command: %w", err))
+		}
+		out := core.OutAsk{OutCommand: core.OutCommand{Entity: a.Entity, Subject: a.Subject, Command: a.Command, Data: data, ContentType: "application/json"},
+			OnReply: a.OnReply, OnError: a.OnError, OnTimeout: a.OnTimeout, Timeout: a.Timeout}
+		if out.OnTimeout == "" {
+			out.OnTimeout = out.OnError
+		}
+		if out.Timeout <= 0 {
+			out.Timeout = DefaultAskTimeout
+		}
+		d.Asks = append(d.Asks, out)
+	}
+	for _, t := range eff.timers {
+		op := core.TimerOp{Name: t.name, Cancel: t.cancel, After: t.after, Command: t.command}
+		if !t.cancel {
+			if op.Data, err = json.Marshal(t.payload); err != nil {
+				return poison(fmt.Errorf("encode timer %s's command: %w", t.name, err))
+			}
+			op.ContentType = "application/json"
+		}
+		d.Timers = append(d.Timers, op)
+	}
 	return d
 }
 
@@ -378,7 +404,12 @@ type Metadata struct {
 	Type   string    // ce-type: the command name
 	Time   time.Time // ce-time, zero when absent
 	caller string    // the partitacaller extension, decoded on demand
+	timer  string
 }
+
+// Timer is the name of the timer whose firing delivered the command, ""
+// when it was not a timer's.
+func (m Metadata) Timer() string { return m.timer }
 
 // Caller is who sent the command through the gateway (its principal and
 // the claims the worker forwards), as the gateway set it; nil for a
@@ -418,7 +449,25 @@ type common[S any] struct {
 	exists  bool
 	seq     uint64
 	now     time.Time
+	timers  []envelope.Timer
 	meta    Metadata
+}
+
+// Timer is a pending timer of the subject.
+type Timer struct {
+	Name    string
+	Due     time.Time
+	Command string
+}
+
+// Timers are the subject's pending timers, soonest first (the one that
+// delivered this command, if any, is no longer pending).
+func (c common[S]) Timers() []Timer {
+	out := make([]Timer, len(c.timers))
+	for i, t := range c.timers {
+		out[i] = Timer{Name: t.Name, Due: time.Unix(0, t.Due).UTC(), Command: t.Command}
+	}
+	return out
 }
 
 // Subject is the entity instance's id (the command's ce-subject).

@@ -121,6 +121,7 @@ func (h *handler) handle(ctx goka.Context, msg any) {
 		// Counted once written (groupProducer).
 		h.log.Warn("dead letter", "reason", a.Reason, "origin", d.Origin())
 		ctx.Emit(goka.Stream(h.dlq), string(a.DeadLetter.Key), a.DeadLetter.Value, goka.WithCtxEmitHeaders(a.DeadLetter.Headers))
+		h.emit(ctx, a.Outputs) // an asked command's answer
 		return
 	}
 	if a.Duplicate {
@@ -139,7 +140,17 @@ func (h *handler) handle(ctx goka.Context, msg any) {
 		}
 		ctx.Emit(goka.Stream(h.ids.topic), m.Key, m.Value)
 	}
-	for _, o := range a.Outputs {
+	h.emit(ctx, a.Outputs)
+}
+
+// emit writes outs; one for the group's own loop topic (an entity's
+// answer to its own ask) goes through goka's loopback.
+func (h *handler) emit(ctx goka.Context, outs []envelope.Output) {
+	for _, o := range outs {
+		if o.Topic == h.loop {
+			ctx.Loopback(string(o.Record.Key), o.Record.Value, goka.WithCtxEmitHeaders(o.Record.Headers))
+			continue
+		}
 		ctx.Emit(goka.Stream(o.Topic), string(o.Record.Key), o.Record.Value, goka.WithCtxEmitHeaders(o.Record.Headers))
 	}
 }

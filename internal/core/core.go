@@ -26,6 +26,7 @@ import (
 
 	"github.com/partita-dev/partita/access"
 	"github.com/partita-dev/partita/codec"
+	"github.com/partita-dev/partita/internal/envelope"
 )
 
 // Kind is the kind of entity.
@@ -97,6 +98,11 @@ type Input struct {
 	Seq     uint64
 	Event   codec.Attributes
 	Now     time.Time
+	// Timers are the subject's pending timers (the one this input fires
+	// or answers, if any, removed); Timer names the timer this input
+	// fires ("" for none).
+	Timers []envelope.Timer
+	Timer  string
 }
 
 // DecisionKind says what a handler decided.
@@ -123,6 +129,8 @@ type Decision struct {
 	ErrMsg    string          // Error
 	Publishes []OutEvent      // events for other topics
 	Sends     []OutCommand    // commands for other entities
+	Asks      []OutAsk        // commands for other entities, answered
+	Timers    []TimerOp       // timers of the subject to start or cancel, in order
 	Err       error           // Fail
 	Poison    bool            // Fail: do not retry (the input can never succeed)
 }
@@ -134,6 +142,28 @@ type OutEvent struct {
 	Subject     string // Publishes: defaults to the entity's subject
 	Data        []byte
 	ContentType string
+}
+
+// OutAsk is a command for an entity whose answer comes back to the
+// asking subject as one of its own commands: OnReply with the reply,
+// OnError with an AskError for an error reply or a dead letter, or
+// OnTimeout with an AskError if neither came within Timeout.
+type OutAsk struct {
+	OutCommand
+	OnReply, OnError, OnTimeout string
+	Timeout                     time.Duration
+}
+
+// TimerOp starts (Cancel false) or cancels the subject's timer Name: when
+// After (from the input's Now) has passed, Command with Data is delivered
+// to the subject. Starting a timer replaces the one of its name.
+type TimerOp struct {
+	Name        string
+	Cancel      bool
+	After       time.Duration
+	Command     string
+	ContentType string
+	Data        []byte
 }
 
 // OutCommand is a command for another entity.

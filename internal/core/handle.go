@@ -44,7 +44,8 @@ func (d Delivery) Origin() string {
 }
 
 // Actions is what a group does with a delivery. The runtime carries them
-// out in this order: Loopback, or DeadLetter, or Store then Outputs.
+// out in this order: Loopback; or DeadLetter, then Outputs (the answer to
+// an asked command); or Store, then Outputs.
 type Actions struct {
 	// Loopback, when set, re-routes the record: write it to the loop topic
 	// under Loopback.Key (the subject), and do nothing else.
@@ -101,6 +102,14 @@ func deadLetterCode(d Delivery, group, code, reason string, now time.Time) Actio
 		h[topics.HeaderDLQCode] = []byte(code)
 	}
 	return Actions{DeadLetter: &codec.Record{Key: d.Record.Key, Value: d.Record.Value, Headers: h}, Reason: reason}
+}
+
+// clip cuts s to at most n bytes.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
 }
 
 // decode reads the delivery's CloudEvent, requiring a subject.
@@ -199,7 +208,16 @@ func handleEntity(env Env, def *Entity, d Delivery) Actions {
 	}
 	out := Process(env, def, topic, stored, ev, at)
 	if out.DeadLetter != "" {
-		return deadLetterCode(d, group, out.Code, out.DeadLetter, env.Now())
+		a := deadLetterCode(d, group, out.Code, out.DeadLetter, env.Now())
+		if topic == env.Topics.Commands(def.Name) && asked(ev) {
+			// The asker learns of it (its error command), instead of
+			// waiting for its timeout.
+			f := answerFact(ev, nil, &AskError{Code: CodeDeadLetter, Message: clip(out.DeadLetter, 1000), Kind: out.Code})
+			if o, err := answerRecord(env.Topics, def.Name, ev.Source+"/"+ev.ID, f, env.Now()); err == nil {
+				a.Outputs = append(a.Outputs, o)
+			}
+		}
+		return a
 	}
 	a := Actions{Outputs: out.Outputs, Remember: out.Remember, Duplicate: out.Duplicate}
 	if out.Envelope != nil && def.Kind != Stateless {

@@ -207,6 +207,19 @@ func Process(env Env, def *Entity, topic string, stored *envelope.Envelope, ev c
 		restamped.Epoch = env.Epoch
 		return Outcome{Envelope: &restamped, Outputs: append(again, replies...), Remember: remember, Duplicate: true}
 	}
+	// A timer's fire or an ask's answer consumes the subject's timer of
+	// its name; with none (replaced, cancelled, fired or answered since),
+	// it is dropped. Only the runtime writes them, to the loop topic.
+	timer, fire := consumed(ev)
+	if timer != "" {
+		if at.From.Topic != envelope.OriginLoop {
+			return dead(deadletter.ErrInvalidEvent, "%s: timer fires and ask answers are accepted from the runtime's loop topic only", ev.Type)
+		}
+		t, ok := stored.Timer(timer)
+		if !ok || fire && ev.ID != fireID(t) {
+			return Outcome{Ignored: true}
+		}
+	}
 	handlers := def.Commands
 	isCommand := topic == env.Topics.Commands(def.Name)
 	if !isCommand {
@@ -223,15 +236,24 @@ func Process(env Env, def *Entity, topic string, stored *envelope.Envelope, ev c
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	in := Input{Ctx: ctx, Subject: subject, State: stored.State, Exists: stored.Exists, Seq: stored.Seq, Event: ev, Now: now}
+	pending := stored.Timers
+	if timer != "" {
+		rest := *stored
+		rest.CancelTimer(timer)
+		pending = rest.Timers
+	}
+	in := Input{Ctx: ctx, Subject: subject, State: stored.State, Exists: stored.Exists, Seq: stored.Seq, Event: ev, Now: now, Timers: pending}
+	if fire {
+		in.Timer = timer
+	}
 	d, failed := call(env, def, h, in)
 	if failed != nil {
 		return Outcome{Code: deadletter.Code(failed.Kind), DeadLetter: failed.Reason}
 	}
-	if d.Kind == Ignore && len(d.Publishes) == 0 && len(d.Sends) == 0 {
+	if d.Kind == Ignore && len(d.Publishes)+len(d.Sends)+len(d.Asks)+len(d.Timers) == 0 && timer == "" {
 		return Outcome{Ignored: true}
 	}
-	next, facts, err := apply(def, stored, ev, d, isCommand)
+	next, facts, err := apply(env, def, stored, ev, d, isCommand, timer)
 	if err != nil {
 		return dead(deadletter.ErrUndeclaredTarget, "%v", err)
 	}
@@ -384,12 +406,35 @@ func dead(kind error, format string, args ...any) Outcome {
 
 // apply turns a decision into the next envelope and the facts of the
 // records to write (see render).
-func apply(def *Entity, stored *envelope.Envelope, cmd codec.Attributes, d Decision, isCommand bool) (*envelope.Envelope, []envelope.Fact, error) {
-	next := &envelope.Envelope{Seq: stored.Seq, Exists: stored.Exists, State: stored.State}
+//
+// timer is the subject's timer the command consumes ("" for none).
+func apply(env Env, def *Entity, stored *envelope.Envelope, cmd codec.Attributes, d Decision, isCommand bool, timer string) (*envelope.Envelope, []envelope.Fact, error) {
+	next := &envelope.Envelope{Seq: stored.Seq, Exists: stored.Exists, State: stored.State, Timers: stored.Timers}
 	subject := cmd.Subject
 	var facts []envelope.Fact
 	if def.Kind == Stateless && (d.Kind == Update || d.Kind == Delete || d.Kind == Persist) {
 		return nil, nil, fmt.Errorf("%s is a consumer: it has no state to update, delete or persist events to", def.Name)
+	}
+	if def.Kind == Stateless && len(d.Timers)+len(d.Asks) > 0 {
+		return nil, nil, fmt.Errorf("%s is a consumer: it has no subject to keep timers or asks with", def.Name)
+	}
+	if timer != "" {
+		next.CancelTimer(timer)
+	}
+	now := env.Now()
+	ref := cmd.Source + "/" + cmd.ID
+	for _, op := range d.Timers {
+		switch {
+		case op.Name == "":
+			return nil, nil, fmt.Errorf("entity %s: a timer needs a name", def.Name)
+		case op.Cancel:
+			next.CancelTimer(op.Name)
+		case def.Commands[op.Command] == nil:
+			return nil, nil, fmt.Errorf("entity %s: timer %q delivers %q, which is not a command of the entity", def.Name, op.Name, op.Command)
+		default:
+			next.SetTimer(envelope.Timer{Name: op.Name, Due: now.Add(op.After).UnixNano(), ID: timerID(ref, op.Name),
+				Command: op.Command, ContentType: op.ContentType, Data: op.Data})
+		}
 	}
 	switch d.Kind {
 	case Update:
@@ -411,7 +456,7 @@ func apply(def *Entity, stored *envelope.Envelope, cmd codec.Attributes, d Decis
 		}
 		next.Exists, next.State = true, d.State
 	default:
-		if def.Kind != Stateless && len(d.Publishes)+len(d.Sends) > 0 {
+		if def.Kind != Stateless && len(d.Publishes)+len(d.Sends)+len(d.Asks) > 0 {
 			// What it publishes or sends carries a sequence number of its
 			// own, so that a receiver can tell it from the next one.
 			next.Seq++
@@ -439,6 +484,30 @@ func apply(def *Entity, stored *envelope.Envelope, cmd codec.Attributes, d Decis
 		}
 		facts = append(facts, envelope.Fact{Kind: envelope.FactSend, Target: s.Entity, Type: s.Command, Subject: s.Subject, Seq: next.Seq, ContentType: s.ContentType, Data: s.Data})
 	}
+	for i, a := range d.Asks {
+		if !slices.Contains(def.SendsTo, a.Entity) {
+			return nil, nil, fmt.Errorf("entity %s asks entity %s, which it did not declare (entities.SendsTo)", def.Name, a.Entity)
+		}
+		if err := checkSubject(a.Subject); err != nil {
+			return nil, nil, fmt.Errorf("entity %s asks %s: %w", def.Name, a.Entity, err)
+		}
+		for _, c := range []string{a.OnReply, a.OnError, a.OnTimeout} {
+			if def.Commands[c] == nil {
+				return nil, nil, fmt.Errorf("entity %s asks %s: %q is not a command of the entity (an ask needs its reply, error and timeout commands)", def.Name, a.Entity, c)
+			}
+		}
+		facts = append(facts, envelope.Fact{Kind: envelope.FactAsk, Target: askTarget(a), Type: a.Command, Subject: a.Subject, Seq: next.Seq, ContentType: a.ContentType, Data: a.Data})
+		source, id := sendRef(env.Topics, def.Name, subject, ref, len(d.Sends)+i)
+		next.SetTimer(envelope.Timer{Name: AskTimer(source + "/" + id), Due: now.Add(a.Timeout).UnixNano(), ID: timerID(ref, source+"/"+id),
+			Command: a.OnTimeout, ContentType: "application/json", Data: AskError{Code: CodeTimeout, Message: fmt.Sprintf("no answer from %s within %v", a.Entity, a.Timeout)}.data()})
+	}
+	if isCommand && asked(cmd) {
+		var fail *AskError
+		if d.Kind == Error {
+			fail = &AskError{Code: d.ErrCode, Message: d.ErrMsg}
+		}
+		facts = append(facts, answerFact(cmd, d.Reply, fail))
+	}
 	if isCommand && cmd.WantsReply() {
 		f := envelope.Fact{Kind: envelope.FactReply, Seq: next.Seq, ContentType: "application/json", Data: d.Reply}
 		if d.Kind == Error {
@@ -452,6 +521,9 @@ func apply(def *Entity, stored *envelope.Envelope, cmd codec.Attributes, d Decis
 	}
 	return next, facts, nil
 }
+
+// timerID is the ID of the timer name that the command with ref starts.
+func timerID(ref, name string) uint64 { return envelope.HashKey(ref+"\x00"+name) | 1 }
 
 // ReplyKey is the Kafka key of the reply to the command with source and id.
 func ReplyKey(source, id string) string { return source + "/" + id }
@@ -507,13 +579,34 @@ func render(env Env, entity, subject string, window ...envelope.Applied) ([]enve
 				e = newEvent(source, fmt.Sprintf("%s:%s:publish-%d", subject, cmdRef, publishes), f.Type, f.Subject, now)
 				e.SetExtension(codec.ExtSequence, seq)
 				publishes++
-			case envelope.FactSend:
-				topic = env.Topics.Commands(f.Target)
-				e = newEvent(source+"/"+subject, fmt.Sprintf("%s:send-%d", cmdRef, sends), f.Type, f.Subject, now)
+			case envelope.FactSend, envelope.FactAsk:
+				target := f.Target
+				var reply, onError string
+				if f.Kind == envelope.FactAsk {
+					var rest string
+					target, rest, _ = cutNUL(f.Target)
+					reply, onError, _ = cutNUL(rest)
+				}
+				topic = env.Topics.Commands(target)
+				src, id := sendRef(env.Topics, entity, subject, cmdRef, sends)
+				e = newEvent(src, id, f.Type, f.Subject, now)
 				if f.Seq > 0 {
 					e.SetExtension(codec.ExtSequence, seq)
 				}
+				if f.Kind == envelope.FactAsk {
+					e.SetExtension(codec.ExtAskFrom, entity)
+					e.SetExtension(codec.ExtAskSubject, subject)
+					e.SetExtension(codec.ExtAskReply, reply)
+					e.SetExtension(codec.ExtAskError, onError)
+				}
 				sends++
+			case envelope.FactAnswer:
+				o, err := answerRecord(env.Topics, entity, cmdRef, f, now)
+				if err != nil {
+					return nil, err
+				}
+				outs = append(outs, o)
+				continue
 			case envelope.FactReply:
 				topic = env.Topics.Replies()
 				e = newEvent(source, "reply:"+cmdRef, TypeReply, subject, now)

@@ -51,7 +51,8 @@ type Group struct {
 	Table, Loop, IDs string
 	// Outputs are the stream topics the group writes to besides its loop
 	// and its id table: the dead letters, and an entity's replies, events,
-	// published topics and the commands of entities it sends to.
+	// published topics, the commands of entities it sends to and the loop
+	// topics of those that send to it (answers to their asks).
 	Outputs []string
 }
 
@@ -164,6 +165,13 @@ func (t *Topology) entityGroup(d *Entity) *Group {
 	g.Outputs = append(g.Outputs, d.PublishTopics...)
 	for _, e := range d.SendsTo {
 		g.Outputs = append(g.Outputs, n.Commands(e))
+	}
+	// Entities that send to this one may ask it: it answers on their loop
+	// topics.
+	for _, o := range t.Entities {
+		if slices.Contains(o.SendsTo, d.Name) && o.Name != d.Name {
+			g.Outputs = append(g.Outputs, n.Loop(o.Name))
+		}
 	}
 	return g
 }

@@ -242,6 +242,13 @@ const (
 	FactPublish                     // an event published to another topic
 	FactSend                        // a command sent to an entity
 	FactReply                       // the reply to the command
+	// FactAsk is a command sent to an entity that answers: Target holds
+	// the entity, the reply command and the error command, NUL-separated.
+	FactAsk
+	// FactAnswer is the answer to an asked command, for the asker: Target
+	// holds the asking entity and subject, NUL-separated; Type the asker's
+	// command that receives it.
+	FactAnswer
 )
 
 // Digest is the digest of a command's request, recorded with its id: its

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/partita-dev/partita/access"
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/deadletter"
+	"github.com/partita-dev/partita/entities"
 	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/internal/envelope"
 	"github.com/partita-dev/partita/internal/topics"
@@ -353,6 +355,27 @@ func (h *Harness) State(entity, subject string, v any) (bool, error) {
 	}
 	return true, json.Unmarshal(env.State, v)
 }
+
+// Timers lists the subject's pending timers, soonest first (asks waiting
+// for their answer among them, named "ask:<the asked command's source>/<id>").
+func (h *Harness) Timers(entity, subject string) ([]entities.Timer, error) {
+	g := h.byName[entity]
+	if g == nil || g.entity == nil {
+		return nil, fmt.Errorf("%w entity %q", ErrUnknown, entity)
+	}
+	env, err := envelope.DecodeEnvelope(g.table[subject])
+	if err != nil {
+		return nil, err
+	}
+	out := make([]entities.Timer, len(env.Timers))
+	for i, t := range env.Timers {
+		out[i] = entities.Timer{Name: t.Name, Due: time.Unix(0, t.Due).UTC(), Command: t.Command}
+	}
+	return out, nil
+}
+
+// Now is the harness's clock (see Advance).
+func (h *Harness) Now() time.Time { return h.now }
 
 // Events returns the events the entity wrote about subject, in order
 // (re-published ones included).

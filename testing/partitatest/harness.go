@@ -29,6 +29,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -227,8 +228,62 @@ func (h *Harness) instrument(def *core.Entity) *core.Entity {
 	return &d
 }
 
-// Advance moves the harness clock forward.
-func (h *Harness) Advance(d time.Duration) { h.now = h.now.Add(d) }
+// Advance moves the harness clock forward by d, firing the timers (and
+// the timeouts of asks) that fall due on the way, in due order, each at
+// its due time: as the runtime would, the fire is written to the entity's
+// loop topic and delivered like any command. Groups that are lagging or
+// crashed keep their fires until they run again.
+func (h *Harness) Advance(d time.Duration) {
+	end := h.now.Add(d)
+	fired := map[string]bool{}
+	for {
+		g, subject, t, ok := h.nextTimer(end, fired)
+		if !ok {
+			break
+		}
+		fired[g.name+"\x00"+subject+"\x00"+t.Name+"\x00"+strconv.FormatUint(t.ID, 16)] = true
+		if due := time.Unix(0, t.Due); due.After(h.now) {
+			h.now = due
+		}
+		rec, err := core.FireRecord(h.topics, g.name, subject, t)
+		if err != nil {
+			h.violations = append(h.violations, fmt.Sprintf("entity %s: timer %s of %s: %v", g.name, t.Name, subject, err))
+			continue
+		}
+		h.append(g.loop, h.partition(rec.Key), rec)
+		h.settle(nil)
+	}
+	h.now = end
+}
+
+// nextTimer is the pending timer due first, no later than end, that has
+// not fired in this Advance (fired: by group, subject, name and ID).
+func (h *Harness) nextTimer(end time.Time, fired map[string]bool) (g *group, subject string, t envelope.Timer, ok bool) {
+	for _, cand := range h.groups {
+		if cand.entity == nil || cand.entity.Kind == core.Stateless {
+			continue
+		}
+		for key, data := range cand.table {
+			if !envelope.HasTimers(data) {
+				continue
+			}
+			env, err := envelope.DecodeEnvelope(data)
+			if err != nil {
+				continue
+			}
+			for _, tm := range env.Timers {
+				if tm.Due > end.UnixNano() || fired[cand.name+"\x00"+key+"\x00"+tm.Name+"\x00"+strconv.FormatUint(tm.ID, 16)] {
+					continue
+				}
+				if !ok || tm.Due < t.Due || tm.Due == t.Due && (cand.name+key+tm.Name) < (g.name+subject+t.Name) {
+					g, subject, t, ok = cand, key, tm, true
+				}
+				break // sorted by due time: the first one not fired is this subject's next
+			}
+		}
+	}
+	return g, subject, t, ok
+}
 
 func (h *Harness) env(g *group) core.Env {
 	// The records a group writes are bounded as the runtime's producer
@@ -343,6 +398,9 @@ func (h *Harness) step(c cursor) {
 		produce(g.loop, h.partition(a.Loopback.Key), *a.Loopback)
 	case a.DeadLetter != nil:
 		produce(h.topics.DeadLetters(), h.partition(a.DeadLetter.Key), *a.DeadLetter)
+		for _, o := range a.Outputs { // an asked command's answer
+			produce(o.Topic, h.partition(o.Record.Key), o.Record)
+		}
 	default:
 		if a.Store != nil {
 			// Like goka: the local store first, the table topic when the
