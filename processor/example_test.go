@@ -73,7 +73,7 @@ func ExampleRuntime() {
 	if err := store.WaitFor(wait, position); err != nil {
 		panic(err)
 	}
-	row, _, _ := views.Get[sample.CustomerRow](store, "c-1")
+	row, _, _ := views.Get[sample.CustomerRow](ctx, store, "c-1")
 	fmt.Println(row.Email)
 	// Output:
 	// {"email":"ada@example.com","name":"Ada"}
