@@ -22,7 +22,7 @@ func ExampleRuntime() {
 	defer kafka.Close()
 	dir, _ := os.MkdirTemp("", "example")
 	defer os.RemoveAll(dir)
-	rt, err := processor.New(processor.Config{App: "shop", Kafka: kafka.Config(broker.Config{}), DataDir: dir},
+	rt, err := processor.New(processor.Config{App: "shop", Kafka: kafka.Config(broker.Config{}), DataDir: dir, CreateTopics: true},
 		sample.NewCustomer(), sample.NewCustomersByEmail())
 	if err != nil {
 		panic(err)
