@@ -60,7 +60,7 @@ fuzz:
 bench: kafkactl
 	@was_up=$$($(KAFKACTL) status >/dev/null 2>&1 && echo yes); \
 	$(KAFKACTL) up >/dev/null || exit 1; \
-	$(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./views/ ./worker/ ./bench/ | tee $(CACHE)/bench.log && \
+	$(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/viewstore/ ./worker/ ./bench/ | tee $(CACHE)/bench.log && \
 	$(GO) run ./bench/report -in $(CACHE)/bench.log -out bench/results -readme README.md; rc=$$?; \
 	if [ -z "$$was_up" ]; then $(KAFKACTL) down; fi; \
 	exit $$rc

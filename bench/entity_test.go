@@ -115,7 +115,7 @@ func BenchmarkEntityThroughput(b *testing.B) {
 	// shared, and its speed drifts over a run.
 	rawBefore := rawGoka(b, "rawgoka-before", kc.BootstrapServers, topic, commands, storage.DefaultBuilder(b.TempDir()))
 
-	rt, err := processor.New(processor.Config{App: app, Kafka: kc, Partitions: 8, DataDir: b.TempDir(),
+	rt, err := processor.New(processor.Config{App: app, Kafka: kc, Partitions: 8, CreateTopics: true, DataDir: b.TempDir(),
 		Log: slog.New(slog.DiscardHandler)}, counterEntity())
 	if err != nil {
 		b.Fatal(err)

@@ -50,7 +50,7 @@ func BenchmarkStateRecovery(b *testing.B) {
 	produceAll(b, client, table, n, func(i int) *sarama.ProducerMessage {
 		return &sarama.ProducerMessage{Topic: table, Key: sarama.StringEncoder("s" + strconv.Itoa(i)), Value: sarama.ByteEncoder(envelope)}
 	})
-	rt, err := processor.New(processor.Config{App: app, Kafka: kc, Partitions: 8, DataDir: b.TempDir(),
+	rt, err := processor.New(processor.Config{App: app, Kafka: kc, Partitions: 8, CreateTopics: true, DataDir: b.TempDir(),
 		Log: slog.New(slog.DiscardHandler)}, entity)
 	if err != nil {
 		b.Fatal(err)

@@ -36,7 +36,7 @@ func BenchmarkRetention(b *testing.B) {
 		run := func(label string, opts ...entities.Option) (rate float64, table, ids float64) {
 			app := fmt.Sprintf("ret%d", time.Now().UnixNano())
 			fill(b, client, app+".counter.commands", w.commands, w.subjects)
-			rt, err := processor.New(processor.Config{App: app, Kafka: kc, Partitions: 8, DataDir: b.TempDir(),
+			rt, err := processor.New(processor.Config{App: app, Kafka: kc, Partitions: 8, CreateTopics: true, DataDir: b.TempDir(),
 				Log: slog.New(slog.DiscardHandler)}, counterEntity(opts...))
 			if err != nil {
 				b.Fatal(err)

@@ -23,7 +23,7 @@ func ExampleRuntime() {
 	defer kafka.Close()
 	dir, _ := os.MkdirTemp("", "example")
 	defer os.RemoveAll(dir)
-	rt, err := processor.New(processor.Config{App: "shop", Kafka: kafka.Config(broker.Config{}), DataDir: dir},
+	rt, err := processor.New(processor.Config{App: "shop", Kafka: kafka.Config(broker.Config{}), DataDir: dir, CreateTopics: true},
 		sample.NewCustomer(), sample.NewCustomersByEmail())
 	if err != nil {
 		panic(err)
@@ -74,7 +74,7 @@ func ExampleRuntime() {
 	if err := store.WaitFor(wait, position); err != nil {
 		panic(err)
 	}
-	row, _, _ := views.Get[sample.CustomerRow](store, "c-1")
+	row, _, _ := views.Get[sample.CustomerRow](ctx, store, "c-1")
 	fmt.Println(row.Email)
 	// Output:
 	// {"email":"ada@example.com","name":"Ada"}

@@ -53,7 +53,7 @@ func newAppOn(t *testing.T, kafka broker.Config, parts ...processor.Part) *app {
 	name := fmt.Sprintf("t%d", time.Now().UnixNano())
 	a := &app{t: t, name: name, topics: topics.Names{App: name}, kafka: kafka}
 	a.cfg = processor.Config{
-		App: name, Kafka: a.kafka, Partitions: 8, DataDir: t.TempDir(),
+		App: name, Kafka: a.kafka, Partitions: 8, CreateTopics: true, DataDir: t.TempDir(),
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	a.parts = parts

@@ -31,43 +31,52 @@ type Part interface {
 	Definition() any
 }
 
-// Config configures a Runtime.
+// Config configures a Runtime. It is also the runtime part of the
+// worker's YAML configuration (package worker embeds it): the yaml tags are
+// the worker's keys, and fields tagged "-" are set in code only. The zero
+// value of every field is the runtime's default; the worker fills in its
+// own defaults before reading its file (create_topics and state_reads:
+// true).
 type Config struct {
 	// App prefixes every topic name ("shop" -> "shop.cart.commands").
-	App string
-	// Kafka is the connection; it must name bootstrap servers.
-	Kafka broker.Config
+	App string `yaml:"app"`
+	// DataDir holds the local LevelDB copies of the entity tables and the
+	// view replicas (default "data").
+	DataDir string `yaml:"data_dir"`
 	// Partitions is the partition count of topics Partita creates (default 8).
-	Partitions int32
+	Partitions int32 `yaml:"partitions"`
 	// Replication is the replication factor of topics Partita creates
 	// (default: 3, or the number of brokers when fewer).
-	Replication int16
-	// NoCreateTopics makes start-up fail on missing topics instead of
-	// creating them, for clusters where the application may not create topics.
-	NoCreateTopics bool
-	// DataDir holds the local LevelDB copies of the entity tables.
-	DataDir string
-	// Log receives the runtime's logs (default: discarded).
-	Log *slog.Logger
+	Replication int16 `yaml:"replication"`
+	// CreateTopics lets start-up create the application's missing topics.
+	// Without it, start-up fails naming them: for clusters where the
+	// application may not create topics (an operator creates them, see
+	// Runtime.Topics and Runtime.CreateTopics).
+	CreateTopics bool `yaml:"create_topics"`
 	// HotStandby makes every worker keep a copy of all partitions' tables,
 	// not only its own, so that taking over a partition needs no restore.
-	HotStandby bool
-	// Observe, when set, receives handler latencies and rebalances.
-	Observe Observer
-	// TableCache is the budget in bytes of the read cache of each local
-	// table partition, in front of LevelDB (default 4 MiB; negative: no
-	// cache). See docs/decisions.md#local-tables.
-	TableCache int
+	HotStandby bool `yaml:"hot_standby"`
 	// StateReads makes the worker keep a read copy of every entity's table
 	// (all partitions) for State: reads of a subject's state that any
 	// worker answers and that write nothing. It costs a second copy of
 	// each table per worker, kept up to date beside the processors (about
 	// a fifth of the entity throughput in make bench) and restored at
-	// start-up; the worker turns it on (state_reads).
-	StateReads bool
+	// start-up.
+	StateReads bool `yaml:"state_reads"`
+	// TableCache is the budget in bytes of the read cache of each local
+	// table partition, in front of LevelDB (default 4 MiB; negative: no
+	// cache). See docs/decisions.md#local-tables.
+	TableCache int `yaml:"table_cache"`
+	// Kafka is the connection; it must name bootstrap servers.
+	Kafka broker.Config `yaml:"kafka"`
+
+	// Log receives the runtime's logs (default: discarded).
+	Log *slog.Logger `yaml:"-"`
+	// Observe, when set, receives handler latencies and rebalances.
+	Observe Observer `yaml:"-"`
 	// ViewApplyDelay holds back every batch a view replica applies: it
 	// simulates a lagging view, for tests and demonstrations of stale reads.
-	ViewApplyDelay time.Duration
+	ViewApplyDelay time.Duration `yaml:"-"`
 }
 
 // Runtime runs entities on Kafka: one goka processor per entity.
@@ -201,7 +210,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 		replication = int16(min(3, len(client.Brokers())))
 	}
 	specs := r.Topics(replication)
-	counts, err := ensureTopics(client, specs, !r.cfg.NoCreateTopics)
+	counts, err := ensureTopics(client, specs, r.cfg.CreateTopics)
 	if err == nil {
 		err = r.startLatest(client)
 	}

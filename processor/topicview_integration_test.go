@@ -49,7 +49,7 @@ func TestTopicViewSkipsRedeliveredEvents(t *testing.T) {
 		t.Helper()
 		var row kycRow
 		eventually(t, time.Minute, fmt.Sprintf("row %+v", want), func() bool {
-			row, _, _ = views.Get[kycRow](store, "c-1")
+			row, _, _ = views.Get[kycRow](t.Context(), store, "c-1")
 			return row == want
 		})
 	}

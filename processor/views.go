@@ -14,6 +14,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/viewstore"
 	"github.com/partita-dev/partita/processor/broker"
 	"github.com/partita-dev/partita/views"
 )
@@ -26,11 +27,11 @@ func (r *Runtime) replicaDir(group string) string {
 	return filepath.Join(r.cfg.DataDir, "views", group)
 }
 
-// replica keeps a view's Store in step with its table topic.
+// replica keeps a view's store in step with its table topic.
 type replica struct {
 	name  string
 	topic string
-	store *views.Store
+	store *viewstore.Store
 	delay time.Duration
 
 	mu  sync.Mutex
@@ -44,8 +45,9 @@ type PartitionLag struct {
 	Age       time.Duration // since the timestamp of the last applied record; 0 if none
 }
 
-// View returns the store of a view this runtime serves, for queries.
-func (r *Runtime) View(name string) (*views.Store, error) {
+// View returns the read side of a view this runtime serves, for queries
+// (see package views). The runtime alone writes to it.
+func (r *Runtime) View(name string) (views.Reader, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rep := r.replicas[name]
@@ -85,7 +87,7 @@ func (r *Runtime) Lag(name string) ([]PartitionLag, error) {
 
 // openReplica opens the view's store and returns its replica.
 func (r *Runtime) openReplica(v *core.View) (*replica, error) {
-	store, err := views.OpenStore(r.replicaDir(r.topics.Group(v.Name)), v.Indexes...)
+	store, err := viewstore.Open(r.replicaDir(r.topics.Group(v.Name)), v.Indexes...)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +160,7 @@ func (rep *replica) run(ctx context.Context, client sarama.Client, caughtUp func
 	}
 	signal()
 	for {
-		var batch []views.Record
+		var batch []viewstore.Record
 		select {
 		case <-ctx.Done():
 			return nil
@@ -194,12 +196,12 @@ func (rep *replica) run(ctx context.Context, client sarama.Client, caughtUp func
 	}
 }
 
-func toRecord(m *sarama.ConsumerMessage) views.Record {
+func toRecord(m *sarama.ConsumerMessage) viewstore.Record {
 	var env []byte
 	if m.Value != nil {
 		env = m.Value
 	}
-	return views.Record{ID: string(m.Key), Envelope: env, Partition: m.Partition, Offset: m.Offset, Time: m.Timestamp}
+	return viewstore.Record{ID: string(m.Key), Envelope: env, Partition: m.Partition, Offset: m.Offset, Time: m.Timestamp}
 }
 
 func (rep *replica) setHWM(p int32, hwm int64) {

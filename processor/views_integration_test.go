@@ -40,11 +40,11 @@ func sendAll(t *testing.T, a *app, cmds []sent) {
 }
 
 // allRows pages through a view and fails if a row is visited twice.
-func allRows[R any](t *testing.T, s *views.Store, q views.Query) map[string]R {
+func allRows[R any](t *testing.T, s views.Reader, q views.Query) map[string]R {
 	t.Helper()
 	out := map[string]R{}
 	for {
-		page, err := s.Query(q)
+		page, err := s.Query(t.Context(), q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -110,7 +110,7 @@ func TestViewsEqualTheFoldAndSurviveARestart(t *testing.T) {
 			checkedOut++
 		}
 	}
-	if n, err := carts.Count(views.Query{Index: "checkedOut", Eq: true}); n != checkedOut || err != nil {
+	if n, err := carts.Count(t.Context(), views.Query{Index: "checkedOut", Eq: true}); n != checkedOut || err != nil {
 		t.Errorf("checked-out carts: %d %v, want %d", n, err, checkedOut)
 	}
 	matching := func(keep func(sample.CartRow) bool) map[string]sample.CartRow {
@@ -149,7 +149,7 @@ func TestViewsEqualTheFoldAndSurviveARestart(t *testing.T) {
 		}
 	}
 	// Ordered: by totalQuantity descending, the sequence never increases.
-	page, err := carts.Query(views.Query{Index: "totalQuantity", Desc: true, Limit: 1000})
+	page, err := carts.Query(t.Context(), views.Query{Index: "totalQuantity", Desc: true, Limit: 1000})
 	rows, _ := views.Decode[sample.CartRow](page.Rows)
 	for i := 1; i < len(rows); i++ {
 		if err != nil || rows[i].TotalQuantity > rows[i-1].TotalQuantity {
@@ -214,7 +214,7 @@ func TestOldUpdateBehindNewerNeverMovesARowBack(t *testing.T) {
 	carts, _ := a.rt.View("carts")
 	var row sample.CartRow
 	eventually(t, time.Minute, "marker applied", func() bool {
-		row, _, _ = views.Get[sample.CartRow](carts, "k")
+		row, _, _ = views.Get[sample.CartRow](t.Context(), carts, "k")
 		return row.Quantities["p9"] == 1
 	})
 	if _, back := row.Quantities["p1"]; back || row.TotalQuantity != 1 || row.ItemCount != 1 {
@@ -238,7 +238,7 @@ func TestReadYourWrites(t *testing.T) {
 		id, email := "w-"+string(rune('a'+i)), "v"+string(rune('a'+i))+"@example.com"
 		a.send(message(topic, cmd("c", "change-email", id, sample.ChangeEmail{Email: email})))
 		// Right after the write, without a token: the row may still be the old one.
-		if row, _, _ := views.Get[sample.CustomerRow](store, "c"); row.Email != email {
+		if row, _, _ := views.Get[sample.CustomerRow](t.Context(), store, "c"); row.Email != email {
 			stale++
 		}
 		r := a.replies(time.Minute, id)[id]
@@ -253,7 +253,7 @@ func TestReadYourWrites(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if row, _, _ := views.Get[sample.CustomerRow](store, "c"); row.Email != email {
+		if row, _, _ := views.Get[sample.CustomerRow](t.Context(), store, "c"); row.Email != email {
 			t.Fatalf("after waiting for the position, the row is %+v, want email %s", row, email)
 		}
 	}

@@ -87,7 +87,7 @@ func TestCartRulesEventsAndView(t *testing.T) {
 		t.Errorf("carts row %+v", row)
 	}
 	carts, _ := h.View("carts")
-	if n, _ := carts.Count(views.Query{Index: "checkedOut", Eq: true}); n != 1 {
+	if n, _ := carts.Count(t.Context(), views.Query{Index: "checkedOut", Eq: true}); n != 1 {
 		t.Errorf("%d checked-out carts", n)
 	}
 	h.ExpectHeld(t)

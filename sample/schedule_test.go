@@ -245,9 +245,9 @@ func runSchedule(t *testing.T, seed uint64, w workload) pt.Report {
 	return rep
 }
 
-func rows[R any](t *testing.T, s *views.Store) map[string]R {
+func rows[R any](t *testing.T, s views.Reader) map[string]R {
 	t.Helper()
-	page, err := s.Query(views.Query{Limit: views.MaxLimit})
+	page, err := s.Query(t.Context(), views.Query{Limit: views.MaxLimit})
 	if err != nil {
 		t.Fatal(err)
 	}

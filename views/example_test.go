@@ -40,31 +40,35 @@ func ExampleFromState() {
 	for id, p := range map[string]Product{"pen": {"Pen", 3}, "ink": {"Ink", 12}, "pad": {"Pad", 7}, "box": {"Box", 30}} {
 		_, _ = h.Send("product", id, "set", p)
 	}
-	store, _ := h.View("products-by-price")
-	page, _ := store.Query(views.Query{Index: "price", Gte: 5, Lt: 20, Desc: true})
+	ctx := context.Background()
+	products, _ := h.View("products-by-price") // a views.Reader
+	page, _ := products.Query(ctx, views.Query{Index: "price", Gte: 5, Lt: 20, Desc: true})
 	rows, _ := views.Decode[ProductRow](page.Rows)
 	for i, r := range rows {
 		fmt.Println(page.Rows[i].ID, r.Name, r.Price)
 	}
-	n, _ := store.Count(views.Query{Index: "cheap", Eq: true})
+	n, _ := products.Count(ctx, views.Query{Index: "cheap", Eq: true})
 	fmt.Println("cheap:", n)
+	pen, _, _ := views.Get[ProductRow](ctx, products, "pen")
+	fmt.Println("pen:", pen.Price)
 	// Output:
 	// ink Ink 12
 	// pad Pad 7
 	// cheap: 2
+	// pen: 3
 }
 
 // Paging: each page carries the token of the next.
-func ExampleStore_Query() {
+func ExampleReader_Query() {
 	product, byPrice := catalog()
 	h, _ := partitatest.New(product, byPrice)
 	for i := range 5 {
 		_, _ = h.Send("product", fmt.Sprintf("p%d", i), "set", Product{Name: "P", Price: i})
 	}
-	store, _ := h.View("products-by-price")
+	products, _ := h.View("products-by-price")
 	q := views.Query{Index: "price", Limit: 2}
 	for {
-		page, _ := store.Query(q)
+		page, _ := products.Query(context.Background(), q)
 		fmt.Println(len(page.Rows), "rows")
 		if page.Next == "" {
 			break
@@ -78,21 +82,21 @@ func ExampleStore_Query() {
 }
 
 // A subscription sends the current result, then each change.
-func ExampleStore_Subscribe() {
+func ExampleReader_Subscribe() {
 	product, byPrice := catalog()
 	h, _ := partitatest.New(product, byPrice)
 	_, _ = h.Send("product", "pen", "set", Product{"Pen", 3})
-	store, _ := h.View("products-by-price")
+	products, _ := h.View("products-by-price")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sub, _ := store.Subscribe(ctx, views.Query{Index: "cheap", Eq: true})
+	sub, _ := products.Subscribe(ctx, views.Query{Index: "cheap", Eq: true})
 	show := func(c views.Change) {
 		fmt.Println(strings.TrimSpace([]string{"upserted", "removed", "current"}[c.Kind] + " " + c.Row.ID + " " + string(c.Row.Data)))
 	}
-	show(<-sub.C)
-	show(<-sub.C)
+	show(<-sub.Changes())
+	show(<-sub.Changes())
 	_, _ = h.Send("product", "pen", "set", Product{"Pen", 15}) // no longer cheap
-	show(<-sub.C)
+	show(<-sub.Changes())
 	// Output:
 	// upserted pen {"name":"Pen","price":3,"cheap":true}
 	// current

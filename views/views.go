@@ -1,8 +1,9 @@
-// Package views is Partita's view API and its LevelDB row store. A view is a
-// queryable read model: it consumes a key-value entity's state changes, an
-// event-sourced entity's events, or a topic of CloudEvents, turns each update
-// into a row, and keeps the rows with secondary indexes for queries. It has
-// no Kafka types in its API; package processor runs views on Kafka.
+// Package views is Partita's view API: view definitions and the read side
+// of their rows. A view is a queryable read model: it consumes a key-value
+// entity's state changes, an event-sourced entity's events, or a topic of
+// CloudEvents, turns each update into a row, and keeps the rows with
+// secondary indexes for queries. It has no Kafka types in its API; package
+// processor runs views on Kafka.
 //
 // Contract, as the runtime keeps it:
 //   - Rows are keyed by the update's subject. Updates for one row are
@@ -12,8 +13,9 @@
 //     goes backwards when an old message is redelivered behind a newer one.
 //     Topic sources without a partitaseq extension are applied as they come.
 //   - Views are eventually consistent. Each serving worker keeps a replica
-//     ([Store]); a query given a position token from a command's reply waits
-//     (bounded) until the replica has applied that position: read-your-writes.
+//     of the view's table, read through a [Reader]; a query given a
+//     position token from a command's reply waits (bounded, [Reader.WaitFor])
+//     until the replica has applied that position: read-your-writes.
 //   - Handlers must be deterministic and quick; an update whose handler
 //     panics or fails goes to the dead-letter topic.
 package views
@@ -188,25 +190,4 @@ func decide[R, T any](in core.ViewInput, h func(Update[R, T]) Effect[R], val T) 
 		return core.ViewDecision{Err: fmt.Errorf("encode row: %w", err)}
 	}
 	return core.ViewDecision{Kind: core.SetRow, Row: data}
-}
-
-// Get returns the row with id from s, decoded.
-func Get[R any](s *Store, id string) (R, bool, error) {
-	var r R
-	row, ok, err := s.Get(id)
-	if err != nil || !ok {
-		return r, ok, err
-	}
-	return r, true, json.Unmarshal(row.Data, &r)
-}
-
-// Decode decodes query result rows.
-func Decode[R any](rows []Row) ([]R, error) {
-	out := make([]R, len(rows))
-	for i, r := range rows {
-		if err := json.Unmarshal(r.Data, &out[i]); err != nil {
-			return nil, fmt.Errorf("row %s: %w", r.ID, err)
-		}
-	}
-	return out, nil
 }

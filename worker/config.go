@@ -10,6 +10,7 @@ import (
 
 	"github.com/partita-dev/partita/access"
 	"github.com/partita-dev/partita/internal/envyaml"
+	"github.com/partita-dev/partita/processor"
 	"github.com/partita-dev/partita/processor/broker"
 )
 
@@ -17,30 +18,16 @@ import (
 // YAML file (--config), the environment, flags. Secrets come from the
 // environment or files only.
 type Config struct {
-	// App prefixes every topic ("shop" -> "shop.cart.commands"); default:
-	// the application's own name (worker.App.Name).
-	App string `yaml:"app"`
+	// The runtime's settings, at the top level of the file: app,
+	// data_dir, partitions, replication, create_topics, hot_standby,
+	// state_reads, table_cache and kafka. The worker's defaults differ
+	// from the runtime's in three: app defaults to the application's own
+	// name (worker.App.Name); create_topics and state_reads default to
+	// true. Without Kafka bootstrap servers the worker starts an embedded
+	// broker, with its data in data_dir.
+	processor.Config `yaml:",inline"`
 	// HTTPAddr is where the gateway, health, metrics and dashboard listen.
 	HTTPAddr string `yaml:"http_addr"`
-	// DataDir holds local state: table copies, view replicas, and the
-	// embedded broker's data when no Kafka is configured.
-	DataDir string `yaml:"data_dir"`
-	// Partitions and Replication apply to topics the worker creates
-	// (defaults: 8, and 3 or the broker count when fewer).
-	Partitions  int32 `yaml:"partitions"`
-	Replication int16 `yaml:"replication"`
-	// CreateTopics lets the worker create missing topics (default true; set
-	// false on clusters where the application has no create ACL).
-	CreateTopics *bool `yaml:"create_topics"`
-	// HotStandby keeps a copy of every partition's tables, not only the
-	// assigned ones, so a rebalance does not wait for a restore.
-	HotStandby bool `yaml:"hot_standby"`
-	// StateReads keeps a read copy of every entity table on the worker for
-	// GET /entities/{entity}/{id} (default true; false saves its cost).
-	StateReads *bool `yaml:"state_reads"`
-	// TableCache is the read cache of each local table partition, in bytes
-	// (default 4 MiB; negative: none).
-	TableCache int `yaml:"table_cache"`
 	// ReplyTimeout bounds how long a command request waits for its reply.
 	ReplyTimeout time.Duration `yaml:"reply_timeout"`
 	// ReadTimeout bounds how long a query with after=<position> waits.
@@ -52,8 +39,14 @@ type Config struct {
 	// it authentication is off, for development only.
 	Auth AuthConfig `yaml:"auth"`
 	// Access sets the rules of whatever declares none.
-	Access AccessConfig  `yaml:"access"`
-	Kafka  broker.Config `yaml:"kafka"`
+	Access AccessConfig `yaml:"access"`
+}
+
+// newConfig returns the configuration a file is read onto: the worker's
+// defaults of the settings whose zero value means something else (a
+// bool's false).
+func newConfig() Config {
+	return Config{Config: processor.Config{CreateTopics: true, StateReads: true}}
 }
 
 // AccessConfig holds the access rules the configuration sets: the
@@ -119,10 +112,6 @@ func (c Config) withDefaults() Config {
 	if c.DataDir == "" {
 		c.DataDir = DefaultDataDir
 	}
-	if c.CreateTopics == nil {
-		yes := true
-		c.CreateTopics = &yes
-	}
 	if c.ReplyTimeout == 0 {
 		c.ReplyTimeout = DefaultReplyTimeout
 	}
@@ -151,7 +140,7 @@ func load(cmd string, args []string, lookup envyaml.Lookup, stderr io.Writer) (C
 	if err := fs.Parse(args); err != nil {
 		return Config{}, nil, err
 	}
-	var cfg Config
+	cfg := newConfig()
 	var problems []error
 	if *file != "" {
 		data, err := os.ReadFile(*file)

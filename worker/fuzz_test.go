@@ -5,7 +5,7 @@ import (
 	"net/url"
 	"testing"
 
-	"github.com/partita-dev/partita/views"
+	"github.com/partita-dev/partita/internal/viewstore"
 )
 
 // FuzzParseQuery: any query string either parses to a query the store
@@ -14,7 +14,7 @@ func FuzzParseQuery(f *testing.F) {
 	for _, q := range []string{"index=email&eq=a@b.c", "index=n&gte=5&lt=10&order=desc&limit=3", "index=email&prefix=al", "page=xyz", "limit=-1", "order=sideways", "eq=%7B%7D", "index=n&eq=null"} {
 		f.Add(q)
 	}
-	store, err := views.OpenMemoryStore("email", "n")
+	store, err := viewstore.OpenMemory("email", "n")
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -26,7 +26,7 @@ func FuzzParseQuery(f *testing.F) {
 		if err != nil {
 			return
 		}
-		_, _ = store.Query(q)
-		_, _ = store.Count(q)
+		_, _ = store.Query(t.Context(), q)
+		_, _ = store.Count(t.Context(), q)
 	})
 }

@@ -382,8 +382,8 @@ func newID() string {
 	return hex.EncodeToString(b)
 }
 
-// store returns the view's store, writing the error if there is none.
-func (g *gateway) store(w http.ResponseWriter, view string) *views.Store {
+// store returns the view's reader, writing the error if there is none.
+func (g *gateway) store(w http.ResponseWriter, view string) views.Reader {
 	s, err := g.rt.View(view)
 	if err != nil {
 		httpError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no view %q", view))
@@ -393,7 +393,7 @@ func (g *gateway) store(w http.ResponseWriter, view string) *views.Store {
 }
 
 // waitAfter honours after=<position token>: read-your-writes.
-func (g *gateway) waitAfter(w http.ResponseWriter, r *http.Request, s *views.Store) bool {
+func (g *gateway) waitAfter(w http.ResponseWriter, r *http.Request, s views.Reader) bool {
 	token := r.URL.Query().Get("after")
 	if token == "" {
 		return true
@@ -417,7 +417,7 @@ func (g *gateway) row(w http.ResponseWriter, r *http.Request) {
 	if s == nil || !g.waitAfter(w, r, s) {
 		return
 	}
-	row, ok, err := s.Get(r.PathValue("id"))
+	row, ok, err := s.Get(r.Context(), r.PathValue("id"))
 	switch {
 	case err != nil:
 		httpError(w, http.StatusInternalServerError, "internal", err.Error())
@@ -472,7 +472,7 @@ func parseQuery(r *http.Request) (views.Query, error) {
 
 // viewQuery reads the view and the query of a request, writing the error
 // if either is wrong.
-func (g *gateway) viewQuery(w http.ResponseWriter, r *http.Request) (*views.Store, views.Query, bool) {
+func (g *gateway) viewQuery(w http.ResponseWriter, r *http.Request) (views.Reader, views.Query, bool) {
 	s := g.store(w, r.PathValue("view"))
 	if s == nil {
 		return nil, views.Query{}, false
@@ -490,7 +490,7 @@ func (g *gateway) query(w http.ResponseWriter, r *http.Request) {
 	if !ok || !g.waitAfter(w, r, s) {
 		return
 	}
-	page, err := s.Query(q)
+	page, err := s.Query(r.Context(), q)
 	if err != nil {
 		status := http.StatusInternalServerError
 		if errors.Is(err, views.ErrBadQuery) {
@@ -532,7 +532,7 @@ func (g *gateway) stream(w http.ResponseWriter, r *http.Request) {
 	if rc.Flush() != nil {
 		return
 	}
-	for c := range sub.C {
+	for c := range sub.Changes() {
 		var event string
 		var data []byte
 		switch c.Kind {

@@ -151,12 +151,9 @@ func kafka(cfg Config, log *slog.Logger) (broker.Config, func(), error) {
 }
 
 func runtime(cfg Config, kc broker.Config, app App, log *slog.Logger, obs processor.Observer) (*processor.Runtime, error) {
-	return processor.New(processor.Config{
-		App: cfg.App, Kafka: kc, Partitions: cfg.Partitions, Replication: cfg.Replication,
-		NoCreateTopics: !*cfg.CreateTopics, HotStandby: cfg.HotStandby, TableCache: cfg.TableCache,
-		StateReads: cfg.StateReads == nil || *cfg.StateReads,
-		DataDir:    cfg.DataDir, Log: log, Observe: obs,
-	}, app.Parts...)
+	rc := cfg.Config
+	rc.Kafka, rc.Log, rc.Observe = kc, log, obs
+	return processor.New(rc, app.Parts...)
 }
 
 func check(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) error {

@@ -17,9 +17,11 @@ const (
 	codec  = module + "codec"
 )
 
-// noDirect: packages and what they must not import themselves.
+// noDirect: packages and what they must not import themselves. views is
+// the read contract only: the row store (LevelDB) is internal/viewstore's.
 var noDirect = map[string][]string{
 	module + "worker": {module + "internal/core", module + "internal/murmur2", goka, sarama},
+	module + "views":  {module + "internal/viewstore", "github.com/syndtr/goleveldb"},
 }
 
 // noGoka must not reach goka, however indirectly.

@@ -301,8 +301,8 @@ func (h *Harness) Crash(name string) error {
 	return nil
 }
 
-// View returns a view's store, for queries (see package views).
-func (h *Harness) View(name string) (*views.Store, error) {
+// View returns the read side of a view, for queries (see package views).
+func (h *Harness) View(name string) (views.Reader, error) {
 	g := h.byName[name]
 	if g == nil || g.view == nil {
 		return nil, fmt.Errorf("%w view %q", ErrUnknown, name)
@@ -323,7 +323,7 @@ func (h *Harness) ReadAfter(view, position, id string) (views.Row, bool, error) 
 		cancel() // check without waiting
 		err := g.store.WaitFor(ctx, position)
 		if err == nil {
-			return g.store.Get(id)
+			return g.store.Get(context.Background(), id)
 		}
 		if !errors.Is(err, views.ErrStale) {
 			return views.Row{}, false, err

@@ -1,6 +1,7 @@
 package partitatest_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -134,9 +135,9 @@ func ExampleHarness_LagView() {
 	_ = h.LagView("counts")
 	_, _ = h.Send("counter", "c1", "increment", struct{}{})
 	store, _ := h.View("counts")
-	before, _, _ := views.Get[Count](store, "c1")
+	before, _, _ := views.Get[Count](context.Background(), store, "c1")
 	_ = h.CatchUp("counts")
-	after, _, _ := views.Get[Count](store, "c1")
+	after, _, _ := views.Get[Count](context.Background(), store, "c1")
 	fmt.Println(before.N, after.N)
 	// Output:
 	// 1 2

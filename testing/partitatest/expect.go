@@ -1,6 +1,7 @@
 package partitatest
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -124,7 +125,7 @@ func ExpectRow[R any](tb testing.TB, h *Harness, view, id string) R {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	r, ok, err := views.Get[R](s, id)
+	r, ok, err := views.Get[R](context.Background(), s, id)
 	if err != nil || !ok {
 		tb.Fatalf("view %s has no row %s (%v)", view, id, err)
 	}
@@ -138,7 +139,7 @@ func (h *Harness) ExpectNoRow(tb testing.TB, view, id string) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if row, ok, _ := s.Get(id); ok {
+	if row, ok, _ := s.Get(context.Background(), id); ok {
 		tb.Fatalf("view %s has row %s: %s", view, id, row.Data)
 	}
 }

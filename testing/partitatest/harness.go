@@ -39,7 +39,7 @@ import (
 	"github.com/partita-dev/partita/internal/envelope"
 	"github.com/partita-dev/partita/internal/murmur2"
 	"github.com/partita-dev/partita/internal/topics"
-	"github.com/partita-dev/partita/views"
+	"github.com/partita-dev/partita/internal/viewstore"
 )
 
 // Part is an entity (package entities) or a view (package views), as
@@ -122,7 +122,7 @@ type group struct {
 	since     int
 	epoch     uint64 // the run of the group's processor: a new one after each crash
 	lagging   bool
-	store     *views.Store
+	store     *viewstore.Store
 	seen      map[string]map[string]uint64 // view rows: the sequences last stored
 }
 
@@ -182,7 +182,7 @@ func NewWith(opts []Option, parts ...Part) (*Harness, error) {
 			g.ids = newIDTable(nil)
 		}
 		if tg.View != nil {
-			store, err := views.OpenMemoryStore(g.view.Indexes...)
+			store, err := viewstore.OpenMemory(g.view.Indexes...)
 			if err != nil {
 				return nil, err
 			}
@@ -438,7 +438,7 @@ func (h *Harness) flush(g *group) {
 			continue
 		}
 		key := string(w.rec.Key)
-		if err := g.store.Apply([]views.Record{{ID: key, Envelope: w.rec.Value, Partition: w.p, Time: h.now}}); err != nil {
+		if err := g.store.Apply([]viewstore.Record{{ID: key, Envelope: w.rec.Value, Partition: w.p, Time: h.now}}); err != nil {
 			h.violations = append(h.violations, fmt.Sprintf("view %s: apply %s: %v", g.name, key, err))
 		}
 		h.checkMonotonic(g, key, w.rec.Value)

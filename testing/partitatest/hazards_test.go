@@ -5,6 +5,7 @@ package partitatest_test
 // go test ./testing -run Example_hazard -v.
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/partita-dev/partita/entities"
@@ -91,7 +92,7 @@ func Example_hazardOldBehindNew() {
 	_, _ = h.Send("order", "o1", "set-status", StatusChanged{Status: "shipped"})
 	_ = h.RedeliverEvent(h.Topic("order.events"), "o1:1") // "paid" again, behind "shipped"
 	store, _ := h.View("orders")
-	row, _, _ := views.Get[OrderRow](store, "o1")
+	row, _, _ := views.Get[OrderRow](context.Background(), store, "o1")
 	fmt.Println("naive status:", naive["o1"])
 	fmt.Println("Partita view:", row.Status)
 	// Output:
@@ -149,7 +150,7 @@ func Example_hazardStaleRead() {
 	r, _ := h.Send("counter", "c1", "increment", struct{}{})
 
 	store, _ := h.View("counts")
-	stale, _, _ := views.Get[Count](store, "c1")
+	stale, _, _ := views.Get[Count](context.Background(), store, "c1")
 	fmt.Println("read without the token:", stale.N)
 	row, _, _ := h.ReadAfter("counts", r.Position, "c1")
 	fresh, _ := views.Decode[Count]([]views.Row{row})

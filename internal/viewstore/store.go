@@ -1,4 +1,7 @@
-package views
+// Package viewstore is the LevelDB replica of a view's table that package
+// processor and the harness keep: rows, secondary indexes and the offsets
+// applied, written by one replica (Apply) and read through views.Reader.
+package viewstore
 
 import (
 	"bytes"
@@ -19,18 +22,7 @@ import (
 
 	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/internal/topics"
-)
-
-// Errors of the query API.
-var (
-	// ErrBadQuery: the query names an unindexed field, mixes incompatible
-	// conditions, or carries a page token from another query.
-	ErrBadQuery = errors.New("bad view query")
-	// ErrStale: a query given a position token timed out before the view
-	// applied that position.
-	ErrStale = errors.New("view has not caught up with the position in time")
-	// ErrClosed: the store was closed.
-	ErrClosed = errors.New("view store closed")
+	"github.com/partita-dev/partita/views"
 )
 
 // Record is one record of the view table, applied to a replica.
@@ -51,19 +43,22 @@ type Applied struct {
 // Store is a view's LevelDB replica of its row table, with secondary
 // indexes. Writes of one Apply (rows, index entries, offsets) are one
 // LevelDB batch, so a restart resumes exactly where the last Apply ended.
-// Safe for concurrent use: one writer (the replica), many readers.
+// Safe for concurrent use: one writer (the replica), many readers. It is a
+// views.Reader.
 type Store struct {
 	db      *leveldb.DB
 	indexes map[string]bool
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced after every Apply
-	subs    map[*Subscription]struct{}
+	subs    map[*subscription]struct{}
 	closed  bool
 }
 
-// OpenStore opens (or creates) the store in dir with the given indexed fields.
-func OpenStore(dir string, indexes ...string) (*Store, error) {
+var _ views.Reader = (*Store)(nil)
+
+// Open opens (or creates) the store in dir with the given indexed fields.
+func Open(dir string, indexes ...string) (*Store, error) {
 	db, err := leveldb.OpenFile(dir, &opt.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("open view store %s: %w", dir, err)
@@ -71,8 +66,8 @@ func OpenStore(dir string, indexes ...string) (*Store, error) {
 	return newStore(db, indexes), nil
 }
 
-// OpenMemoryStore opens a store held in memory, for tests and the harness.
-func OpenMemoryStore(indexes ...string) (*Store, error) {
+// OpenMemory opens a store held in memory, for tests and the harness.
+func OpenMemory(indexes ...string) (*Store, error) {
 	db, err := leveldb.Open(storage.NewMemStorage(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("open in-memory view store: %w", err)
@@ -81,7 +76,7 @@ func OpenMemoryStore(indexes ...string) (*Store, error) {
 }
 
 func newStore(db *leveldb.DB, indexes []string) *Store {
-	s := &Store{db: db, indexes: map[string]bool{}, changed: make(chan struct{}), subs: map[*Subscription]struct{}{}}
+	s := &Store{db: db, indexes: map[string]bool{}, changed: make(chan struct{}), subs: map[*subscription]struct{}{}}
 	for _, f := range indexes {
 		s.indexes[f] = true
 	}
@@ -239,66 +234,32 @@ func indexKeyOf(field string, raw json.RawMessage, id string) ([]byte, bool) {
 	return append(k, id...), true
 }
 
-// Row is one row of a query result.
-type Row struct {
-	ID   string          `json:"id"`
-	Data json.RawMessage `json:"row"`
-}
-
 // Get returns the row with id, and whether it exists.
-func (s *Store) Get(id string) (Row, bool, error) {
+func (s *Store) Get(ctx context.Context, id string) (views.Row, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return views.Row{}, false, err
+	}
 	env, err := s.db.Get(rowKey(id), nil)
 	if errors.Is(err, leveldb.ErrNotFound) {
-		return Row{}, false, nil
+		return views.Row{}, false, nil
 	}
 	if err != nil {
-		return Row{}, false, err
+		return views.Row{}, false, err
 	}
 	row := rowOf(env)
-	return Row{ID: id, Data: row}, row != nil, nil
+	return views.Row{ID: id, Data: row}, row != nil, nil
 }
-
-// Query selects rows. With no Index it walks rows by id. With Index it walks
-// the index of that field: Eq, or a range (Gt/Gte and Lt/Lte), or Prefix
-// (strings). Desc reverses the order. Limit bounds a page (0: 100; at most
-// 1,000); Page continues after the page that returned it.
-//
-// Paging is by key, not by position: a row added or changed ahead of the
-// cursor shows on a later page, one behind it does not, and a row whose
-// indexed value moves across the cursor between pages can be seen twice or
-// not at all. Rows that do not change are visited exactly once.
-type Query struct {
-	Index  string
-	Eq     any
-	Gt     any
-	Gte    any
-	Lt     any
-	Lte    any
-	Prefix *string
-	Desc   bool
-	Limit  int
-	Page   string
-}
-
-// Page is one page of a query result. Next is empty on the last page.
-type Page struct {
-	Rows []Row  `json:"rows"`
-	Next string `json:"next,omitempty"`
-}
-
-// MaxLimit bounds a page.
-const MaxLimit = 1000
 
 // bounds computes the key range of q.
-func (s *Store) bounds(q Query) (*util.Range, error) {
+func (s *Store) bounds(q views.Query) (*util.Range, error) {
 	if q.Index == "" {
 		if q.Eq != nil || q.Gt != nil || q.Gte != nil || q.Lt != nil || q.Lte != nil || q.Prefix != nil {
-			return nil, fmt.Errorf("%w: conditions need an index", ErrBadQuery)
+			return nil, fmt.Errorf("%w: conditions need an index", views.ErrBadQuery)
 		}
 		return util.BytesPrefix([]byte(prefixRow)), nil
 	}
 	if !s.indexes[q.Index] {
-		return nil, fmt.Errorf("%w: field %q is not indexed", ErrBadQuery, q.Index)
+		return nil, fmt.Errorf("%w: field %q is not indexed", views.ErrBadQuery, q.Index)
 	}
 	p := indexPrefix(q.Index)
 	enc := func(v any) ([]byte, error) {
@@ -310,7 +271,7 @@ func (s *Store) bounds(q Query) (*util.Range, error) {
 	switch {
 	case q.Eq != nil:
 		if q.Gt != nil || q.Gte != nil || q.Lt != nil || q.Lte != nil || q.Prefix != nil {
-			return nil, fmt.Errorf("%w: eq excludes other conditions", ErrBadQuery)
+			return nil, fmt.Errorf("%w: eq excludes other conditions", views.ErrBadQuery)
 		}
 		var k []byte
 		if k, err = enc(q.Eq); err == nil {
@@ -318,13 +279,13 @@ func (s *Store) bounds(q Query) (*util.Range, error) {
 		}
 	case q.Prefix != nil:
 		if q.Gt != nil || q.Gte != nil || q.Lt != nil || q.Lte != nil {
-			return nil, fmt.Errorf("%w: prefix excludes range conditions", ErrBadQuery)
+			return nil, fmt.Errorf("%w: prefix excludes range conditions", views.ErrBadQuery)
 		}
 		k := append(append([]byte(nil), p...), encodeStringPrefix(*q.Prefix)...)
 		r = &util.Range{Start: k, Limit: upperBound(k)}
 	default:
 		if q.Gt != nil && q.Gte != nil || q.Lt != nil && q.Lte != nil {
-			return nil, fmt.Errorf("%w: give one lower and one upper bound", ErrBadQuery)
+			return nil, fmt.Errorf("%w: give one lower and one upper bound", views.ErrBadQuery)
 		}
 		if q.Gte != nil {
 			r.Start, err = enc(q.Gte)
@@ -346,23 +307,31 @@ func (s *Store) bounds(q Query) (*util.Range, error) {
 	return r, err
 }
 
-// Query returns one page of rows matching q.
-func (s *Store) Query(q Query) (Page, error) {
+// checkEvery is how many keys a scan visits between two looks at its
+// context.
+const checkEvery = 256
+
+// Query returns one page of rows matching q. It stops with ctx.Err() when
+// ctx ends before the page is complete.
+func (s *Store) Query(ctx context.Context, q views.Query) (views.Page, error) {
+	if err := ctx.Err(); err != nil {
+		return views.Page{}, err
+	}
 	r, err := s.bounds(q)
 	if err != nil {
-		return Page{}, err
+		return views.Page{}, err
 	}
 	limit := q.Limit
 	if limit <= 0 {
 		limit = 100
 	}
-	if limit > MaxLimit {
-		limit = MaxLimit
+	if limit > views.MaxLimit {
+		limit = views.MaxLimit
 	}
 	if q.Page != "" {
 		after, err := base64.RawURLEncoding.DecodeString(q.Page)
 		if err != nil || bytes.Compare(after, r.Start) < 0 || (r.Limit != nil && bytes.Compare(after, r.Limit) >= 0) {
-			return Page{}, fmt.Errorf("%w: page token does not belong to this query", ErrBadQuery)
+			return views.Page{}, fmt.Errorf("%w: page token does not belong to this query", views.ErrBadQuery)
 		}
 		if q.Desc {
 			r.Limit = after
@@ -372,40 +341,51 @@ func (s *Store) Query(q Query) (Page, error) {
 	}
 	snap, err := s.db.GetSnapshot()
 	if err != nil {
-		return Page{}, err
+		return views.Page{}, err
 	}
 	defer snap.Release()
 	it := snap.NewIterator(r, nil)
 	defer it.Release()
-	var page Page
+	var page views.Page
 	var last []byte
+	n := 0
 	for ok := first(it, q.Desc); ok; ok = step(it, q.Desc) {
+		if n++; n%checkEvery == 0 && ctx.Err() != nil {
+			return views.Page{}, ctx.Err()
+		}
 		if len(page.Rows) == limit {
 			page.Next = base64.RawURLEncoding.EncodeToString(last)
 			break
 		}
 		id, row, err := s.resolve(snap, q.Index, it.Key(), it.Value())
 		if err != nil {
-			return Page{}, err
+			return views.Page{}, err
 		}
 		last = append(last[:0], it.Key()...)
 		if row != nil {
-			page.Rows = append(page.Rows, Row{ID: id, Data: row})
+			page.Rows = append(page.Rows, views.Row{ID: id, Data: row})
 		}
 	}
 	return page, it.Error()
 }
 
-// Count returns how many rows match q (Limit and Page are ignored).
-func (s *Store) Count(q Query) (int, error) {
+// Count returns how many rows match q (Limit and Page are ignored). It
+// stops with ctx.Err() when ctx ends before it is done.
+func (s *Store) Count(ctx context.Context, q views.Query) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	r, err := s.bounds(q)
 	if err != nil {
 		return 0, err
 	}
 	it := s.db.NewIterator(r, nil)
 	defer it.Release()
-	n := 0
+	n, visited := 0, 0
 	for it.Next() {
+		if visited++; visited%checkEvery == 0 && ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
 		if q.Index != "" || rowOf(it.Value()) != nil {
 			n++
 		}
@@ -466,20 +446,21 @@ func idOfIndexKey(key []byte, at int) (string, error) {
 	return "", fmt.Errorf("malformed index key %q", key)
 }
 
-// WaitFor waits until the store holds the row of pos's subject with
-// pos's entity at sequence pos.Seq or later, or ctx ends (ErrStale). It
-// holds for views whose rows are keyed by the source subject (the default).
+// WaitFor waits until the store holds the row of the position's subject
+// with the position's entity at its sequence or later, or ctx ends
+// (views.ErrStale). It holds for views whose rows are keyed by the source
+// subject (the default).
 func (s *Store) WaitFor(ctx context.Context, token string) error {
 	pos, err := topics.ParsePosition(token)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrBadQuery, err)
+		return fmt.Errorf("%w: %w", views.ErrBadQuery, err)
 	}
 	key := core.SeqKey(pos.Entity, pos.Subject)
 	for {
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
-			return ErrClosed
+			return views.ErrClosed
 		}
 		changed := s.changed
 		s.mu.Unlock()
@@ -494,7 +475,7 @@ func (s *Store) WaitFor(ctx context.Context, token string) error {
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %s %s at sequence %d: %w", ErrStale, pos.Entity, pos.Subject, pos.Seq, ctx.Err())
+			return fmt.Errorf("%w: %s %s at sequence %d: %w", views.ErrStale, pos.Entity, pos.Subject, pos.Seq, ctx.Err())
 		}
 	}
 }

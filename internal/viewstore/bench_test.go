@@ -1,6 +1,7 @@
-package views_test
+package viewstore_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,10 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/syndtr/goleveldb/leveldb"
+
 	"github.com/partita-dev/partita/internal/benchresult"
 	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/viewstore"
 	"github.com/partita-dev/partita/views"
-	"github.com/syndtr/goleveldb/leveldb"
 )
 
 // benchRows is the size of the view the benchmark builds (PARTITA_BENCH_ROWS
@@ -46,7 +49,7 @@ func benchEnvelope(i int) (string, []byte) {
 //   - p50/p99 latency of a get by id and of an index equality query
 //     (limit 10) on the resulting view.
 //
-// Run with: make bench-views (or go test -run '^$' -bench ViewStore ./views/).
+// Run with: make bench (or go test -run '^$' -bench ViewStore ./internal/viewstore/).
 func BenchmarkViewStore(b *testing.B) {
 	n := benchRows()
 	const batch = 1000
@@ -71,17 +74,17 @@ func BenchmarkViewStore(b *testing.B) {
 	rawRate := float64(n) / time.Since(start).Seconds()
 	raw.Close()
 
-	s, err := views.OpenStore(filepath.Join(dir, "view"), "email", "status")
+	s, err := viewstore.Open(filepath.Join(dir, "view"), "email", "status")
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close()
 	start = time.Now()
 	for i := 0; i < n; i += batch {
-		recs := make([]views.Record, 0, batch)
+		recs := make([]viewstore.Record, 0, batch)
 		for j := i; j < i+batch && j < n; j++ {
 			id, env := benchEnvelope(j)
-			recs = append(recs, views.Record{ID: id, Envelope: env, Partition: int32(j % 8), Offset: int64(j / 8), Time: time.Now()})
+			recs = append(recs, viewstore.Record{ID: id, Envelope: env, Partition: int32(j % 8), Offset: int64(j / 8), Time: time.Now()})
 		}
 		if err := s.Apply(recs); err != nil {
 			b.Fatal(err)
@@ -101,18 +104,18 @@ func BenchmarkViewStore(b *testing.B) {
 		return d[samples/2], d[samples*99/100]
 	}
 	getP50, getP99 := lat(func(i int) {
-		if _, ok, err := s.Get(fmt.Sprintf("row-%08d", i)); !ok || err != nil {
+		if _, ok, err := s.Get(context.Background(), fmt.Sprintf("row-%08d", i)); !ok || err != nil {
 			b.Fatalf("get %d: %v %v", i, ok, err)
 		}
 	})
 	eqP50, eqP99 := lat(func(i int) {
-		page, err := s.Query(views.Query{Index: "email", Eq: fmt.Sprintf("user%d@example.com", i), Limit: 10})
+		page, err := s.Query(context.Background(), views.Query{Index: "email", Eq: fmt.Sprintf("user%d@example.com", i), Limit: 10})
 		if err != nil || len(page.Rows) != 1 {
 			b.Fatalf("eq %d: %v %v", i, page.Rows, err)
 		}
 	})
 	stP50, stP99 := lat(func(i int) {
-		page, err := s.Query(views.Query{Index: "status", Eq: "paid", Limit: 10})
+		page, err := s.Query(context.Background(), views.Query{Index: "status", Eq: "paid", Limit: 10})
 		if err != nil || len(page.Rows) != 10 {
 			b.Fatalf("status: %v %v", len(page.Rows), err)
 		}

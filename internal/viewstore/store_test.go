@@ -1,4 +1,4 @@
-package views_test
+package viewstore_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/internal/topics"
+	"github.com/partita-dev/partita/internal/viewstore"
 	"github.com/partita-dev/partita/views"
 )
 
@@ -31,9 +32,9 @@ func envelope(t testing.TB, row any, seqs map[string]uint64) []byte {
 	return env
 }
 
-func open(t testing.TB, dir string) *views.Store {
+func open(t testing.TB, dir string) *viewstore.Store {
 	t.Helper()
-	s, err := views.OpenStore(dir, "age", "email", "vip", "name")
+	s, err := viewstore.Open(dir, "age", "email", "vip", "name")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,15 +42,15 @@ func open(t testing.TB, dir string) *views.Store {
 }
 
 // people stores n people with ids p0000.. and returns them by id.
-func people(t testing.TB, s *views.Store, n int) map[string]person {
+func people(t testing.TB, s *viewstore.Store, n int) map[string]person {
 	r := rand.New(rand.NewPCG(7, 8))
 	all := map[string]person{}
-	var batch []views.Record
+	var batch []viewstore.Record
 	for i := range n {
 		id := fmt.Sprintf("p%04d", i)
 		p := person{Name: fmt.Sprintf("n%d", r.IntN(50)), Age: float64(r.IntN(90) - 5), Email: fmt.Sprintf("%s@%s.com", id, []string{"a", "b", "c"}[i%3]), VIP: i%4 == 0}
 		all[id] = p
-		batch = append(batch, views.Record{ID: id, Envelope: envelope(t, p, nil), Partition: int32(i % 4), Offset: int64(i / 4)})
+		batch = append(batch, viewstore.Record{ID: id, Envelope: envelope(t, p, nil), Partition: int32(i % 4), Offset: int64(i / 4)})
 	}
 	if err := s.Apply(batch); err != nil {
 		t.Fatal(err)
@@ -90,11 +91,11 @@ func want(all map[string]person, keep func(person) bool, less func(a, b person) 
 	return out
 }
 
-func collect(t *testing.T, s *views.Store, q views.Query) []string {
+func collect(t *testing.T, s *viewstore.Store, q views.Query) []string {
 	t.Helper()
 	var out []string
 	for {
-		page, err := s.Query(q)
+		page, err := s.Query(context.Background(), q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,7 +145,7 @@ func TestQueriesReturnExactlyTheMatchingRows(t *testing.T) {
 		if !equal(got, tc.want) {
 			t.Errorf("%s: got %d rows %v..., want %d %v...", name, len(got), head(got), len(tc.want), head(tc.want))
 		}
-		n, err := s.Count(tc.q)
+		n, err := s.Count(context.Background(), tc.q)
 		if err != nil || n != len(tc.want) {
 			t.Errorf("%s: count %d %v, want %d", name, n, err, len(tc.want))
 		}
@@ -183,22 +184,22 @@ func TestPagingVisitsEachRowOnce(t *testing.T) {
 func TestChangingAndDeletingRowsUpdatesTheIndexes(t *testing.T) {
 	s := open(t, t.TempDir())
 	defer s.Close()
-	if err := s.Apply([]views.Record{
+	if err := s.Apply([]viewstore.Record{
 		{ID: "a", Envelope: envelope(t, person{Email: "a@x", Age: 1}, nil)},
 		{ID: "a", Envelope: envelope(t, person{Email: "a@y", Age: 2}, nil)}, // same batch
 		{ID: "b", Envelope: envelope(t, person{Email: "b@x", Age: 3}, nil)},
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Apply([]views.Record{{ID: "b", Envelope: nil}}); err != nil {
+	if err := s.Apply([]viewstore.Record{{ID: "b", Envelope: nil}}); err != nil {
 		t.Fatal(err)
 	}
 	for q, wantN := range map[string]int{"a@x": 0, "a@y": 1, "b@x": 0} {
-		if n, _ := s.Count(views.Query{Index: "email", Eq: q}); n != wantN {
+		if n, _ := s.Count(context.Background(), views.Query{Index: "email", Eq: q}); n != wantN {
 			t.Errorf("email=%s: %d rows, want %d", q, n, wantN)
 		}
 	}
-	if _, ok, _ := s.Get("b"); ok {
+	if _, ok, _ := s.Get(context.Background(), "b"); ok {
 		t.Error("deleted row b still there")
 	}
 }
@@ -214,7 +215,7 @@ func TestBadQueries(t *testing.T) {
 		{Index: "age", Eq: map[string]any{}},
 		{Index: "age", Page: "garbage!"},
 	} {
-		if _, err := s.Query(q); !errors.Is(err, views.ErrBadQuery) {
+		if _, err := s.Query(context.Background(), q); !errors.Is(err, views.ErrBadQuery) {
 			t.Errorf("%+v: want ErrBadQuery, got %v", q, err)
 		}
 	}
@@ -236,7 +237,7 @@ func TestOffsetsSurviveARestart(t *testing.T) {
 			t.Errorf("partition %d resumes at %d, want 25", p, offs[p].Next)
 		}
 	}
-	if n, _ := s.Count(views.Query{}); n != 100 {
+	if n, _ := s.Count(context.Background(), views.Query{}); n != 100 {
 		t.Errorf("%d rows after restart", n)
 	}
 }
@@ -244,7 +245,7 @@ func TestOffsetsSurviveARestart(t *testing.T) {
 func TestSubscribeSendsResultThenChanges(t *testing.T) {
 	s := open(t, t.TempDir())
 	defer s.Close()
-	_ = s.Apply([]views.Record{{ID: "a", Envelope: envelope(t, person{VIP: true}, nil)}, {ID: "b", Envelope: envelope(t, person{}, nil)}})
+	_ = s.Apply([]viewstore.Record{{ID: "a", Envelope: envelope(t, person{VIP: true}, nil)}, {ID: "b", Envelope: envelope(t, person{}, nil)}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sub, err := s.Subscribe(ctx, views.Query{Index: "vip", Eq: true})
@@ -253,7 +254,7 @@ func TestSubscribeSendsResultThenChanges(t *testing.T) {
 	}
 	next := func() views.Change {
 		select {
-		case c := <-sub.C:
+		case c := <-sub.Changes():
 			return c
 		case <-time.After(5 * time.Second):
 			t.Fatal("no change within 5s")
@@ -266,16 +267,16 @@ func TestSubscribeSendsResultThenChanges(t *testing.T) {
 	if c := next(); c.Kind != views.Current {
 		t.Fatalf("want Current, got %+v", c)
 	}
-	_ = s.Apply([]views.Record{{ID: "b", Envelope: envelope(t, person{VIP: true}, nil)}})
+	_ = s.Apply([]viewstore.Record{{ID: "b", Envelope: envelope(t, person{VIP: true}, nil)}})
 	if c := next(); c.Kind != views.Upserted || c.Row.ID != "b" {
 		t.Fatalf("b became VIP: %+v", c)
 	}
-	_ = s.Apply([]views.Record{{ID: "a", Envelope: envelope(t, person{VIP: false}, nil)}})
+	_ = s.Apply([]viewstore.Record{{ID: "a", Envelope: envelope(t, person{VIP: false}, nil)}})
 	if c := next(); c.Kind != views.Removed || c.Row.ID != "a" {
 		t.Fatalf("a is no longer VIP: %+v", c)
 	}
 	cancel()
-	for range sub.C { // closes
+	for range sub.Changes() { // closes
 	}
 }
 
@@ -294,12 +295,62 @@ func TestWaitForPosition(t *testing.T) {
 		defer cancel()
 		done <- s.WaitFor(ctx, tok)
 	}()
-	_ = s.Apply([]views.Record{{ID: "c1", Envelope: envelope(t, person{}, map[string]uint64{core.SeqKey("customer", "c1"): 1})}})
-	_ = s.Apply([]views.Record{{ID: "c1", Envelope: envelope(t, person{}, map[string]uint64{core.SeqKey("customer", "c1"): 2})}})
+	_ = s.Apply([]viewstore.Record{{ID: "c1", Envelope: envelope(t, person{}, map[string]uint64{core.SeqKey("customer", "c1"): 1})}})
+	_ = s.Apply([]viewstore.Record{{ID: "c1", Envelope: envelope(t, person{}, map[string]uint64{core.SeqKey("customer", "c1"): 2})}})
 	if err := <-done; err != nil {
 		t.Fatalf("after the write: %v", err)
 	}
 	if err := s.WaitFor(context.Background(), "not-a-token"); !errors.Is(err, views.ErrBadQuery) {
 		t.Errorf("bad token: %v", err)
+	}
+}
+
+// endsAfter is a context that ends after its Err has been asked n times:
+// it ends in the middle of a scan.
+type endsAfter struct {
+	context.Context
+	n int
+}
+
+func (c *endsAfter) Err() error {
+	if c.n--; c.n < 0 {
+		return context.Canceled
+	}
+	return nil
+}
+
+func TestReadsHonourTheContext(t *testing.T) {
+	s := open(t, t.TempDir())
+	defer s.Close()
+	people(t, s, 1000)
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := s.Get(ended, "p0001"); !errors.Is(err, context.Canceled) {
+		t.Errorf("get: %v", err)
+	}
+	if _, err := s.Query(ended, views.Query{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("query: %v", err)
+	}
+	if _, err := s.Count(ended, views.Query{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("count: %v", err)
+	}
+	if _, err := s.Subscribe(ended, views.Query{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("subscribe: %v", err)
+	}
+	// Ending while scanning: the scan stops with the context's error.
+	if _, err := s.Query(&endsAfter{Context: context.Background(), n: 2}, views.Query{Limit: views.MaxLimit}); !errors.Is(err, context.Canceled) {
+		t.Errorf("query ended while scanning: %v", err)
+	}
+	if _, err := s.Count(&endsAfter{Context: context.Background(), n: 2}, views.Query{Index: "age"}); !errors.Is(err, context.Canceled) {
+		t.Errorf("count ended while scanning: %v", err)
+	}
+	// An applied position is reported even with an ended context; one not
+	// applied is stale at once.
+	_ = s.Apply([]viewstore.Record{{ID: "c1", Envelope: envelope(t, person{}, map[string]uint64{core.SeqKey("customer", "c1"): 1})}})
+	if err := s.WaitFor(ended, topics.Position{Entity: "customer", Subject: "c1", Seq: 1}.Token()); err != nil {
+		t.Errorf("applied position: %v", err)
+	}
+	if err := s.WaitFor(ended, topics.Position{Entity: "customer", Subject: "c1", Seq: 2}.Token()); !errors.Is(err, views.ErrStale) || !errors.Is(err, context.Canceled) {
+		t.Errorf("position not applied: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package views
+package viewstore
 
 import (
 	"encoding/binary"
@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/partita-dev/partita/views"
 )
 
 // Key layout of the LevelDB row store:
@@ -60,7 +62,7 @@ func encodeValue(v any) ([]byte, error) {
 	case string:
 		return append(encodeStringPrefix(v), 0x00, 0x01), nil
 	default:
-		return nil, fmt.Errorf("%w: %T is not a scalar (string, number, bool or null)", ErrBadQuery, v)
+		return nil, fmt.Errorf("%w: %T is not a scalar (string, number, bool or null)", views.ErrBadQuery, v)
 	}
 }
 
