@@ -40,6 +40,8 @@ type handler struct {
 	log        *slog.Logger
 	// ids is the entity's id table ("" topic: none).
 	ids idTables
+	// timers schedules an entity's timers (nil for views and consumers).
+	timers *timers
 	// starts is where this processor started reading each partition of
 	// its commands and loop topics, since its last rebalance.
 	mu       sync.Mutex
@@ -129,6 +131,9 @@ func (h *handler) handle(ctx goka.Context, msg any) {
 	}
 	if a.Store != nil {
 		ctx.SetValue(a.Store)
+		if h.timers != nil {
+			h.timers.stored(ctx.Partition(), ctx.Key(), a.Store)
+		}
 	}
 	for _, m := range a.Remember {
 		// The local copy at once (the next command may look for it), the

@@ -84,8 +84,9 @@ type Runtime struct {
 	cfg    Config
 	topics topics.Names
 	topo   *core.Topology
-	defs   []*core.Entity // topo.Entities
-	views  []*core.View   // topo.Views
+	timers map[string]*timers // each entity's current processor's schedule
+	defs   []*core.Entity     // topo.Entities
+	views  []*core.View       // topo.Views
 	stats  Stats
 	ready  chan struct{}
 	// runners run handler calls on goroutines that outlive a call (see
@@ -151,7 +152,7 @@ func New(cfg Config, parts ...Part) (*Runtime, error) {
 	if cfg.TableCache == 0 {
 		cfg.TableCache = tablestore.DefaultCache
 	}
-	r := &Runtime{cfg: cfg, topics: topics.Names{App: cfg.App}, ready: make(chan struct{}), replicas: map[string]*replica{},
+	r := &Runtime{cfg: cfg, topics: topics.Names{App: cfg.App}, ready: make(chan struct{}), replicas: map[string]*replica{}, timers: map[string]*timers{},
 		runners: core.NewRunners(64)}
 	named := make([]interface{ Name() string }, len(parts))
 	for i, p := range parts {
@@ -517,6 +518,12 @@ func (r *Runtime) newProcessor(g *core.Group, partitions int32) (*goka.Processor
 	lim := r.recordLimits()
 	env := core.Env{Topics: r.topics, Now: time.Now, Epoch: rand.Uint64() | 1, Runners: r.runners,
 		MaxRecord: lim.producer, MaxRecordOf: lim.forTopic}
+	if g.Entity != nil && g.Table != "" {
+		h.timers = newTimers(g.Name, r.topics, h.log, r.cfg.Observe)
+		r.mu.Lock()
+		r.timers[g.Name] = h.timers
+		r.mu.Unlock()
+	}
 	if g.View != nil {
 		h.decide = func(dl core.Delivery) core.Actions { return core.HandleView(env, g.View, g.ViewSources, dl) }
 	} else {
@@ -549,6 +556,12 @@ func (r *Runtime) gokaProcessor(graph *goka.GroupGraph, name string, h *handler,
 		c.Producer.MaxMessageBytes = maxRecord
 		return c
 	}
+	producers := groupProducers(written(graph), lim.forTopic, producer, h.dlq, &r.stats)
+	store := h.ids.builder(tablestore.Builder(r.groupDir(string(graph.Group())), r.cfg.TableCache))
+	if h.timers != nil {
+		producers = h.timers.producerBuilder(producers)
+		store = h.timers.builder(graph.GroupTable().Topic(), store)
+	}
 	tmc := goka.NewTopicManagerConfig()
 	tmc.NoCreate = true
 	// Run checked partition counts; settings of existing topics are the
@@ -559,15 +572,18 @@ func (r *Runtime) gokaProcessor(graph *goka.GroupGraph, name string, h *handler,
 		goka.WithClientID(r.cfg.Kafka.WithDefaults().ClientID + "-" + name),
 		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(sc())),
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc())),
-		goka.WithProducerBuilder(groupProducers(written(graph), lim.forTopic, producer, h.dlq, &r.stats)),
+		goka.WithProducerBuilder(producers),
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc(), tmc)),
-		goka.WithStorageBuilder(h.ids.builder(tablestore.Builder(r.groupDir(string(graph.Group())), r.cfg.TableCache))),
+		goka.WithStorageBuilder(store),
 		goka.WithLogger(gokaLogger{r.cfg.Log}),
 		// goka drops records with a nil value by default: silently losing
 		// them. Partita dead-letters them like any other bad record.
 		goka.WithNilHandling(goka.NilProcess),
 		goka.WithRebalanceCallback(func(a goka.Assignment) {
 			h.rebalanced()
+			if h.timers != nil {
+				h.timers.rebalanced(a)
+			}
 			if r.cfg.Observe != nil {
 				parts := make([]int32, 0, len(a))
 				for p := range a {
