@@ -28,7 +28,8 @@ type TimerObserver interface {
 // TimerStats counts an entity's pending timers in this worker (asks
 // waiting for their answer included), and those of them past due.
 type TimerStats struct {
-	Pending, Overdue int
+	Pending int `json:"pending"`
+	Overdue int `json:"overdue"`
 }
 
 // refire is how long after writing a fire the scheduler writes it again

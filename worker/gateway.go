@@ -607,15 +607,16 @@ func (g *gateway) status(w http.ResponseWriter, r *http.Request) {
 		Lag     []processor.PartitionLag `json:"lag"`
 	}
 	out := struct {
-		App         string                      `json:"app"`
-		Ready       bool                        `json:"ready"`
-		Reason      string                      `json:"reason,omitempty"`
-		Groups      []processor.GroupHealth     `json:"groups"`
-		Entities    map[string][]string         `json:"entities"`
-		Views       []viewStatus                `json:"views"`
-		Partitions  []processor.PartitionStatus `json:"partitions"`
-		DeadLetters []processor.DeadLetter      `json:"deadLetters"`
-	}{App: g.cfg.App, Entities: g.rt.Entities(), Partitions: g.rt.Partitions(r.Context())}
+		App         string                          `json:"app"`
+		Ready       bool                            `json:"ready"`
+		Reason      string                          `json:"reason,omitempty"`
+		Groups      []processor.GroupHealth         `json:"groups"`
+		Entities    map[string][]string             `json:"entities"`
+		Timers      map[string]processor.TimerStats `json:"timers"`
+		Views       []viewStatus                    `json:"views"`
+		Partitions  []processor.PartitionStatus     `json:"partitions"`
+		DeadLetters []processor.DeadLetter          `json:"deadLetters"`
+	}{App: g.cfg.App, Entities: g.rt.Entities(), Timers: g.rt.TimerStats(), Partitions: g.rt.Partitions(r.Context())}
 	out.Reason = g.notReady(r.Context())
 	out.Ready = out.Reason == ""
 	if out.Groups = g.rt.Health(); out.Groups == nil {

@@ -19,6 +19,7 @@ type metrics struct {
 	handled    *prometheus.HistogramVec
 	rebalances *prometheus.CounterVec
 	requests   *prometheus.CounterVec
+	lateness   *prometheus.HistogramVec
 
 	mu sync.Mutex
 	rt *processor.Runtime
@@ -37,8 +38,12 @@ func newMetrics() *metrics {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "partita_http_requests_total", Help: "HTTP requests served, by status code.",
 		}, []string{"code"}),
+		lateness: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "partita_timer_lateness_seconds", Help: "How long after its due time a timer's fire was written, by entity.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		}, []string{"entity"}),
 	}
-	m.reg.MustRegister(m.handled, m.rebalances, m.requests, m, collectors.NewGoCollector())
+	m.reg.MustRegister(m.handled, m.rebalances, m.requests, m.lateness, m, collectors.NewGoCollector())
 	return m
 }
 
@@ -54,6 +59,11 @@ func (m *metrics) Handled(group string, d time.Duration) {
 }
 func (m *metrics) Rebalanced(group string, _ []int32) { m.rebalances.WithLabelValues(group).Inc() }
 
+// TimerFired implements processor.TimerObserver.
+func (m *metrics) TimerFired(entity string, lateness time.Duration) {
+	m.lateness.WithLabelValues(entity).Observe(lateness.Seconds())
+}
+
 var (
 	descProcessed   = prometheus.NewDesc("partita_records_processed_total", "Records handled by this worker's entities and views.", nil, nil)
 	descDuplicates  = prometheus.NewDesc("partita_dedup_hits_total", "Redelivered commands answered from the record instead of being applied again.", nil, nil)
@@ -65,11 +75,13 @@ var (
 	descRecovered   = prometheus.NewDesc("partita_partition_recovered", "1 once the partition's table is restored and it processes.", []string{"group", "partition"}, nil)
 	descViewLag     = prometheus.NewDesc("partita_view_lag_records", "View table records not yet applied to this worker's replica.", []string{"view", "partition"}, nil)
 	descViewAge     = prometheus.NewDesc("partita_view_lag_seconds", "Age of the last update applied to this worker's replica.", []string{"view", "partition"}, nil)
+	descTimers      = prometheus.NewDesc("partita_timers_pending", "Pending timers (asks waiting included) of the partitions this worker owns, by entity.", []string{"entity"}, nil)
+	descOverdue     = prometheus.NewDesc("partita_timers_overdue", "Pending timers past their due time, by entity.", []string{"entity"}, nil)
 )
 
 // Describe and Collect make the runtime's state a collector, read at scrape time.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descProcessed, descDuplicates, descDead, descRerouted, descConsumerLag, descRestored, descRestoreAll, descRecovered, descViewLag, descViewAge} {
+	for _, d := range []*prometheus.Desc{descProcessed, descDuplicates, descDead, descRerouted, descConsumerLag, descRestored, descRestoreAll, descRecovered, descViewLag, descViewAge, descTimers, descOverdue} {
 		ch <- d
 	}
 }
@@ -98,6 +110,10 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRestored, prometheus.GaugeValue, float64(p.Restored), p.Group, part)
 		ch <- prometheus.MustNewConstMetric(descRestoreAll, prometheus.GaugeValue, float64(p.Total), p.Group, part)
 		ch <- prometheus.MustNewConstMetric(descRecovered, prometheus.GaugeValue, recovered, p.Group, part)
+	}
+	for entity, ts := range rt.TimerStats() {
+		ch <- prometheus.MustNewConstMetric(descTimers, prometheus.GaugeValue, float64(ts.Pending), entity)
+		ch <- prometheus.MustNewConstMetric(descOverdue, prometheus.GaugeValue, float64(ts.Overdue), entity)
 	}
 	for view := range rt.Views() {
 		lag, err := rt.Lag(view)

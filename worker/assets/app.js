@@ -83,7 +83,12 @@ function render(s) {
       { text: g.lastError || "", cls: "err" }, ago(g.since)],
   })));
 
-  fill("entities", Object.entries(s.entities || {}).sort().map(([n, c]) => [n, (c || []).join(", ") || "(consumer)"]));
+  const timers = s.timers || {};
+  fill("entities", Object.entries(s.entities || {}).sort().map(([n, c]) => {
+    const t = timers[n] || { pending: 0, overdue: 0 };
+    const cells = [n, (c || []).join(", ") || "(consumer)", String(t.pending), String(t.overdue)];
+    return t.overdue > 0 ? { cls: "warn", cells } : cells;
+  }));
   fill("views", (s.views || []).map((v) => [v.name, (v.indexes || []).join(", "),
     String((v.lag || []).reduce((a, l) => a + l.Gap, 0)),
     ((v.lag || []).reduce((a, l) => Math.max(a, l.Age), 0) / 1e9).toFixed(1) + " s"]));
