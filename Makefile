@@ -1,5 +1,5 @@
-# Partita. `make run` starts the sample application (embedded broker when no
-# Kafka is configured); `make test` runs every test, the real-Kafka
+# Partita. `make run` starts the sample application, examples/shop (embedded
+# broker when no Kafka is configured); `make test` runs every test, the real-Kafka
 # integration tests included (the broker is fetched and started by kafkactl).
 
 SHELL       := /bin/bash
@@ -29,7 +29,7 @@ test: kafkactl
 	@was_up=$$($(KAFKACTL) status >/dev/null 2>&1 && echo yes); \
 	$(KAFKACTL) up || exit 1; \
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./... && \
-	$(GO) test -count=1 -run TestSeededSchedules -v ./sample/ | grep -E 'schedules:|^(ok|FAIL)' && \
+	$(GO) test -count=1 -run TestSeededSchedules -v ./examples/shop/ | grep -E 'schedules:|^(ok|FAIL)' && \
 	$(RELIABILITY_TEST) && \
 	python3 scripts/walkthrough.py && \
 	KAFKA_BOOTSTRAP_SERVERS=$$($(KAFKACTL) addr) PARTITA_APP=walk$$(date +%s) python3 scripts/walkthrough.py; rc=$$?; \

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/partita-dev/partita/examples/shop"
+	"github.com/partita-dev/partita/examples/shop/shopmodel"
 	"github.com/partita-dev/partita/internal/envelope"
-	"github.com/partita-dev/partita/internal/shopmodel"
-	"github.com/partita-dev/partita/sample"
 	pt "github.com/partita-dev/partita/testing/partitatest"
 	"github.com/partita-dev/partita/views"
 )
@@ -20,7 +20,7 @@ import (
 func TestHarnessConformsToTheBroker(t *testing.T) {
 	cmds := shopmodel.Workload(rand.New(rand.NewPCG(5, 6)), 400, 40)
 
-	h := pt.Start(t, sample.NewCustomer(), sample.NewCart(), sample.NewCustomersByEmail(), sample.NewCarts())
+	h := pt.Start(t, shop.NewCustomer(), shop.NewCart(), shop.NewCustomersByEmail(), shop.NewCarts())
 	for _, c := range cmds {
 		if _, err := h.Send(c.Entity, c.Subject, c.Type, c.Data); err != nil {
 			t.Fatal(err)
@@ -58,15 +58,15 @@ func TestHarnessConformsToTheBroker(t *testing.T) {
 			env := table[s]
 			switch entity {
 			case "customer":
-				var want sample.Customer
+				var want shop.Customer
 				ok, _ := h.State(entity, s, &want)
-				if ok != env.Exists || ok && decodeJSON[sample.Customer](t, env.State) != want {
+				if ok != env.Exists || ok && decodeJSON[shop.Customer](t, env.State) != want {
 					t.Errorf("customer %s: broker %s, harness %+v", s, env.State, want)
 				}
 			case "cart":
-				var want sample.Cart
+				var want shop.Cart
 				ok, _ := h.State(entity, s, &want)
-				got := decodeJSON[sample.Cart](t, env.State)
+				got := decodeJSON[shop.Cart](t, env.State)
 				if ok != env.Exists || ok && (got.CheckedOut != want.CheckedOut || !maps.Equal(got.Items, want.Items)) {
 					t.Errorf("cart %s: broker %s, harness %+v", s, env.State, want)
 				}
@@ -77,11 +77,11 @@ func TestHarnessConformsToTheBroker(t *testing.T) {
 	hk, _ := h.View("carts")
 	bc, _ := a.rt.View("customers-by-email")
 	bk, _ := a.rt.View("carts")
-	wantC := allRows[sample.CustomerRow](t, hc, views.Query{Limit: 1000})
-	wantK := allRows[sample.CartRow](t, hk, views.Query{Limit: 1000})
+	wantC := allRows[shop.CustomerRow](t, hc, views.Query{Limit: 1000})
+	wantK := allRows[shop.CartRow](t, hk, views.Query{Limit: 1000})
 	eventually(t, time.Minute, "broker views equal the harness's", func() bool {
-		return maps.Equal(allRows[sample.CustomerRow](t, bc, views.Query{Limit: 1000}), wantC) &&
-			shopmodel.EqualCarts(allRows[sample.CartRow](t, bk, views.Query{Limit: 1000}), wantK)
+		return maps.Equal(allRows[shop.CustomerRow](t, bc, views.Query{Limit: 1000}), wantC) &&
+			shopmodel.EqualCarts(allRows[shop.CartRow](t, bk, views.Query{Limit: 1000}), wantK)
 	})
 	if len(wantC) == 0 || len(wantK) == 0 {
 		t.Fatalf("the scenario made no rows (%d customers, %d carts): it compares nothing", len(wantC), len(wantK))

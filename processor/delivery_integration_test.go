@@ -15,19 +15,19 @@ import (
 	"github.com/partita-dev/partita/codec"
 	"github.com/partita-dev/partita/deadletter"
 	"github.com/partita-dev/partita/entities"
+	"github.com/partita-dev/partita/examples/shop"
 	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/internal/envelope"
 	"github.com/partita-dev/partita/internal/recordtest"
 	"github.com/partita-dev/partita/processor"
-	"github.com/partita-dev/partita/sample"
 	"github.com/partita-dev/partita/testing/partitatest"
 )
 
 func TestRedeliveredCommandIsAppliedOnce(t *testing.T) {
-	a := newApp(t, sample.NewCart())
+	a := newApp(t, shop.NewCart())
 	a.start()
 	topic := a.topics.Commands("cart")
-	first := cmd("cart-r", "add-item", "r-1", sample.AddItem{ProductID: "p1", Name: "Pen", Quantity: 2})
+	first := cmd("cart-r", "add-item", "r-1", shop.AddItem{ProductID: "p1", Name: "Pen", Quantity: 2})
 
 	// replyCount waits until id has n replies and returns them.
 	replies := func(id string, n int) []record {
@@ -43,8 +43,8 @@ func TestRedeliveredCommandIsAppliedOnce(t *testing.T) {
 	a.send(message(topic, first))
 	replies("r-1", 1)
 	a.send(message(topic, first)) // right after
-	a.send(message(topic, cmd("cart-r", "add-item", "r-2", sample.AddItem{ProductID: "p2", Name: "Ink", Quantity: 1})))
-	a.send(message(topic, cmd("cart-r", "remove-item", "r-3", sample.RemoveItem{ProductID: "p1"})))
+	a.send(message(topic, cmd("cart-r", "add-item", "r-2", shop.AddItem{ProductID: "p2", Name: "Ink", Quantity: 1})))
+	a.send(message(topic, cmd("cart-r", "remove-item", "r-3", shop.RemoveItem{ProductID: "p1"})))
 	replies("r-3", 1)
 	a.send(message(topic, first)) // again, behind newer commands
 	rs := replies("r-1", 3)
@@ -56,7 +56,7 @@ func TestRedeliveredCommandIsAppliedOnce(t *testing.T) {
 	env := a.table("cart", 8, time.Minute, func(l map[string]*envelope.Envelope) bool {
 		return l["cart-r"] != nil && l["cart-r"].Seq == 3
 	})["cart-r"]
-	state := decodeJSON[sample.Cart](t, env.State)
+	state := decodeJSON[shop.Cart](t, env.State)
 	if len(state.Items) != 1 || state.Items["p2"].Quantity != 1 {
 		t.Errorf("state %+v: want only p2 x1 (p1 added once, then removed)", state)
 	}
@@ -106,11 +106,11 @@ func TestMisroutedCommandsReachTheirEntity(t *testing.T) {
 	if _, err := exec.LookPath("kcat"); err != nil {
 		t.Fatal("kcat is required (Debian package kcat; .ci/run installs it)")
 	}
-	a := newApp(t, sample.NewCustomer())
+	a := newApp(t, shop.NewCustomer())
 	a.start()
 	topic := a.topics.Commands("customer")
 	create := func(subject, id string) codec.Event {
-		return cmd(subject, "create", id, sample.CreateCustomer{Email: subject + "@example.com", Name: subject})
+		return cmd(subject, "create", id, shop.CreateCustomer{Email: subject + "@example.com", Name: subject})
 	}
 	var ids []string
 	// Java's default partitioning (murmur2) keyed by subject: no re-routing.
@@ -167,10 +167,10 @@ func TestMisroutedCommandsReachTheirEntity(t *testing.T) {
 }
 
 func TestInteropWithKcat(t *testing.T) {
-	a := newApp(t, sample.NewCart())
+	a := newApp(t, shop.NewCart())
 	a.start()
 	topic := a.topics.Commands("cart")
-	kcat(t, a.env.Plaintext, topic, "murmur2_random", "cart-i", cmd("cart-i", "add-item", "k-1", sample.AddItem{ProductID: "p", Name: "P", Quantity: 1}))
+	kcat(t, a.env.Plaintext, topic, "murmur2_random", "cart-i", cmd("cart-i", "add-item", "k-1", shop.AddItem{ProductID: "p", Name: "P", Quantity: 1}))
 	structured := &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder("cart-i"),
 		Value:   sarama.StringEncoder(`{"specversion":"1.0","id":"s-1","source":"structured","type":"checkout","subject":"cart-i","partitareply":"true","datacontenttype":"application/json","data":{}}`),
 		Headers: []sarama.RecordHeader{{Key: []byte("content-type"), Value: []byte("application/cloudevents+json")}}}
@@ -218,11 +218,11 @@ func boom() *entities.Entity[struct{}] {
 }
 
 func TestBadRecordsGoToTheDeadLetterTopic(t *testing.T) {
-	a := newApp(t, sample.NewCustomer(), boom())
+	a := newApp(t, shop.NewCustomer(), boom())
 	a.start()
 	topic := a.topics.Commands("customer")
 	good := func(subject, id string) codec.Record {
-		r, _ := codec.EncodeEvent(cmd(subject, "create", id, sample.CreateCustomer{Email: "a@b.c", Name: "A"}))
+		r, _ := codec.EncodeEvent(cmd(subject, "create", id, shop.CreateCustomer{Email: "a@b.c", Name: "A"}))
 		return r
 	}
 	boomCmd := func(typ, id string) codec.Record {
@@ -237,7 +237,7 @@ func TestBadRecordsGoToTheDeadLetterTopic(t *testing.T) {
 	var ids []string
 	for i := range 32 {
 		id := fmt.Sprintf("after-%d", i)
-		a.send(message(topic, cmd(id, "create", id, sample.CreateCustomer{Email: "x@y.z", Name: "X"})))
+		a.send(message(topic, cmd(id, "create", id, shop.CreateCustomer{Email: "x@y.z", Name: "X"})))
 		ids = append(ids, id)
 	}
 	a.replies(time.Minute, ids...)
@@ -271,7 +271,7 @@ func TestBadRecordsGoToTheDeadLetterTopic(t *testing.T) {
 }
 
 func TestPartitionCountMismatchFailsStart(t *testing.T) {
-	a := newApp(t, sample.NewCustomer())
+	a := newApp(t, shop.NewCustomer())
 	admin, err := sarama.NewClusterAdminFromClient(a.client)
 	if err != nil {
 		t.Fatal(err)

@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/partita-dev/partita/examples/shop"
 	"github.com/partita-dev/partita/processor/broker"
-	"github.com/partita-dev/partita/sample"
 )
 
 // The embedded broker (kfake) serves `make run`: the runtime must work on it.
@@ -16,10 +16,10 @@ func TestRuntimeOnEmbeddedBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
-	a := newAppOn(t, e.Config(broker.Config{}), sample.NewCart())
+	a := newAppOn(t, e.Config(broker.Config{}), shop.NewCart())
 	a.start()
 	topic := a.topics.Commands("cart")
-	a.send(message(topic, cmd("k1", "add-item", "e-1", sample.AddItem{ProductID: "p", Name: "P", Quantity: 2})),
+	a.send(message(topic, cmd("k1", "add-item", "e-1", shop.AddItem{ProductID: "p", Name: "P", Quantity: 2})),
 		message(topic, cmd("k1", "checkout", "e-2", struct{}{})))
 	r := a.replies(30*time.Second, "e-1", "e-2")
 	if r["e-2"].Headers["ce_partitaseq"] != "2" || r["e-2"].Headers["ce_type"] != "partita.reply" {

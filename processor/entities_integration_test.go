@@ -11,9 +11,9 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/partita-dev/partita/codec"
+	"github.com/partita-dev/partita/examples/shop"
+	"github.com/partita-dev/partita/examples/shop/shopmodel"
 	"github.com/partita-dev/partita/internal/envelope"
-	"github.com/partita-dev/partita/internal/shopmodel"
-	"github.com/partita-dev/partita/sample"
 )
 
 // sent is a workload command as sent, with the error code the model expects.
@@ -36,7 +36,7 @@ func workload(r *rand.Rand, m *shopmodel.Model, last map[string]string, n, subje
 }
 
 func TestLoadFinalStatesEqualTheFold(t *testing.T) {
-	a := newApp(t, sample.NewCustomer(), sample.NewCart())
+	a := newApp(t, shop.NewCustomer(), shop.NewCart())
 	a.start()
 	m, last := shopmodel.New(), map[string]string{}
 	cmds := workload(rand.New(rand.NewPCG(1, 2)), m, last, 10_000, 1_000)
@@ -132,8 +132,8 @@ func assertStates(t *testing.T, a *app, m *shopmodel.Model, last map[string]stri
 			continue
 		}
 		if c.Exists {
-			got := decodeJSON[sample.Customer](t, env.State)
-			if got != (sample.Customer{Email: c.Email, Name: c.Name}) {
+			got := decodeJSON[shop.Customer](t, env.State)
+			if got != (shop.Customer{Email: c.Email, Name: c.Name}) {
 				t.Errorf("customer %s: %+v, want %s %s", s, got, c.Email, c.Name)
 			}
 		}
@@ -148,7 +148,7 @@ func assertStates(t *testing.T, a *app, m *shopmodel.Model, last map[string]stri
 		if k.Seq == 0 {
 			continue
 		}
-		got := decodeJSON[sample.Cart](t, env.State)
+		got := decodeJSON[shop.Cart](t, env.State)
 		if got.CheckedOut != k.CheckedOut || !maps.Equal(got.Items, k.Items) {
 			t.Errorf("cart %s: %+v, want %+v checkedOut=%v", s, got, k.Items, k.CheckedOut)
 		}

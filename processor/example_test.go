@@ -9,10 +9,10 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/partita-dev/partita/codec"
+	"github.com/partita-dev/partita/examples/shop"
 	"github.com/partita-dev/partita/internal/murmur2"
 	"github.com/partita-dev/partita/processor"
 	"github.com/partita-dev/partita/processor/broker"
-	"github.com/partita-dev/partita/sample"
 	"github.com/partita-dev/partita/views"
 )
 
@@ -24,7 +24,7 @@ func ExampleRuntime() {
 	dir, _ := os.MkdirTemp("", "example")
 	defer os.RemoveAll(dir)
 	rt, err := processor.New(processor.Config{App: "shop", Kafka: kafka.Config(broker.Config{}), DataDir: dir, CreateTopics: true},
-		sample.NewCustomer(), sample.NewCustomersByEmail())
+		shop.NewCustomer(), shop.NewCustomersByEmail())
 	if err != nil {
 		panic(err)
 	}
@@ -41,7 +41,7 @@ func ExampleRuntime() {
 	cmd.SetType("create")
 	cmd.SetSubject("c-1")
 	cmd.SetExtension(codec.ExtReply, "true")
-	_ = cmd.SetData("application/json", sample.CreateCustomer{Email: "ada@example.com", Name: "Ada"})
+	_ = cmd.SetData("application/json", shop.CreateCustomer{Email: "ada@example.com", Name: "Ada"})
 	rec, _ := codec.EncodeEvent(cmd)
 	cfg, _ := kafka.Config(broker.Config{}).Sarama(nil)
 	cfg.Producer.Partitioner = sarama.NewCustomHashPartitioner(murmur2.New)
@@ -74,7 +74,7 @@ func ExampleRuntime() {
 	if err := store.WaitFor(wait, position); err != nil {
 		panic(err)
 	}
-	row, _, _ := views.Get[sample.CustomerRow](ctx, store, "c-1")
+	row, _, _ := views.Get[shop.CustomerRow](ctx, store, "c-1")
 	fmt.Println(row.Email)
 	// Output:
 	// {"email":"ada@example.com","name":"Ada"}

@@ -10,10 +10,10 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/partita-dev/partita/entities"
+	"github.com/partita-dev/partita/examples/shop"
 	"github.com/partita-dev/partita/internal/murmur2"
 	"github.com/partita-dev/partita/internal/topics"
 	"github.com/partita-dev/partita/processor"
-	"github.com/partita-dev/partita/sample"
 )
 
 // stateApp is the sample customer (with a remove command) and cart, and a
@@ -29,13 +29,13 @@ func stateApp(t *testing.T) (*app, []processor.Part) {
 	if err := admin.CreateTopic(signups, &sarama.TopicDetail{NumPartitions: 8, ReplicationFactor: 1}, false); err != nil {
 		t.Fatal(err)
 	}
-	customer := sample.NewCustomer()
-	entities.Command(customer, "remove", func(ctx *entities.Context[sample.Customer], _ struct{}) entities.Effect[sample.Customer] {
+	customer := shop.NewCustomer()
+	entities.Command(customer, "remove", func(ctx *entities.Context[shop.Customer], _ struct{}) entities.Effect[shop.Customer] {
 		return ctx.Delete().Reply(struct{}{})
 	})
 	welcome := entities.Consumer("welcome", entities.IgnoreUnknownTypes())
 	entities.Subscribe(welcome, signups, "SignedUp", func(ctx *entities.Context[struct{}], _ signedUp) entities.Effect[struct{}] { return ctx.Ignore() })
-	parts := []processor.Part{customer, sample.NewCart(), welcome}
+	parts := []processor.Part{customer, shop.NewCart(), welcome}
 	a := newAppOn(t, e.kafka, parts...)
 	a.cfg.StateReads = true
 	a.renew()
@@ -64,10 +64,10 @@ func TestStateReadsTheEntityTableWithPositions(t *testing.T) {
 
 	customers, carts := a.topics.Commands("customer"), a.topics.Commands("cart")
 	a.send(
-		message(customers, cmd("c1", "create", "s-1", sample.CreateCustomer{Email: "c1@example.com", Name: "One"})),
-		message(customers, cmd("c1", "change-name", "s-2", sample.ChangeName{Name: "Uno"})),
-		message(carts, cmd("k1", "add-item", "s-3", sample.AddItem{ProductID: "pen", Name: "Pen", Quantity: 1})),
-		message(carts, cmd("k1", "add-item", "s-4", sample.AddItem{ProductID: "ink", Name: "Ink", Quantity: 2})),
+		message(customers, cmd("c1", "create", "s-1", shop.CreateCustomer{Email: "c1@example.com", Name: "One"})),
+		message(customers, cmd("c1", "change-name", "s-2", shop.ChangeName{Name: "Uno"})),
+		message(carts, cmd("k1", "add-item", "s-3", shop.AddItem{ProductID: "pen", Name: "Pen", Quantity: 1})),
+		message(carts, cmd("k1", "add-item", "s-4", shop.AddItem{ProductID: "ink", Name: "Ink", Quantity: 2})),
 	)
 	replies := a.replies(time.Minute, "s-1", "s-2", "s-3", "s-4")
 	token := func(id string) string {
@@ -83,14 +83,14 @@ func TestStateReadsTheEntityTableWithPositions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := decodeJSON[sample.Customer](t, st.State); !st.Exists || st.Seq < 2 || c.Name != "Uno" || c.Email != "c1@example.com" {
+	if c := decodeJSON[shop.Customer](t, st.State); !st.Exists || st.Seq < 2 || c.Name != "Uno" || c.Email != "c1@example.com" {
 		t.Errorf("customer c1 after change-name: %+v (%+v)", st, c)
 	}
 	st, err = read("cart", "k1", token("s-4"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k := decodeJSON[sample.Cart](t, st.State); !st.Exists || st.Seq != 2 || len(k.Items) != 2 || k.Items["ink"].Quantity != 2 {
+	if k := decodeJSON[shop.Cart](t, st.State); !st.Exists || st.Seq != 2 || len(k.Items) != 2 || k.Items["ink"].Quantity != 2 {
 		t.Errorf("cart k1 after two items: %+v (%+v)", st, k)
 	}
 	// An older position reads the newest state.
@@ -148,7 +148,7 @@ func TestStateIsServedByEveryWorker(t *testing.T) {
 	for i := range 16 {
 		id := fmt.Sprintf("m-%d", i)
 		ids = append(ids, id)
-		a.send(message(customers, cmd(fmt.Sprintf("c%d", i), "create", id, sample.CreateCustomer{Email: "m@example.com", Name: "M"})))
+		a.send(message(customers, cmd(fmt.Sprintf("c%d", i), "create", id, shop.CreateCustomer{Email: "m@example.com", Name: "M"})))
 	}
 	replies := a.replies(time.Minute, ids...)
 

@@ -8,8 +8,8 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/partita-dev/partita/entities"
+	"github.com/partita-dev/partita/examples/shop"
 	"github.com/partita-dev/partita/internal/envelope"
-	"github.com/partita-dev/partita/sample"
 )
 
 type signedUp struct {
@@ -22,12 +22,12 @@ func TestSubscriptions(t *testing.T) {
 	signups, mail, lateMail := e.name+".signups", e.name+".mail", e.name+".late-mail"
 
 	// An entity subscribes: each SignedUp creates the customer it names.
-	customer := sample.NewCustomer()
-	entities.Subscribe(customer, signups, "SignedUp", func(ctx *entities.Context[sample.Customer], s signedUp) entities.Effect[sample.Customer] {
+	customer := shop.NewCustomer()
+	entities.Subscribe(customer, signups, "SignedUp", func(ctx *entities.Context[shop.Customer], s signedUp) entities.Effect[shop.Customer] {
 		if ctx.Exists() {
 			return ctx.Ignore()
 		}
-		return ctx.Update(sample.Customer(s))
+		return ctx.Update(shop.Customer(s))
 	})
 	// A stateless consumer reads from the beginning and ignores unknown types.
 	welcome := entities.Consumer("welcome", entities.PublishesTo(mail), entities.IgnoreUnknownTypes())

@@ -12,14 +12,14 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/partita-dev/partita/codec"
-	"github.com/partita-dev/partita/internal/shopmodel"
+	"github.com/partita-dev/partita/examples/shop"
+	"github.com/partita-dev/partita/examples/shop/shopmodel"
 	"github.com/partita-dev/partita/internal/topics"
-	"github.com/partita-dev/partita/sample"
 	"github.com/partita-dev/partita/views"
 )
 
 func newShop(t *testing.T) *app {
-	return newApp(t, sample.NewCustomer(), sample.NewCart(), sample.NewCustomersByEmail(), sample.NewCarts())
+	return newApp(t, shop.NewCustomer(), shop.NewCart(), shop.NewCustomersByEmail(), shop.NewCarts())
 }
 
 // sendAll sends the workload's commands and waits for every reply.
@@ -91,15 +91,15 @@ func TestViewsEqualTheFoldAndSurviveARestart(t *testing.T) {
 	carts, _ := a.rt.View("carts")
 	wantCustomers, wantCarts := m.CustomerRows(), m.CartRows()
 	eventually(t, 2*time.Minute, "views equal the fold", func() bool {
-		return maps.Equal(allRows[sample.CustomerRow](t, customers, views.Query{Limit: 1000}), wantCustomers) &&
-			shopmodel.EqualCarts(allRows[sample.CartRow](t, carts, views.Query{Limit: 1000}), wantCarts)
+		return maps.Equal(allRows[shop.CustomerRow](t, customers, views.Query{Limit: 1000}), wantCustomers) &&
+			shopmodel.EqualCarts(allRows[shop.CartRow](t, carts, views.Query{Limit: 1000}), wantCarts)
 	})
 	if len(wantCarts) < 1000 {
 		t.Fatalf("only %d cart rows: the paging check wants more than 1,000", len(wantCarts))
 	}
 	// Paging in small pages, by index, in both orders, visits each row once.
 	for _, q := range []views.Query{{Index: "totalQuantity", Limit: 37}, {Index: "checkedOut", Desc: true, Limit: 50}} {
-		if got := allRows[sample.CartRow](t, carts, q); !shopmodel.EqualCarts(got, wantCarts) {
+		if got := allRows[shop.CartRow](t, carts, q); !shopmodel.EqualCarts(got, wantCarts) {
 			t.Errorf("paging %+v: %d rows, want %d", q, len(got), len(wantCarts))
 		}
 	}
@@ -113,8 +113,8 @@ func TestViewsEqualTheFoldAndSurviveARestart(t *testing.T) {
 	if n, err := carts.Count(t.Context(), views.Query{Index: "checkedOut", Eq: true}); n != checkedOut || err != nil {
 		t.Errorf("checked-out carts: %d %v, want %d", n, err, checkedOut)
 	}
-	matching := func(keep func(sample.CartRow) bool) map[string]sample.CartRow {
-		out := map[string]sample.CartRow{}
+	matching := func(keep func(shop.CartRow) bool) map[string]shop.CartRow {
+		out := map[string]shop.CartRow{}
 		for id, r := range wantCarts {
 			if keep(r) {
 				out[id] = r
@@ -122,13 +122,13 @@ func TestViewsEqualTheFoldAndSurviveARestart(t *testing.T) {
 		}
 		return out
 	}
-	if got := allRows[sample.CartRow](t, carts, views.Query{Index: "totalQuantity", Gte: 3, Lt: 7, Limit: 100}); !shopmodel.EqualCarts(got, matching(func(r sample.CartRow) bool {
+	if got := allRows[shop.CartRow](t, carts, views.Query{Index: "totalQuantity", Gte: 3, Lt: 7, Limit: 100}); !shopmodel.EqualCarts(got, matching(func(r shop.CartRow) bool {
 		return r.TotalQuantity >= 3 && r.TotalQuantity < 7
 	})) {
 		t.Errorf("totalQuantity in [3,7): %d rows", len(got))
 	}
-	byEmail := func(keep func(sample.CustomerRow) bool) map[string]sample.CustomerRow {
-		out := map[string]sample.CustomerRow{}
+	byEmail := func(keep func(shop.CustomerRow) bool) map[string]shop.CustomerRow {
+		out := map[string]shop.CustomerRow{}
 		for id, r := range wantCustomers {
 			if keep(r) {
 				out[id] = r
@@ -137,20 +137,20 @@ func TestViewsEqualTheFoldAndSurviveARestart(t *testing.T) {
 		return out
 	}
 	prefix := "u1"
-	if got := allRows[sample.CustomerRow](t, customers, views.Query{Index: "email", Prefix: &prefix, Desc: true, Limit: 20}); !maps.Equal(got, byEmail(func(r sample.CustomerRow) bool {
+	if got := allRows[shop.CustomerRow](t, customers, views.Query{Index: "email", Prefix: &prefix, Desc: true, Limit: 20}); !maps.Equal(got, byEmail(func(r shop.CustomerRow) bool {
 		return strings.HasPrefix(r.Email, prefix)
 	})) {
 		t.Errorf("email prefix %q: %d rows", prefix, len(got))
 	}
 	for _, c := range wantCustomers {
-		want := byEmail(func(r sample.CustomerRow) bool { return r.Email == c.Email })
-		if got := allRows[sample.CustomerRow](t, customers, views.Query{Index: "email", Eq: c.Email}); !maps.Equal(got, want) {
+		want := byEmail(func(r shop.CustomerRow) bool { return r.Email == c.Email })
+		if got := allRows[shop.CustomerRow](t, customers, views.Query{Index: "email", Eq: c.Email}); !maps.Equal(got, want) {
 			t.Errorf("email = %s: %v, want %v", c.Email, got, want)
 		}
 	}
 	// Ordered: by totalQuantity descending, the sequence never increases.
 	page, err := carts.Query(t.Context(), views.Query{Index: "totalQuantity", Desc: true, Limit: 1000})
-	rows, _ := views.Decode[sample.CartRow](page.Rows)
+	rows, _ := views.Decode[shop.CartRow](page.Rows)
 	for i := 1; i < len(rows); i++ {
 		if err != nil || rows[i].TotalQuantity > rows[i-1].TotalQuantity {
 			t.Fatalf("descending order broken at %d: %d after %d (%v)", i, rows[i].TotalQuantity, rows[i-1].TotalQuantity, err)
@@ -168,7 +168,7 @@ func TestViewsEqualTheFoldAndSurviveARestart(t *testing.T) {
 		t.Errorf("restart re-read %d view records before serving, want a rebuild-free resume", reread)
 	}
 	customers, _ = a.rt.View("customers-by-email")
-	if got := allRows[sample.CustomerRow](t, customers, views.Query{Limit: 1000}); !maps.Equal(got, wantCustomers) {
+	if got := allRows[shop.CustomerRow](t, customers, views.Query{Limit: 1000}); !maps.Equal(got, wantCustomers) {
 		t.Errorf("after restart: %d customer rows, want %d", len(got), len(wantCustomers))
 	}
 
@@ -183,7 +183,7 @@ func TestViewsEqualTheFoldAndSurviveARestart(t *testing.T) {
 	a.start()
 	carts, _ = a.rt.View("carts")
 	eventually(t, 2*time.Minute, "rebuilt carts view equals the fold", func() bool {
-		return shopmodel.EqualCarts(allRows[sample.CartRow](t, carts, views.Query{Limit: 1000}), wantCarts)
+		return shopmodel.EqualCarts(allRows[shop.CartRow](t, carts, views.Query{Limit: 1000}), wantCarts)
 	})
 	if n := a.rt.Stats().ViewApplied.Load(); n < int64(len(wantCarts)) {
 		t.Errorf("the rebuild applied %d records; the carts view alone has %d rows", n, len(wantCarts))
@@ -194,9 +194,9 @@ func TestOldUpdateBehindNewerNeverMovesARowBack(t *testing.T) {
 	a := newShop(t)
 	a.start()
 	topic := a.topics.Commands("cart")
-	a.send(message(topic, cmd("k", "add-item", "o-1", sample.AddItem{ProductID: "p1", Name: "P", Quantity: 2})),
-		message(topic, cmd("k", "add-item", "o-2", sample.AddItem{ProductID: "p1", Name: "P", Quantity: 3})),
-		message(topic, cmd("k", "remove-item", "o-3", sample.RemoveItem{ProductID: "p1"})))
+	a.send(message(topic, cmd("k", "add-item", "o-1", shop.AddItem{ProductID: "p1", Name: "P", Quantity: 2})),
+		message(topic, cmd("k", "add-item", "o-2", shop.AddItem{ProductID: "p1", Name: "P", Quantity: 3})),
+		message(topic, cmd("k", "remove-item", "o-3", shop.RemoveItem{ProductID: "p1"})))
 	a.replies(time.Minute, "o-1", "o-2", "o-3")
 	// Redeliver the first event (seq 1) behind the newer ones, as a broker
 	// redelivery would, then a newer command as a marker behind it.
@@ -210,11 +210,11 @@ func TestOldUpdateBehindNewerNeverMovesARowBack(t *testing.T) {
 		t.Fatalf("first event is not seq 1: %v", first.Headers)
 	}
 	a.send(raw(a.topics.Events("cart"), old))
-	a.send(message(topic, cmd("k", "add-item", "o-4", sample.AddItem{ProductID: "p9", Name: "Q", Quantity: 1})))
+	a.send(message(topic, cmd("k", "add-item", "o-4", shop.AddItem{ProductID: "p9", Name: "Q", Quantity: 1})))
 	carts, _ := a.rt.View("carts")
-	var row sample.CartRow
+	var row shop.CartRow
 	eventually(t, time.Minute, "marker applied", func() bool {
-		row, _, _ = views.Get[sample.CartRow](t.Context(), carts, "k")
+		row, _, _ = views.Get[shop.CartRow](t.Context(), carts, "k")
 		return row.Quantities["p9"] == 1
 	})
 	if _, back := row.Quantities["p1"]; back || row.TotalQuantity != 1 || row.ItemCount != 1 {
@@ -224,21 +224,21 @@ func TestOldUpdateBehindNewerNeverMovesARowBack(t *testing.T) {
 
 func TestReadYourWrites(t *testing.T) {
 	e := newShop(t) // for its broker only
-	a := newAppOn(t, e.kafka, sample.NewCustomer(), sample.NewCustomersByEmail())
+	a := newAppOn(t, e.kafka, shop.NewCustomer(), shop.NewCustomersByEmail())
 	a.cfg.ViewApplyDelay = 2 * time.Second // a lagging view
 	a.renew()
 	a.start()
 	topic := a.topics.Commands("customer")
-	a.send(message(topic, cmd("c", "create", "w-0", sample.CreateCustomer{Email: "v0@example.com", Name: "C"})))
+	a.send(message(topic, cmd("c", "create", "w-0", shop.CreateCustomer{Email: "v0@example.com", Name: "C"})))
 	a.replies(time.Minute, "w-0")
 	store, _ := a.rt.View("customers-by-email")
 	stale := 0
 	const writes = 5
 	for i := 1; i <= writes; i++ {
 		id, email := "w-"+string(rune('a'+i)), "v"+string(rune('a'+i))+"@example.com"
-		a.send(message(topic, cmd("c", "change-email", id, sample.ChangeEmail{Email: email})))
+		a.send(message(topic, cmd("c", "change-email", id, shop.ChangeEmail{Email: email})))
 		// Right after the write, without a token: the row may still be the old one.
-		if row, _, _ := views.Get[sample.CustomerRow](t.Context(), store, "c"); row.Email != email {
+		if row, _, _ := views.Get[shop.CustomerRow](t.Context(), store, "c"); row.Email != email {
 			stale++
 		}
 		r := a.replies(time.Minute, id)[id]
@@ -253,7 +253,7 @@ func TestReadYourWrites(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if row, _, _ := views.Get[sample.CustomerRow](t.Context(), store, "c"); row.Email != email {
+		if row, _, _ := views.Get[shop.CustomerRow](t.Context(), store, "c"); row.Email != email {
 			t.Fatalf("after waiting for the position, the row is %+v, want email %s", row, email)
 		}
 	}

@@ -41,13 +41,13 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/partita-dev/partita/codec"
+	"github.com/partita-dev/partita/examples/shop"
 	"github.com/partita-dev/partita/internal/envelope"
 	"github.com/partita-dev/partita/internal/kafkatest"
 	"github.com/partita-dev/partita/internal/murmur2"
 	"github.com/partita-dev/partita/internal/recordtest"
 	"github.com/partita-dev/partita/processor"
 	"github.com/partita-dev/partita/processor/broker"
-	"github.com/partita-dev/partita/sample"
 	gateway "github.com/partita-dev/partita/worker"
 )
 
@@ -171,7 +171,7 @@ func TestReliability(t *testing.T) {
 	t.Cleanup(func() { _ = kafkatest.Down(paths) })
 
 	bin := filepath.Join(t.TempDir(), "worker")
-	if out, err := exec.Command("go", "build", "-o", bin, "./worker").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, "../examples/shop/cmd/reliability-worker").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	app := fmt.Sprintf("r%d", time.Now().UnixNano())
@@ -745,7 +745,7 @@ func addItem(subject, id string) codec.Event {
 	e.SetSource("reliability")
 	e.SetType("add-item")
 	e.SetSubject(subject)
-	_ = e.SetData("application/json", sample.AddItem{ProductID: "p", Name: "P", Quantity: 1})
+	_ = e.SetData("application/json", shop.AddItem{ProductID: "p", Name: "P", Quantity: 1})
 	return e
 }
 
@@ -800,7 +800,7 @@ type gatewayReply struct{ position, body string }
 // to the workers in turn (from the one from picks) until one answers 200,
 // for three minutes at most; it returns the answer and whether one came.
 func sendViaGateway(ws []*worker, key, subject string, from int, retriable *atomic.Int64) (gatewayReply, bool) {
-	body, _ := json.Marshal(sample.AddItem{ProductID: "p", Name: "P", Quantity: 1})
+	body, _ := json.Marshal(shop.AddItem{ProductID: "p", Name: "P", Quantity: 1})
 	deadline := time.Now().Add(3 * time.Minute)
 	for try := 0; time.Now().Before(deadline); try++ {
 		w := ws[(from+try)%len(ws)]
@@ -856,7 +856,7 @@ func settled(carts int, sent []atomic.Int64, read func() map[string]int64) map[s
 // cartQuantity reads product p's quantity from a cart table record.
 func cartQuantity(value []byte) (int64, bool) {
 	env, err := envelope.DecodeEnvelope(value)
-	var cart sample.Cart
+	var cart shop.Cart
 	if err != nil || !env.Exists || json.Unmarshal(env.State, &cart) != nil {
 		return 0, false
 	}
@@ -865,7 +865,7 @@ func cartQuantity(value []byte) (int64, bool) {
 
 // rowQuantity reads product p's quantity from a carts view table record.
 func rowQuantity(value []byte) (int64, bool) {
-	var env struct{ Row *sample.CartRow }
+	var env struct{ Row *shop.CartRow }
 	if json.Unmarshal(value, &env) != nil || env.Row == nil {
 		return 0, false
 	}

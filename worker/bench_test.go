@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/partita-dev/partita/examples/shop"
 	"github.com/partita-dev/partita/internal/benchresult"
 	"github.com/partita-dev/partita/internal/kafkatest"
-	"github.com/partita-dev/partita/sample"
 )
 
 // BenchmarkGatewayRoundTrip measures, on the real broker, the latency of a
@@ -26,12 +26,12 @@ func BenchmarkGatewayRoundTrip(b *testing.B) {
 	w := startWorker(b, fmt.Sprintf("b%d", time.Now().UnixNano()), e.Plaintext)
 	const seconds = 5
 	paced(100, 2, func(i int) error { // warm-up: connections, JIT-free but cache-cold paths
-		_, _, err := post(w.addr, fmt.Sprintf("/entities/cart/warm-%d/add-item", i), "", sample.AddItem{ProductID: "p", Name: "P", Quantity: 1})
+		_, _, err := post(w.addr, fmt.Sprintf("/entities/cart/warm-%d/add-item", i), "", shop.AddItem{ProductID: "p", Name: "P", Quantity: 1})
 		return err
 	})
 	for _, rate := range []int{200, 1000} {
 		cmd, cmdErr := paced(rate, seconds, func(i int) error {
-			code, body, err := post(w.addr, fmt.Sprintf("/entities/cart/bench-%d/add-item", i%500), "", sample.AddItem{ProductID: "p", Name: "P", Quantity: 1})
+			code, body, err := post(w.addr, fmt.Sprintf("/entities/cart/bench-%d/add-item", i%500), "", shop.AddItem{ProductID: "p", Name: "P", Quantity: 1})
 			if err == nil && code != http.StatusOK {
 				err = fmt.Errorf("%d %s", code, body)
 			}

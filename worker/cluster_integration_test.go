@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/partita-dev/partita/examples/shop"
 	"github.com/partita-dev/partita/internal/kafkatest"
-	"github.com/partita-dev/partita/sample"
 )
 
 // workerBinary builds cmd/worker once per test run.
@@ -227,7 +227,7 @@ func TestThreeWorkersShareAndSurviveAKill(t *testing.T) {
 		for try := 0; try < 30; try++ {
 			l := alive()
 			w := l[(i+try)%len(l)]
-			code, body, err := post(w.addr, "/entities/cart/"+cart+"/add-item", key, sample.AddItem{ProductID: "p", Name: "P", Quantity: 1})
+			code, body, err := post(w.addr, "/entities/cart/"+cart+"/add-item", key, shop.AddItem{ProductID: "p", Name: "P", Quantity: 1})
 			switch {
 			case err == nil && code == http.StatusOK:
 				return nil
@@ -286,7 +286,7 @@ func TestThreeWorkersShareAndSurviveAKill(t *testing.T) {
 		if err != nil || code != http.StatusOK {
 			t.Fatalf("get cart-%d: %d %s %v", c, code, body, err)
 		}
-		var cart sample.Cart
+		var cart shop.Cart
 		_ = json.Unmarshal(body, &cart)
 		if q := cart.Items["p"].Quantity; q != perCart {
 			t.Errorf("cart-%d holds %d, want %d", c, q, perCart)
@@ -298,7 +298,7 @@ func TestIdempotencyMetricsAndDeadLetters(t *testing.T) {
 	e := kafkatest.Require(t)
 	w := startWorker(t, fmt.Sprintf("m%d", time.Now().UnixNano()), e.Plaintext)
 	for range 2 {
-		code, body, err := post(w.addr, "/entities/cart/k1/add-item", "same-key", sample.AddItem{ProductID: "p", Name: "P", Quantity: 2})
+		code, body, err := post(w.addr, "/entities/cart/k1/add-item", "same-key", shop.AddItem{ProductID: "p", Name: "P", Quantity: 2})
 		if err != nil || code != http.StatusOK || !strings.Contains(string(body), `"quantity":2`) {
 			t.Fatalf("add-item: %d %s %v", code, body, err)
 		}

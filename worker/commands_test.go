@@ -1,24 +1,18 @@
-package worker
+package worker_test
 
 import (
 	"context"
-	"io"
-	"os"
 	"strings"
 	"testing"
 
-	"github.com/partita-dev/partita/processor"
-	"github.com/partita-dev/partita/sample"
+	"github.com/partita-dev/partita/examples/shop"
+	"github.com/partita-dev/partita/worker"
 )
-
-func shop() App {
-	return App{Name: "shop", Parts: []processor.Part{sample.NewCustomer(), sample.NewCart(), sample.NewCustomersByEmail(), sample.NewCarts()}}
-}
 
 func runMain(t *testing.T, env map[string]string, args ...string) (int, string) {
 	t.Helper()
 	var out strings.Builder
-	code := Main(context.Background(), shop(), args, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, &out, &out)
+	code := worker.Main(context.Background(), shop.App(), args, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, &out, &out)
 	return code, out.String()
 }
 
@@ -68,30 +62,15 @@ func TestEveryConfigProblemAtOnce(t *testing.T) {
 	}
 }
 
-// The file's table_cache reaches the runtime's configuration.
-func TestConfigFileSetsTheTableCache(t *testing.T) {
-	file := t.TempDir() + "/partita.yaml"
-	if err := os.WriteFile(file, []byte("table_cache: 65536\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, _, err := load("run", []string{"--config", file}, func(string) (string, bool) { return "", false }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.TableCache != 65536 {
-		t.Fatalf("TableCache = %d, want 65536", cfg.TableCache)
-	}
-}
-
 func TestAnApplicationNeedsAName(t *testing.T) {
 	var out strings.Builder
-	app := shop()
+	app := shop.App()
 	app.Name = ""
-	code := Main(context.Background(), app, []string{"topics", "plan"}, func(string) (string, bool) { return "", false }, &out, &out)
+	code := worker.Main(context.Background(), app, []string{"topics", "plan"}, func(string) (string, bool) { return "", false }, &out, &out)
 	if code != 2 || !strings.Contains(out.String(), "no application name") {
 		t.Errorf("exit %d: %s; want 2 and a message asking for the name", code, out.String())
 	}
-	code = Main(context.Background(), app, []string{"topics", "plan", "--app", "orders"}, func(string) (string, bool) { return "", false }, &out, &out)
+	code = worker.Main(context.Background(), app, []string{"topics", "plan", "--app", "orders"}, func(string) (string, bool) { return "", false }, &out, &out)
 	if code != 0 || !strings.Contains(out.String(), "orders.cart.commands") {
 		t.Errorf("with --app: exit %d: %s", code, out.String())
 	}

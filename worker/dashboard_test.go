@@ -12,9 +12,10 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/chromedp/chromedp"
+
 	"github.com/partita-dev/partita/codec"
+	"github.com/partita-dev/partita/examples/shop"
 	"github.com/partita-dev/partita/internal/kafkatest"
-	"github.com/partita-dev/partita/sample"
 	"github.com/partita-dev/partita/worker"
 )
 
@@ -29,7 +30,7 @@ func TestDashboardInHeadlessChromium(t *testing.T) {
 	}
 	w := startWorker(t, fmt.Sprintf("d%d", time.Now().UnixNano()), "")
 	for _, c := range []struct{ cart, product string }{{"k1", "pen"}, {"k2", "ink"}} {
-		if code, body, err := post(w.addr, "/entities/cart/"+c.cart+"/add-item", "", sample.AddItem{ProductID: c.product, Name: c.product, Quantity: 1}); code != http.StatusOK {
+		if code, body, err := post(w.addr, "/entities/cart/"+c.cart+"/add-item", "", shop.AddItem{ProductID: c.product, Name: c.product, Quantity: 1}); code != http.StatusOK {
 			t.Fatalf("add-item: %d %s %v", code, body, err)
 		}
 	}
@@ -86,7 +87,7 @@ func TestDashboardInHeadlessChromium(t *testing.T) {
 // unreachable" banner and keeps the last data, greyed, and throws nothing.
 func TestDashboardUnreachableAfterWorkerStops(t *testing.T) {
 	w := startWorker(t, fmt.Sprintf("u%d", time.Now().UnixNano()), "")
-	if code, body, err := post(w.addr, "/entities/cart/k1/add-item", "", sample.AddItem{ProductID: "pen", Name: "pen", Quantity: 1}); code != http.StatusOK {
+	if code, body, err := post(w.addr, "/entities/cart/k1/add-item", "", shop.AddItem{ProductID: "pen", Name: "pen", Quantity: 1}); code != http.StatusOK {
 		t.Fatalf("add-item: %d %s %v", code, body, err)
 	}
 	b := worker.NewDashboardBrowser(t)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/partita-dev/partita/internal/kafkatest"
 	"github.com/partita-dev/partita/worker"
 )

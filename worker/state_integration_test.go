@@ -15,9 +15,9 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/partita-dev/partita/examples/shop"
 	"github.com/partita-dev/partita/internal/kafkatest"
 	"github.com/partita-dev/partita/internal/topics"
-	"github.com/partita-dev/partita/sample"
 )
 
 // call makes an HTTP request and returns the status, the body and the
@@ -108,7 +108,7 @@ func TestEntityStateReadWritesNothing(t *testing.T) {
 	app := fmt.Sprintf("st%d", time.Now().UnixNano())
 	w := startWorker(t, app, e.Plaintext)
 
-	code, body, tok1 := call(t, "POST", w.addr, "/entities/customer/c1/create", sample.CreateCustomer{Email: "c1@example.com", Name: "One"})
+	code, body, tok1 := call(t, "POST", w.addr, "/entities/customer/c1/create", shop.CreateCustomer{Email: "c1@example.com", Name: "One"})
 	if code != http.StatusOK || tok1 == "" {
 		t.Fatalf("create: %d %s, position %q", code, body, tok1)
 	}
@@ -121,7 +121,7 @@ func TestEntityStateReadWritesNothing(t *testing.T) {
 	if err := json.Unmarshal(body, &st); err != nil {
 		t.Fatalf("%s: %v", body, err)
 	}
-	var c sample.Customer
+	var c shop.Customer
 	_ = json.Unmarshal(st.State, &c)
 	if st.Subject != "c1" || !st.Exists || st.Seq != 1 || c.Name != "One" || c.Email != "c1@example.com" {
 		t.Errorf("GET after create: %s", body)
@@ -133,20 +133,20 @@ func TestEntityStateReadWritesNothing(t *testing.T) {
 	var tok string
 	for i := range 5 {
 		name := fmt.Sprintf("Name %d", i)
-		code, body, tok = call(t, "POST", w.addr, "/entities/customer/c1/change-name", sample.ChangeName{Name: name})
+		code, body, tok = call(t, "POST", w.addr, "/entities/customer/c1/change-name", shop.ChangeName{Name: name})
 		if code != http.StatusOK || tok == "" {
 			t.Fatalf("change-name: %d %s", code, body)
 		}
 		code, body, _ = call(t, "GET", w.addr, "/entities/customer/c1?after="+url.QueryEscape(tok), nil)
 		st = entityState{}
 		_ = json.Unmarshal(body, &st)
-		c = sample.Customer{}
+		c = shop.Customer{}
 		_ = json.Unmarshal(st.State, &c)
 		if code != http.StatusOK || c.Name != name || st.Seq != uint64(i+2) {
 			t.Errorf("GET after change-name %d: %d %s", i, code, body)
 		}
 	}
-	code, body, cartTok := call(t, "POST", w.addr, "/entities/cart/k1/add-item", sample.AddItem{ProductID: "pen", Name: "Pen", Quantity: 3})
+	code, body, cartTok := call(t, "POST", w.addr, "/entities/cart/k1/add-item", shop.AddItem{ProductID: "pen", Name: "Pen", Quantity: 3})
 	if code != http.StatusOK || cartTok == "" {
 		t.Fatalf("add-item: %d %s", code, body)
 	}

@@ -1,14 +1,15 @@
 // Package worker is the entry point of a Partita application: one call,
 // [Main], runs a team's entities and views with the worker's configuration,
-// embedded broker, HTTP gateway, metrics and dashboard. cmd/worker is the
-// sample application and the template to copy:
+// embedded broker, HTTP gateway, metrics and dashboard. A worker binary is
+// one line; cmd/worker runs the sample application (examples/shop) and is
+// the template to copy:
 //
 //	func main() {
-//		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-//		defer stop()
-//		os.Exit(worker.Main(ctx, worker.App{Name: "orders", Parts: []processor.Part{myEntity(), myView()}},
-//			os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
+//		os.Exit(worker.Run(worker.App{Name: "orders", Parts: []processor.Part{myEntity(), myView()}}))
 //	}
+//
+// [Run] is [Main] with the process's signals, arguments, environment and
+// standard streams; call Main to choose them (tests, a custom shutdown).
 //
 // Commands:
 //
@@ -35,10 +36,12 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/partita-dev/partita/internal/envyaml"
@@ -61,6 +64,16 @@ type App struct {
 // lookup reads the environment (os.LookupEnv); logs go to stderr.
 func Main(ctx context.Context, app App, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
 	return mainWith(ctx, app, args, lookup, os.Stdin, stdout, stderr)
+}
+
+// Run is [Main] for a process's main function: it runs the command given by
+// the process's arguments (os.Args[1:]) with its environment (os.LookupEnv),
+// stdout and stderr, and stops on SIGINT or SIGTERM as when Main's context is
+// cancelled. It returns the exit code for os.Exit.
+func Run(app App) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return Main(ctx, app, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
 }
 
 func mainWith(ctx context.Context, app App, args []string, lookup func(string) (string, bool), stdin io.Reader, stdout, stderr io.Writer) int {

@@ -1,10 +1,12 @@
-// Package sample is Partita's sample domain, shared by the worker and the
-// tests: a key-value customer entity and an event-sourced cart entity.
+// Package shop is Partita's sample application, shared by the worker
+// (cmd/worker runs [App]) and the tests: a key-value customer entity, an
+// event-sourced cart entity and two views. Its test model (shopmodel) and
+// the reliability suite's worker (cmd/reliability-worker) live beside it.
 //
 //	customer: create {email, name}, change-email {email}, change-name {name}, get {}
 //	cart:     add-item {productId, name, quantity}, remove-item {productId}, checkout {}, get {}
 //	          events ItemAdded, ItemRemoved, CheckedOut
-package sample
+package shop
 
 import (
 	"strings"

@@ -1,6 +1,7 @@
-// Package shopmodel is an independent fold of the sample domain's rules,
-// written apart from package sample so that tests can check one against
-// the other: on the real broker (package processor) and in the harness.
+// Package shopmodel is an independent fold of the shop's rules (package
+// shop, the sample application), written apart from it so that tests can
+// check one against the other: on the real broker (package processor) and
+// in the harness (the shop's seeded schedules).
 package shopmodel
 
 import (
@@ -11,7 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/partita-dev/partita/sample"
+	"github.com/partita-dev/partita/examples/shop"
 )
 
 // Model is the expected state of every customer and cart.
@@ -29,7 +30,7 @@ type Customer struct {
 
 // Cart is a cart's expected state and the types of its events, in order.
 type Cart struct {
-	Items      map[string]sample.Item
+	Items      map[string]shop.Item
 	CheckedOut bool
 	Seq        uint64
 	Events     []string
@@ -133,7 +134,7 @@ func (m *Model) customer(cmd Command) string {
 func (m *Model) cart(cmd Command) string {
 	k := m.Carts[cmd.Subject]
 	if k == nil {
-		k = &Cart{Items: map[string]sample.Item{}}
+		k = &Cart{Items: map[string]shop.Item{}}
 		m.Carts[cmd.Subject] = k
 	}
 	pid, _ := cmd.Data["productId"].(string)
@@ -147,7 +148,7 @@ func (m *Model) cart(cmd Command) string {
 			return "invalid_argument"
 		}
 		it := k.Items[pid]
-		k.Items[pid] = sample.Item{ProductID: pid, Name: cmd.Data["name"].(string), Quantity: it.Quantity + q}
+		k.Items[pid] = shop.Item{ProductID: pid, Name: cmd.Data["name"].(string), Quantity: it.Quantity + q}
 		k.Events = append(k.Events, "ItemAdded")
 	case "remove-item":
 		if k.CheckedOut {
@@ -175,24 +176,24 @@ func (m *Model) cart(cmd Command) string {
 }
 
 // CustomerRows is the expected customers-by-email view.
-func (m *Model) CustomerRows() map[string]sample.CustomerRow {
-	out := map[string]sample.CustomerRow{}
+func (m *Model) CustomerRows() map[string]shop.CustomerRow {
+	out := map[string]shop.CustomerRow{}
 	for s, c := range m.Customers {
 		if c.Exists {
-			out[s] = sample.CustomerRow{ID: s, Email: c.Email, Name: c.Name}
+			out[s] = shop.CustomerRow{ID: s, Email: c.Email, Name: c.Name}
 		}
 	}
 	return out
 }
 
 // CartRows is the expected carts view.
-func (m *Model) CartRows() map[string]sample.CartRow {
-	out := map[string]sample.CartRow{}
+func (m *Model) CartRows() map[string]shop.CartRow {
+	out := map[string]shop.CartRow{}
 	for s, k := range m.Carts {
 		if k.Seq == 0 {
 			continue
 		}
-		r := sample.CartRow{CartID: s, CheckedOut: k.CheckedOut, Quantities: map[string]int{}}
+		r := shop.CartRow{CartID: s, CheckedOut: k.CheckedOut, Quantities: map[string]int{}}
 		for p, it := range k.Items {
 			r.Quantities[p] = it.Quantity
 			r.TotalQuantity += it.Quantity
@@ -204,8 +205,8 @@ func (m *Model) CartRows() map[string]sample.CartRow {
 }
 
 // EqualCarts compares cart rows.
-func EqualCarts(a, b map[string]sample.CartRow) bool {
-	return maps.EqualFunc(a, b, func(x, y sample.CartRow) bool {
+func EqualCarts(a, b map[string]shop.CartRow) bool {
+	return maps.EqualFunc(a, b, func(x, y shop.CartRow) bool {
 		return x.CartID == y.CartID && x.ItemCount == y.ItemCount && x.TotalQuantity == y.TotalQuantity &&
 			x.CheckedOut == y.CheckedOut && maps.Equal(x.Quantities, y.Quantities)
 	})

@@ -1,4 +1,4 @@
-package sample
+package shop
 
 import "github.com/partita-dev/partita/views"
 

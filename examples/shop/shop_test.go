@@ -1,18 +1,18 @@
-package sample_test
+package shop_test
 
 import (
 	"testing"
 
 	"github.com/partita-dev/partita/entities"
-	"github.com/partita-dev/partita/sample"
+	"github.com/partita-dev/partita/examples/shop"
 	pt "github.com/partita-dev/partita/testing/partitatest"
 	"github.com/partita-dev/partita/views"
 )
 
-// shop starts the sample application in the harness.
-func shop(t *testing.T, opts ...pt.Option) *pt.Harness {
+// startShop starts the sample application in the harness.
+func startShop(t *testing.T, opts ...pt.Option) *pt.Harness {
 	t.Helper()
-	h, err := pt.NewWith(opts, sample.NewCustomer(), sample.NewCart(), sample.NewCustomersByEmail(), sample.NewCarts())
+	h, err := pt.NewWith(opts, shop.NewCustomer(), shop.NewCart(), shop.NewCustomersByEmail(), shop.NewCarts())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,42 +20,42 @@ func shop(t *testing.T, opts ...pt.Option) *pt.Harness {
 }
 
 func TestCustomerRules(t *testing.T) {
-	h := shop(t)
+	h := startShop(t)
 	send := func(command string, payload any) (pt.Reply, error) { return h.Send("customer", "c1", command, payload) }
 	r, err := send("get", struct{}{})
 	pt.ExpectError(t, "not_found")(r, err)
-	r, err = send("change-name", sample.ChangeName{Name: "B"})
+	r, err = send("change-name", shop.ChangeName{Name: "B"})
 	pt.ExpectError(t, "not_found")(r, err)
-	r, err = send("create", sample.CreateCustomer{Email: "nope", Name: "A"})
+	r, err = send("create", shop.CreateCustomer{Email: "nope", Name: "A"})
 	pt.ExpectError(t, "invalid_argument")(r, err)
-	r, err = send("create", sample.CreateCustomer{Email: "a@example.com", Name: " "})
+	r, err = send("create", shop.CreateCustomer{Email: "a@example.com", Name: " "})
 	pt.ExpectError(t, "invalid_argument")(r, err)
-	r, err = send("create", sample.CreateCustomer{Email: "a@example.com", Name: "Ada"})
-	if c := pt.Expect[sample.Customer](t)(r, err); c.Name != "Ada" || r.Seq != 1 {
+	r, err = send("create", shop.CreateCustomer{Email: "a@example.com", Name: "Ada"})
+	if c := pt.Expect[shop.Customer](t)(r, err); c.Name != "Ada" || r.Seq != 1 {
 		t.Errorf("create: %+v seq %d", c, r.Seq)
 	}
-	r, err = send("create", sample.CreateCustomer{Email: "b@example.com", Name: "Bea"})
+	r, err = send("create", shop.CreateCustomer{Email: "b@example.com", Name: "Bea"})
 	pt.ExpectError(t, "conflict")(r, err)
-	r, err = send("change-email", sample.ChangeEmail{Email: "ada@"})
+	r, err = send("change-email", shop.ChangeEmail{Email: "ada@"})
 	pt.ExpectError(t, "invalid_argument")(r, err)
-	r, err = send("change-email", sample.ChangeEmail{Email: "ada@example.com"})
-	pt.Expect[sample.Customer](t)(r, err)
-	r, err = send("change-name", sample.ChangeName{Name: "Ada L."})
-	pt.Expect[sample.Customer](t)(r, err)
+	r, err = send("change-email", shop.ChangeEmail{Email: "ada@example.com"})
+	pt.Expect[shop.Customer](t)(r, err)
+	r, err = send("change-name", shop.ChangeName{Name: "Ada L."})
+	pt.Expect[shop.Customer](t)(r, err)
 	r, err = send("get", struct{}{})
-	if c := pt.Expect[sample.Customer](t)(r, err); c != (sample.Customer{Email: "ada@example.com", Name: "Ada L."}) || r.Seq != 3 {
+	if c := pt.Expect[shop.Customer](t)(r, err); c != (shop.Customer{Email: "ada@example.com", Name: "Ada L."}) || r.Seq != 3 {
 		t.Errorf("get: %+v seq %d", c, r.Seq)
 	}
-	if row := pt.ExpectRow[sample.CustomerRow](t, h, "customers-by-email", "c1"); row.Email != "ada@example.com" {
+	if row := pt.ExpectRow[shop.CustomerRow](t, h, "customers-by-email", "c1"); row.Email != "ada@example.com" {
 		t.Errorf("view row %+v", row)
 	}
 	h.ExpectHeld(t)
 }
 
 func TestCartRulesEventsAndView(t *testing.T) {
-	h := shop(t)
+	h := startShop(t)
 	add := func(p string, q int) (pt.Reply, error) {
-		return h.Send("cart", "k1", "add-item", sample.AddItem{ProductID: p, Name: "P " + p, Quantity: q})
+		return h.Send("cart", "k1", "add-item", shop.AddItem{ProductID: p, Name: "P " + p, Quantity: q})
 	}
 	r, err := h.Send("cart", "k1", "checkout", struct{}{})
 	pt.ExpectError(t, "failed_precondition")(r, err)
@@ -66,14 +66,14 @@ func TestCartRulesEventsAndView(t *testing.T) {
 		q int
 	}{{"p1", 2}, {"p1", 1}, {"p2", 5}} {
 		r, err = add(a.p, a.q)
-		pt.Expect[sample.Cart](t)(r, err)
+		pt.Expect[shop.Cart](t)(r, err)
 	}
-	r, err = h.Send("cart", "k1", "remove-item", sample.RemoveItem{ProductID: "p9"})
+	r, err = h.Send("cart", "k1", "remove-item", shop.RemoveItem{ProductID: "p9"})
 	pt.ExpectError(t, "not_found")(r, err)
-	r, err = h.Send("cart", "k1", "remove-item", sample.RemoveItem{ProductID: "p2"})
-	pt.Expect[sample.Cart](t)(r, err)
+	r, err = h.Send("cart", "k1", "remove-item", shop.RemoveItem{ProductID: "p2"})
+	pt.Expect[shop.Cart](t)(r, err)
 	r, err = h.Send("cart", "k1", "checkout", struct{}{})
-	if cart := pt.Expect[sample.Cart](t)(r, err); !cart.CheckedOut || cart.Items["p1"].Quantity != 3 || len(cart.Items) != 1 || r.Seq != 5 {
+	if cart := pt.Expect[shop.Cart](t)(r, err); !cart.CheckedOut || cart.Items["p1"].Quantity != 3 || len(cart.Items) != 1 || r.Seq != 5 {
 		t.Errorf("checkout reply %+v seq %d", cart, r.Seq)
 	}
 	r, err = add("p3", 1)
@@ -82,7 +82,7 @@ func TestCartRulesEventsAndView(t *testing.T) {
 	if evs[4].ID() != "k1:5" {
 		t.Errorf("last event id %s, want k1:5", evs[4].ID())
 	}
-	row := pt.ExpectRow[sample.CartRow](t, h, "carts", "k1")
+	row := pt.ExpectRow[shop.CartRow](t, h, "carts", "k1")
 	if row.ItemCount != 1 || row.TotalQuantity != 3 || !row.CheckedOut {
 		t.Errorf("carts row %+v", row)
 	}
@@ -99,20 +99,20 @@ type signedUp struct {
 }
 
 func TestPublishAndSubscribe(t *testing.T) {
-	customer := sample.NewCustomer()
+	customer := shop.NewCustomer()
 	h0, _ := pt.New() // only for topic names
 	signups, welcomes := h0.Topic("signups"), h0.Topic("welcomes")
-	entities.Subscribe(customer, signups, "SignedUp", func(ctx *entities.Context[sample.Customer], s signedUp) entities.Effect[sample.Customer] {
+	entities.Subscribe(customer, signups, "SignedUp", func(ctx *entities.Context[shop.Customer], s signedUp) entities.Effect[shop.Customer] {
 		if ctx.Exists() {
 			return ctx.Ignore()
 		}
-		return ctx.Update(sample.Customer(s))
+		return ctx.Update(shop.Customer(s))
 	})
 	mailer := entities.Consumer("mailer", entities.PublishesTo(welcomes))
 	entities.Subscribe(mailer, signups, "SignedUp", func(ctx *entities.Context[struct{}], s signedUp) entities.Effect[struct{}] {
 		return ctx.Ignore().Publish(welcomes, "Welcomed", map[string]string{"to": s.Email})
 	})
-	h := pt.Start(t, customer, mailer, sample.NewCustomersByEmail())
+	h := pt.Start(t, customer, mailer, shop.NewCustomersByEmail())
 	for _, s := range []string{"s1", "s2"} {
 		if err := h.Publish(signups, "SignedUp", s, signedUp{Email: s + "@example.com", Name: s}); err != nil {
 			t.Fatal(err)
@@ -125,23 +125,23 @@ func TestPublishAndSubscribe(t *testing.T) {
 	if sent[0]["to"] == "" {
 		t.Errorf("welcome %v", sent)
 	}
-	if row := pt.ExpectRow[sample.CustomerRow](t, h, "customers-by-email", "s2"); row.Email != "s2@example.com" {
+	if row := pt.ExpectRow[shop.CustomerRow](t, h, "customers-by-email", "s2"); row.Email != "s2@example.com" {
 		t.Errorf("row %+v", row)
 	}
 	h.ExpectHeld(t)
 }
 
 func TestFaultRedeliveryBehindNewer(t *testing.T) {
-	h := shop(t)
-	first, err := h.Send("cart", "k1", "add-item", sample.AddItem{ProductID: "p1", Name: "P", Quantity: 1}, pt.ID("once"))
-	pt.Expect[sample.Cart](t)(first, err)
-	r, err := h.Send("cart", "k1", "add-item", sample.AddItem{ProductID: "p2", Name: "Q", Quantity: 1})
-	pt.Expect[sample.Cart](t)(r, err)
+	h := startShop(t)
+	first, err := h.Send("cart", "k1", "add-item", shop.AddItem{ProductID: "p1", Name: "P", Quantity: 1}, pt.ID("once"))
+	pt.Expect[shop.Cart](t)(first, err)
+	r, err := h.Send("cart", "k1", "add-item", shop.AddItem{ProductID: "p2", Name: "Q", Quantity: 1})
+	pt.Expect[shop.Cart](t)(r, err)
 	again, err := h.Redeliver("once")
 	if err != nil || !again.Duplicate || string(again.Data) != string(first.Data) || again.Seq != 1 {
 		t.Fatalf("redelivery: %+v %v, first %+v", again, err, first)
 	}
-	var cart sample.Cart
+	var cart shop.Cart
 	_, _ = h.State("cart", "k1", &cart)
 	if cart.Items["p1"].Quantity != 1 {
 		t.Errorf("p1 applied twice: %+v", cart)
@@ -155,27 +155,27 @@ func TestFaultRedeliveryBehindNewer(t *testing.T) {
 	if err := h.RedeliverEvent("app.cart.events", "k1:1"); err != nil {
 		t.Fatal(err)
 	}
-	if row := pt.ExpectRow[sample.CartRow](t, h, "carts", "k1"); row.TotalQuantity != 2 {
+	if row := pt.ExpectRow[shop.CartRow](t, h, "carts", "k1"); row.TotalQuantity != 2 {
 		t.Errorf("view moved with the redelivered event: %+v", row)
 	}
 	h.ExpectHeld(t)
 }
 
 func TestFaultDuplicate(t *testing.T) {
-	h := shop(t)
-	r, err := h.Send("customer", "c1", "create", sample.CreateCustomer{Email: "a@b.c", Name: "A"}, pt.Duplicated())
-	if c := pt.Expect[sample.Customer](t)(r, err); c.Name != "A" || !r.Duplicate || r.Seq != 1 {
+	h := startShop(t)
+	r, err := h.Send("customer", "c1", "create", shop.CreateCustomer{Email: "a@b.c", Name: "A"}, pt.Duplicated())
+	if c := pt.Expect[shop.Customer](t)(r, err); c.Name != "A" || !r.Duplicate || r.Seq != 1 {
 		t.Errorf("duplicate create: %+v %+v", c, r)
 	}
 	h.ExpectHeld(t)
 }
 
 func TestFaultMisrouted(t *testing.T) {
-	h := shop(t)
-	r, err := h.Send("cart", "k1", "add-item", sample.AddItem{ProductID: "p1", Name: "P", Quantity: 2}, pt.Misrouted())
-	pt.Expect[sample.Cart](t)(r, err)
-	r, err = h.Send("cart", "k1", "add-item", sample.AddItem{ProductID: "p1", Name: "P", Quantity: 3})
-	if cart := pt.Expect[sample.Cart](t)(r, err); cart.Items["p1"].Quantity != 5 {
+	h := startShop(t)
+	r, err := h.Send("cart", "k1", "add-item", shop.AddItem{ProductID: "p1", Name: "P", Quantity: 2}, pt.Misrouted())
+	pt.Expect[shop.Cart](t)(r, err)
+	r, err = h.Send("cart", "k1", "add-item", shop.AddItem{ProductID: "p1", Name: "P", Quantity: 3})
+	if cart := pt.Expect[shop.Cart](t)(r, err); cart.Items["p1"].Quantity != 5 {
 		t.Errorf("misrouted update lost: %+v", cart)
 	}
 	if h.Rerouted() != 1 {
@@ -185,22 +185,22 @@ func TestFaultMisrouted(t *testing.T) {
 }
 
 func TestFaultLaggingViewReadsStale(t *testing.T) {
-	h := shop(t)
-	r, err := h.Send("customer", "c1", "create", sample.CreateCustomer{Email: "old@example.com", Name: "A"})
-	pt.Expect[sample.Customer](t)(r, err)
+	h := startShop(t)
+	r, err := h.Send("customer", "c1", "create", shop.CreateCustomer{Email: "old@example.com", Name: "A"})
+	pt.Expect[shop.Customer](t)(r, err)
 	if err := h.LagView("customers-by-email"); err != nil {
 		t.Fatal(err)
 	}
-	r, err = h.Send("customer", "c1", "change-email", sample.ChangeEmail{Email: "new@example.com"})
-	pt.Expect[sample.Customer](t)(r, err)
-	if row := pt.ExpectRow[sample.CustomerRow](t, h, "customers-by-email", "c1"); row.Email != "old@example.com" {
+	r, err = h.Send("customer", "c1", "change-email", shop.ChangeEmail{Email: "new@example.com"})
+	pt.Expect[shop.Customer](t)(r, err)
+	if row := pt.ExpectRow[shop.CustomerRow](t, h, "customers-by-email", "c1"); row.Email != "old@example.com" {
 		t.Fatalf("a lagging view shows %+v, want the stale row", row)
 	}
 	row, ok, err := h.ReadAfter("customers-by-email", r.Position, "c1")
 	if !ok || err != nil || string(row.Data) == "" {
 		t.Fatalf("read after the position: %v %v", ok, err)
 	}
-	got, _ := views.Decode[sample.CustomerRow]([]views.Row{row})
+	got, _ := views.Decode[shop.CustomerRow]([]views.Row{row})
 	if got[0].Email != "new@example.com" {
 		t.Errorf("read-your-writes: %+v", got[0])
 	}
@@ -209,35 +209,35 @@ func TestFaultLaggingViewReadsStale(t *testing.T) {
 }
 
 func TestFaultCrashReplaysUncommitted(t *testing.T) {
-	h := shop(t, pt.CommitEvery(100)) // nothing committed: a crash replays everything
+	h := startShop(t, pt.CommitEvery(100)) // nothing committed: a crash replays everything
 	for _, q := range []int{1, 2, 3} {
-		r, err := h.Send("cart", "k1", "add-item", sample.AddItem{ProductID: "p", Name: "P", Quantity: q})
-		pt.Expect[sample.Cart](t)(r, err)
+		r, err := h.Send("cart", "k1", "add-item", shop.AddItem{ProductID: "p", Name: "P", Quantity: q})
+		pt.Expect[shop.Cart](t)(r, err)
 	}
 	for _, g := range []string{"cart", "carts"} {
 		if err := h.Crash(g); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var cart sample.Cart
+	var cart shop.Cart
 	_, _ = h.State("cart", "k1", &cart)
 	if cart.Items["p"].Quantity != 6 {
 		t.Errorf("after crash and replay: %+v, want quantity 6", cart)
 	}
 	h.ExpectEvents(t, "cart", "k1", "ItemAdded", "ItemAdded", "ItemAdded")
-	if row := pt.ExpectRow[sample.CartRow](t, h, "carts", "k1"); row.TotalQuantity != 6 {
+	if row := pt.ExpectRow[shop.CartRow](t, h, "carts", "k1"); row.TotalQuantity != 6 {
 		t.Errorf("view after replay: %+v", row)
 	}
 	h.ExpectHeld(t)
 }
 
 func TestFaultHandlerFails(t *testing.T) {
-	h := shop(t)
+	h := startShop(t)
 	h.FailNext("customer", "create", entities.DefaultRetries) // within the retries: succeeds
-	r, err := h.Send("customer", "c1", "create", sample.CreateCustomer{Email: "a@b.c", Name: "A"})
-	pt.Expect[sample.Customer](t)(r, err)
+	r, err := h.Send("customer", "c1", "create", shop.CreateCustomer{Email: "a@b.c", Name: "A"})
+	pt.Expect[shop.Customer](t)(r, err)
 	h.FailNext("customer", "change-name", entities.DefaultRetries+1) // beyond: dead letter
-	_, err = h.Send("customer", "c1", "change-name", sample.ChangeName{Name: "B"})
+	_, err = h.Send("customer", "c1", "change-name", shop.ChangeName{Name: "B"})
 	d := h.ExpectDeadLettered(t, err, "handler failed 4 times")
 	if d.Group != "app.customer" {
 		t.Errorf("dead letter from %q", d.Group)
@@ -245,7 +245,7 @@ func TestFaultHandlerFails(t *testing.T) {
 }
 
 func TestBadPayloadIsDeadLettered(t *testing.T) {
-	h := shop(t)
+	h := startShop(t)
 	_, err := h.Send("cart", "k1", "add-item", map[string]any{"quantity": "three"})
 	h.ExpectDeadLettered(t, err, "payload does not fit")
 }

@@ -1,4 +1,4 @@
-package sample_test
+package shop_test
 
 import (
 	"encoding/json"
@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/partita-dev/partita/entities"
-	"github.com/partita-dev/partita/internal/shopmodel"
-	"github.com/partita-dev/partita/sample"
+	"github.com/partita-dev/partita/examples/shop"
+	"github.com/partita-dev/partita/examples/shop/shopmodel"
 	pt "github.com/partita-dev/partita/testing/partitatest"
 	"github.com/partita-dev/partita/views"
 )
@@ -172,7 +172,7 @@ func hotWorkload(r *rand.Rand, n int) []shopmodel.Command {
 func runSchedule(t *testing.T, seed uint64, w workload) pt.Report {
 	t.Helper()
 	h, err := pt.NewWith([]pt.Option{pt.Partitions(3), pt.CommitEvery(1 + int(seed%4))},
-		sample.NewCustomer(w.opts...), sample.NewCart(w.opts...), sample.NewCustomersByEmail(), sample.NewCarts())
+		shop.NewCustomer(w.opts...), shop.NewCart(w.opts...), shop.NewCustomersByEmail(), shop.NewCarts())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,14 +215,14 @@ func runSchedule(t *testing.T, seed uint64, w workload) pt.Report {
 		t.Errorf("seed %d: %d of %d commands applied: some were lost", seed, len(applied), len(cmds))
 	}
 	for s, c := range m.Customers {
-		var got sample.Customer
+		var got shop.Customer
 		ok, err := h.State("customer", s, &got)
-		if err != nil || ok != c.Exists || ok && got != (sample.Customer{Email: c.Email, Name: c.Name}) {
+		if err != nil || ok != c.Exists || ok && got != (shop.Customer{Email: c.Email, Name: c.Name}) {
 			t.Errorf("seed %d: customer %s is %+v (exists %v), want %+v", seed, s, got, ok, c)
 		}
 	}
 	for s, k := range m.Carts {
-		var got sample.Cart
+		var got shop.Cart
 		ok, err := h.State("cart", s, &got)
 		if err != nil || ok != (k.Seq > 0) || ok && (got.CheckedOut != k.CheckedOut || !maps.Equal(got.Items, k.Items)) {
 			t.Errorf("seed %d: cart %s is %+v, want %+v", seed, s, got, k)
@@ -230,10 +230,10 @@ func runSchedule(t *testing.T, seed uint64, w workload) pt.Report {
 	}
 	customers, _ := h.View("customers-by-email")
 	carts, _ := h.View("carts")
-	if got := rows[sample.CustomerRow](t, customers); !maps.Equal(got, m.CustomerRows()) {
+	if got := rows[shop.CustomerRow](t, customers); !maps.Equal(got, m.CustomerRows()) {
 		t.Errorf("seed %d: customers-by-email %v, want %v", seed, got, m.CustomerRows())
 	}
-	if got := rows[sample.CartRow](t, carts); !shopmodel.EqualCarts(got, m.CartRows()) {
+	if got := rows[shop.CartRow](t, carts); !shopmodel.EqualCarts(got, m.CartRows()) {
 		t.Errorf("seed %d: carts %v, want %v", seed, got, m.CartRows())
 	}
 	if v := h.Violations(); len(v) > 0 {
