@@ -83,7 +83,9 @@ def main():
     if not os.environ.get("WALKTHROUGH_NO_START"):
         data = tempfile.mkdtemp(prefix="partita-walkthrough-")
         log = open(os.path.join(data, "worker.log"), "w")
-        proc = subprocess.Popen(["make", "--no-print-directory", "run", f"ARGS=--data-dir {data}"], cwd=ROOT,
+        # Carts expire after 5 s here (the README's timer step waits for it).
+        env = dict(os.environ, SHOP_CART_IDLE=os.environ.get("SHOP_CART_IDLE", "5s"))
+        proc = subprocess.Popen(["make", "--no-print-directory", "run", f"ARGS=--data-dir {data}"], cwd=ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_ready(proc)

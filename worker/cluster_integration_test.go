@@ -349,3 +349,83 @@ func TestIdempotencyMetricsAndDeadLetters(t *testing.T) {
 		}
 	}
 }
+
+// Timers on worker processes and the real broker: carts expire after 4 s
+// idle (SHOP_CART_IDLE). Their timers survive kill -9 of the only worker
+// holding them (fired on recovery by the workers that take over, though
+// overdue by then), and move to the remaining worker when another leaves
+// the group. Each cart persists exactly one CartExpired: its sequence
+// number is 2 (ItemAdded, CartExpired).
+func TestTimersSurviveAKillAndMoveOnRebalance(t *testing.T) {
+	e := kafkatest.Require(t)
+	app := fmt.Sprintf("tm%d", time.Now().UnixNano())
+	t.Setenv("SHOP_CART_IDLE", "4s")
+	add := func(w *proc, cart string) {
+		t.Helper()
+		if code, body, err := post(w.addr, "/entities/cart/"+cart+"/add-item", "", shop.AddItem{ProductID: "p", Name: "P", Quantity: 1}); code != http.StatusOK {
+			t.Fatalf("add-item %s: %d %s %v", cart, code, body, err)
+		}
+	}
+	expired := func(w *proc, carts []string) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for _, cart := range carts {
+			for {
+				code, body := get(w.addr, "/entities/cart/"+cart)
+				var st struct {
+					Seq   uint64    `json:"seq"`
+					State shop.Cart `json:"state"`
+				}
+				_ = json.Unmarshal(body, &st)
+				if code == http.StatusOK && st.State.Expired {
+					if st.Seq != 2 {
+						t.Errorf("%s: sequence %d after expiring, want 2: expired more than once", cart, st.Seq)
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s did not expire within a minute: %d %s", cart, code, body)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+	}
+
+	// Killed: a lone worker takes 12 carts' timers down with it.
+	w1 := startWorker(t, app, e.Plaintext)
+	var first []string
+	for i := range 12 {
+		first = append(first, fmt.Sprintf("kill-%d", i))
+		add(w1, first[i])
+	}
+	_ = w1.cmd.Process.Signal(syscall.SIGKILL)
+	<-w1.done
+	w2, w3 := startWorker(t, app, e.Plaintext), startWorker(t, app, e.Plaintext)
+	waitSpread(t, app+".cart", w2, w3)
+	expired(w2, first)
+
+	// Rebalanced: w3 leaves while 12 more carts' timers are pending; w2
+	// takes its partitions and fires them.
+	var second []string
+	for i := range 12 {
+		second = append(second, fmt.Sprintf("move-%d", i))
+		add(w2, second[i])
+	}
+	_ = w3.cmd.Process.Signal(syscall.SIGTERM)
+	<-w3.done
+	expired(w2, second)
+	if code, body := get(w2.addr, "/metrics"); code != http.StatusOK || !strings.Contains(string(body), `partita_timers_pending{entity="cart"} 0`) {
+		t.Errorf("metrics after every timer fired: %d\n%s", code, grep(string(body), "partita_timer"))
+	}
+}
+
+// grep returns the lines of s that contain sub.
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

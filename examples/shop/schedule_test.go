@@ -172,7 +172,9 @@ func hotWorkload(r *rand.Rand, n int) []shopmodel.Command {
 func runSchedule(t *testing.T, seed uint64, w workload) pt.Report {
 	t.Helper()
 	h, err := pt.NewWith([]pt.Option{pt.Partitions(3), pt.CommitEvery(1 + int(seed%4))},
-		shop.NewCustomer(w.opts...), shop.NewCart(w.opts...), shop.NewCustomersByEmail(), shop.NewCarts())
+		// Carts never expire: the schedule's clock jumps hours, and the
+		// model (shopmodel) has no idle timer.
+		shop.NewCustomer(w.opts...), shop.NewCartIdle(0, w.opts...), shop.NewCustomersByEmail(), shop.NewCarts())
 	if err != nil {
 		t.Fatal(err)
 	}

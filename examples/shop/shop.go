@@ -4,13 +4,20 @@
 // the reliability suite's worker (cmd/reliability-worker) live beside it.
 //
 //	customer: create {email, name}, change-email {email}, change-name {name}, get {}
-//	cart:     add-item {productId, name, quantity}, remove-item {productId}, checkout {}, get {}
-//	          events ItemAdded, ItemRemoved, CheckedOut
+//	cart:     add-item {productId, name, quantity}, remove-item {productId}, checkout {customerId?}, get {}
+//	          events ItemAdded, ItemRemoved, CheckedOut, CartExpired, CheckoutRequested, CheckoutRefused
+//
+// A cart that is not checked out expires after an idle time (a timer that
+// every change starts again); a checkout that names a customer asks the
+// customer entity whether the customer exists before it checks out.
 package shop
 
 import (
+	"fmt"
 	"strings"
+	"time"
 
+	"github.com/partita-dev/partita/access"
 	"github.com/partita-dev/partita/entities"
 )
 
@@ -103,6 +110,15 @@ type Item struct {
 type Cart struct {
 	Items      map[string]Item `json:"items"`
 	CheckedOut bool            `json:"checkedOut"`
+	// Expired: the cart was left idle (see NewCartIdle); it takes no more
+	// changes.
+	Expired bool `json:"expired,omitempty"`
+	// Checkout is "pending" while a checkout waits for its customer's
+	// answer; Customer is whom it names, Refused why the last one was
+	// refused.
+	Checkout string `json:"checkout,omitempty"`
+	Customer string `json:"customer,omitempty"`
+	Refused  string `json:"refused,omitempty"`
 }
 
 // CartEvent is an event of the cart entity.
@@ -118,12 +134,24 @@ type (
 	ItemRemoved struct {
 		ProductID string `json:"productId"`
 	}
-	CheckedOut struct{}
+	CheckedOut  struct{}
+	CartExpired struct{}
+	// CheckoutRequested: a checkout for a customer waits for the customer
+	// entity's answer.
+	CheckoutRequested struct {
+		CustomerID string `json:"customerId"`
+	}
+	CheckoutRefused struct {
+		Reason string `json:"reason"`
+	}
 )
 
-func (ItemAdded) EventType() string   { return "ItemAdded" }
-func (ItemRemoved) EventType() string { return "ItemRemoved" }
-func (CheckedOut) EventType() string  { return "CheckedOut" }
+func (ItemAdded) EventType() string         { return "ItemAdded" }
+func (ItemRemoved) EventType() string       { return "ItemRemoved" }
+func (CheckedOut) EventType() string        { return "CheckedOut" }
+func (CartExpired) EventType() string       { return "CartExpired" }
+func (CheckoutRequested) EventType() string { return "CheckoutRequested" }
+func (CheckoutRefused) EventType() string   { return "CheckoutRefused" }
 
 // Commands of the cart entity.
 type (
@@ -135,7 +163,11 @@ type (
 	RemoveItem struct {
 		ProductID string `json:"productId"`
 	}
-	Checkout struct{}
+	// Checkout checks the cart out; with a CustomerID, once the customer
+	// entity says that customer exists.
+	Checkout struct {
+		CustomerID string `json:"customerId,omitempty"`
+	}
 )
 
 // ApplyCart folds one event into a cart. It does not change c.
@@ -152,47 +184,128 @@ func ApplyCart(c Cart, e CartEvent) Cart {
 	case ItemRemoved:
 		delete(items, e.ProductID)
 	case CheckedOut:
-		c.CheckedOut = true
+		c.CheckedOut, c.Checkout = true, ""
+	case CartExpired:
+		items = map[string]Item{}
+		c.Expired = true
+	case CheckoutRequested:
+		c.Checkout, c.Customer, c.Refused = "pending", e.CustomerID, ""
+	case CheckoutRefused:
+		c.Checkout, c.Refused = "", e.Reason
 	}
 	c.Items = items
 	return c
 }
 
-// NewCart defines the cart entity.
+// DefaultCartIdle is how long a cart may stay unchanged before it expires.
+const DefaultCartIdle = 30 * time.Minute
+
+// The cart's timer and the commands it and the customer's answer deliver.
+const (
+	idleTimer         = "idle"
+	cmdExpire         = "expire"
+	cmdCustomerFound  = "customer-found"
+	cmdCustomerAbsent = "customer-absent"
+)
+
+// NewCart defines the cart entity, whose carts expire after
+// DefaultCartIdle.
 func NewCart(opts ...entities.Option) *entities.EventSourcedEntity[Cart, CartEvent] {
+	return NewCartIdle(DefaultCartIdle, opts...)
+}
+
+// NewCartIdle defines the cart entity, whose carts expire after idle
+// without a change (0: never). It sends to (asks) the customer entity.
+func NewCartIdle(idle time.Duration, opts ...entities.Option) *entities.EventSourcedEntity[Cart, CartEvent] {
+	opts = append([]entities.Option{entities.SendsTo("customer"),
+		entities.CommandAccess(cmdExpire, access.Internal()),
+		entities.CommandAccess(cmdCustomerFound, access.Internal()),
+		entities.CommandAccess(cmdCustomerAbsent, access.Internal())}, opts...)
 	e := entities.EventSourced[Cart, CartEvent]("cart", ApplyCart, opts...)
-	// Each command persists one event and replies with the cart after it.
+	// Each command persists one event and replies with the cart after it;
+	// a change starts the idle timer again.
 	persist := func(ctx *entities.EventContext[Cart, CartEvent], ev CartEvent) entities.Effect[Cart] {
 		return ctx.Persist(ev).ReplyWith(func(c Cart) any { return c })
 	}
+	change := func(ctx *entities.EventContext[Cart, CartEvent], ev CartEvent) entities.Effect[Cart] {
+		if idle <= 0 {
+			return persist(ctx, ev)
+		}
+		return persist(ctx, ev).StartTimer(idleTimer, idle, cmdExpire, struct{}{})
+	}
+	closed := func(ctx *entities.EventContext[Cart, CartEvent]) (entities.Effect[Cart], bool) {
+		switch s := ctx.State(); {
+		case s.CheckedOut:
+			return ctx.Error(entities.FailedPrecondition, "cart %s is checked out", ctx.Subject()), true
+		case s.Expired:
+			return ctx.Error(entities.FailedPrecondition, "cart %s expired after %v without a change", ctx.Subject(), idle), true
+		case s.Checkout != "":
+			return ctx.Error(entities.FailedPrecondition, "cart %s is being checked out", ctx.Subject()), true
+		}
+		return entities.Effect[Cart]{}, false
+	}
 	entities.EventCommand(e, "add-item", func(ctx *entities.EventContext[Cart, CartEvent], c AddItem) entities.Effect[Cart] {
+		if eff, ok := closed(ctx); ok {
+			return eff
+		}
 		switch {
-		case ctx.State().CheckedOut:
-			return ctx.Error(entities.FailedPrecondition, "cart %s is checked out", ctx.Subject())
 		case c.ProductID == "":
 			return ctx.Error(entities.InvalidArgument, "productId is empty")
 		case c.Quantity <= 0:
 			return ctx.Error(entities.InvalidArgument, "quantity must be more than 0, got %d", c.Quantity)
 		}
-		return persist(ctx, ItemAdded(c))
+		return change(ctx, ItemAdded(c))
 	})
 	entities.EventCommand(e, "remove-item", func(ctx *entities.EventContext[Cart, CartEvent], c RemoveItem) entities.Effect[Cart] {
-		if ctx.State().CheckedOut {
-			return ctx.Error(entities.FailedPrecondition, "cart %s is checked out", ctx.Subject())
+		if eff, ok := closed(ctx); ok {
+			return eff
 		}
 		if _, ok := ctx.State().Items[c.ProductID]; !ok {
 			return ctx.Error(entities.NotFound, "cart %s has no item %q", ctx.Subject(), c.ProductID)
 		}
-		return persist(ctx, ItemRemoved(c))
+		return change(ctx, ItemRemoved(c))
 	})
-	entities.EventCommand(e, "checkout", func(ctx *entities.EventContext[Cart, CartEvent], _ Checkout) entities.Effect[Cart] {
-		switch {
-		case ctx.State().CheckedOut:
+	entities.EventCommand(e, "checkout", func(ctx *entities.EventContext[Cart, CartEvent], c Checkout) entities.Effect[Cart] {
+		if ctx.State().CheckedOut {
 			return ctx.Error(entities.FailedPrecondition, "cart %s is already checked out", ctx.Subject())
-		case len(ctx.State().Items) == 0:
+		}
+		if eff, ok := closed(ctx); ok {
+			return eff
+		}
+		if len(ctx.State().Items) == 0 {
 			return ctx.Error(entities.FailedPrecondition, "cart %s is empty", ctx.Subject())
 		}
+		if c.CustomerID == "" {
+			return persist(ctx, CheckedOut{}).CancelTimer(idleTimer)
+		}
+		// Ask the customer entity; its answer (or a timeout) checks out or
+		// refuses. Meanwhile the cart takes no changes and does not expire.
+		return persist(ctx, CheckoutRequested(c)).CancelTimer(idleTimer).Ask(entities.Ask{
+			Entity: "customer", Subject: c.CustomerID, Command: "get", Payload: Get{},
+			OnReply: cmdCustomerFound, OnError: cmdCustomerAbsent, Timeout: 10 * time.Second,
+		})
+	})
+	entities.EventCommand(e, cmdCustomerFound, func(ctx *entities.EventContext[Cart, CartEvent], _ Customer) entities.Effect[Cart] {
+		if ctx.State().Checkout == "" {
+			return ctx.Ignore()
+		}
 		return persist(ctx, CheckedOut{})
+	})
+	entities.EventCommand(e, cmdCustomerAbsent, func(ctx *entities.EventContext[Cart, CartEvent], a entities.AskError) entities.Effect[Cart] {
+		if ctx.State().Checkout == "" {
+			return ctx.Ignore()
+		}
+		reason := fmt.Sprintf("customer %s: %s", ctx.State().Customer, a.Code)
+		if a.Message != "" {
+			reason += ": " + a.Message
+		}
+		return change(ctx, CheckoutRefused{Reason: reason})
+	})
+	entities.EventCommand(e, cmdExpire, func(ctx *entities.EventContext[Cart, CartEvent], _ struct{}) entities.Effect[Cart] {
+		if s := ctx.State(); s.CheckedOut || s.Expired || s.Checkout != "" {
+			return ctx.Ignore()
+		}
+		return ctx.Persist(CartExpired{})
 	})
 	entities.EventCommand(e, "get", func(ctx *entities.EventContext[Cart, CartEvent], _ Get) entities.Effect[Cart] {
 		if !ctx.Exists() {

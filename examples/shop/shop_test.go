@@ -1,8 +1,11 @@
 package shop_test
 
 import (
+	"errors"
 	"testing"
+	"time"
 
+	"github.com/partita-dev/partita/access"
 	"github.com/partita-dev/partita/entities"
 	"github.com/partita-dev/partita/examples/shop"
 	pt "github.com/partita-dev/partita/testing/partitatest"
@@ -248,4 +251,66 @@ func TestBadPayloadIsDeadLettered(t *testing.T) {
 	h := startShop(t)
 	_, err := h.Send("cart", "k1", "add-item", map[string]any{"quantity": "three"})
 	h.ExpectDeadLettered(t, err, "payload does not fit")
+}
+
+// A cart left idle expires once its idle time has passed since its last
+// change (every change starts the timer again); a checked-out cart never
+// does.
+func TestCartExpiresWhenIdle(t *testing.T) {
+	h := startShop(t)
+	add := func(cart string) {
+		t.Helper()
+		pt.Expect[shop.Cart](t)(h.Send("cart", cart, "add-item", shop.AddItem{ProductID: "pen", Name: "Pen", Quantity: 1}))
+	}
+	add("idle")
+	add("done")
+	pt.Expect[shop.Cart](t)(h.Send("cart", "done", "checkout", shop.Checkout{}))
+	h.Advance(shop.DefaultCartIdle - time.Minute)
+	add("idle") // a change: the timer starts again
+	h.Advance(shop.DefaultCartIdle - time.Second)
+	var c shop.Cart
+	if _, err := h.State("cart", "idle", &c); err != nil || c.Expired {
+		t.Fatalf("expired before its idle time since the last change: %+v %v", c, err)
+	}
+	h.Advance(time.Second)
+	var expired shop.Cart
+	if _, _ = h.State("cart", "idle", &expired); !expired.Expired || len(expired.Items) != 0 {
+		t.Fatalf("not expired after its idle time: %+v", expired)
+	}
+	pt.ExpectError(t, "failed_precondition")(h.Send("cart", "idle", "add-item", shop.AddItem{ProductID: "ink", Name: "Ink", Quantity: 1}))
+	h.ExpectEvents(t, "cart", "idle", "ItemAdded", "ItemAdded", "CartExpired")
+	h.Advance(24 * time.Hour)
+	var done shop.Cart
+	if _, _ = h.State("cart", "done", &done); done.Expired || !done.CheckedOut {
+		t.Fatalf("a checked-out cart: %+v", done)
+	}
+	// The expiry command is the runtime's: the gateway refuses it.
+	if _, err := h.Send("cart", "done", "expire", struct{}{}, pt.As(access.Caller{Subject: "mallory"})); !errors.Is(err, access.ErrForbidden) {
+		t.Fatalf("expire from a gateway caller: %v, want access.ErrForbidden", err)
+	}
+}
+
+// A checkout that names a customer asks the customer entity: it checks out
+// when the customer exists, and is refused with the reason when not.
+func TestCheckoutAsksTheCustomer(t *testing.T) {
+	h := startShop(t)
+	pt.Expect[shop.Customer](t)(h.Send("customer", "c1", "create", shop.CreateCustomer{Email: "a@example.com", Name: "Ada"}))
+	for _, cart := range []string{"k1", "k2"} {
+		pt.Expect[shop.Cart](t)(h.Send("cart", cart, "add-item", shop.AddItem{ProductID: "pen", Name: "Pen", Quantity: 1}))
+	}
+	if c := pt.Expect[shop.Cart](t)(h.Send("cart", "k1", "checkout", shop.Checkout{CustomerID: "c1"})); c.Checkout != "pending" {
+		t.Fatalf("checkout's reply: %+v, want the checkout pending", c)
+	}
+	var k1, k2 shop.Cart
+	if _, _ = h.State("cart", "k1", &k1); !k1.CheckedOut || k1.Checkout != "" {
+		t.Fatalf("k1 after the customer's answer: %+v", k1)
+	}
+	pt.Expect[shop.Cart](t)(h.Send("cart", "k2", "checkout", shop.Checkout{CustomerID: "nobody"}))
+	if _, _ = h.State("cart", "k2", &k2); k2.CheckedOut || k2.Refused != "customer nobody: not_found: no customer nobody" {
+		t.Fatalf("k2 after the customer's answer: %+v", k2)
+	}
+	// Refused, the cart takes changes again and can be checked out.
+	pt.Expect[shop.Cart](t)(h.Send("cart", "k2", "checkout", shop.Checkout{}))
+	h.ExpectEvents(t, "cart", "k2", "ItemAdded", "CheckoutRequested", "CheckoutRefused", "CheckedOut")
+	h.ExpectHeld(t)
 }

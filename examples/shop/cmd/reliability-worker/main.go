@@ -23,7 +23,8 @@ func main() {
 	entities.Command(boom, "fail", func(ctx *entities.Context[struct{}], _ struct{}) entities.Effect[struct{}] {
 		return ctx.Fail(errors.New("downstream unavailable"))
 	})
-	app := shop.App()
-	app.Parts = append(app.Parts, boom)
+	// Carts never expire here: the suite's model of the shop (shopmodel)
+	// has no idle timer, and its runs can outlast one.
+	app := worker.App{Name: shop.Name, Parts: append(shop.Parts(0), boom)}
 	os.Exit(worker.Run(app))
 }
