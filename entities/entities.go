@@ -27,6 +27,11 @@
 //     and command, and must not do I/O that it cannot repeat: on a crash
 //     before commit the command is handled again.
 //   - Handlers may run on any goroutine, never two at once for one subject.
+//   - Timers ([Effect.StartTimer]) are kept with the subject's state: when
+//     one is due its command is handled like any other, in order, once, and
+//     never before its time; one replaced or cancelled never fires. An ask
+//     ([Effect.Ask]) gets exactly one of its reply, error and timeout
+//     commands. Time is [Context.Now]'s, so tests control it.
 package entities
 
 import (

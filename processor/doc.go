@@ -33,6 +33,14 @@
 //     30 s); Run returns when its context ends. [Runtime.Health] reports
 //     each part's state (starting, running, restarting, stopped), restarts
 //     and last error; [Runtime.Healthy] is nil only while every part runs.
+//   - Timers: each entity processor fires the pending timers of the
+//     partitions it owns, loaded from the restored table, by writing the
+//     timer's command to the entity's loop topic when due (again after 30 s
+//     while it is still pending); the command consumes the timer, so it is
+//     applied once. Asks are answered on the asking entity's loop topic.
+//     [Runtime.TimerStats] counts pending and overdue timers.
+//   - [Client] sends a command and awaits its reply or dead letter: the
+//     gateway's and any Go program's way to talk to entities.
 //
 // Replies to commands go to <app>.replies keyed by the command's ce-id, as
 // CloudEvents of type partita.reply or partita.error (code in the
