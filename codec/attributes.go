@@ -37,9 +37,8 @@ func (a Attributes) RequireSubject() error { return checkSubject(a.Subject) }
 // binary-mode event with the usual attributes (id, source, type, subject,
 // time, content-type, extensions) is read straight from its headers, with
 // the checks the sdk's setters and Validate make, in a fraction of
-// DecodeEvent's time: the sdk's event allocates its context and parses and
-// prints ce-source as a URL at every read, which made the largest share of
-// the entity path that was Partita's own (issue 7). Anything else, and any
+// DecodeEvent's time (the sdk's event allocates its context and parses and
+// prints ce-source as a URL at every read). Anything else, and any
 // record that fails a check, goes through DecodeEvent. FuzzDecodeEvent
 // checks that both agree.
 func DecodeAttributes(r Record) (Attributes, error) {

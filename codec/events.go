@@ -240,9 +240,8 @@ func decodeStructured(f format.Format, value []byte) (*Event, error) {
 // decodeBinary reads a binary-mode CloudEvent 1.0 from lower-cased headers
 // as the sdk's Kafka binding does (each ce_ header an attribute or else an
 // extension, content-type the data content type, the value the data), with
-// the event context's own setters: half the binding's time and allocations,
-// which were the largest cost of the entity path that was Partita's own
-// (issue 7). FuzzDecodeEvent checks it against the binding.
+// the event context's own setters, in half the binding's time and
+// allocations. FuzzDecodeEvent checks it against the binding.
 func decodeBinary(headers map[string][]byte, value []byte) (*Event, error) {
 	e := event.New(event.CloudEventsVersionV1)
 	ec := e.Context.(*event.EventContextV1)

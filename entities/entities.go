@@ -129,8 +129,9 @@ func Retries(n int, backoff time.Duration) Option {
 // By default there is none: a handler runs on its partition's goroutine,
 // and one that never returns holds its partition (nothing is lost; the
 // worker's lag grows). With a timeout each call is handed to another
-// goroutine and waited for, which costs about a sixth of the entity path's
-// CPU: set one for handlers that can block (calls to other services).
+// goroutine and waited for, which costs CPU on every command (see
+// docs/decisions.md#performance): set one for handlers that can block
+// (calls to other services).
 func HandlerTimeout(d time.Duration) Option { return option(func(e *core.Entity) { e.Timeout = d }) }
 
 // MaxValue bounds the size of a command's (or subscribed event's) record

@@ -59,9 +59,9 @@ type Config struct {
 	// StateReads makes the worker keep a read copy of every entity's table
 	// (all partitions) for State: reads of a subject's state that any
 	// worker answers and that write nothing. It costs a second copy of
-	// each table per worker, kept up to date beside the processors (about
-	// a fifth of the entity throughput in make bench) and restored at
-	// start-up.
+	// each table per worker, kept up to date beside the processors (CPU
+	// the entities then lack: see docs/decisions.md#performance) and
+	// restored at start-up.
 	StateReads bool `yaml:"state_reads"`
 	// TableCache is the budget in bytes of the read cache of each local
 	// table partition, in front of LevelDB (default 4 MiB; negative: no
