@@ -422,7 +422,10 @@ func apply(env Env, def *Entity, stored *envelope.Envelope, cmd codec.Attributes
 		next.CancelTimer(timer)
 	}
 	now := env.Now()
-	ref := cmd.Source + "/" + cmd.ID
+	var ref string // the command's source "/" id; what timers and asks need only
+	if len(d.Timers)+len(d.Asks) > 0 {
+		ref = cmd.Source + "/" + cmd.ID
+	}
 	for _, op := range d.Timers {
 		switch {
 		case op.Name == "":
