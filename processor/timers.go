@@ -5,6 +5,7 @@ import (
 	"container/heap"
 	"hash"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -197,15 +198,40 @@ func (t *timers) set(p int32, subject string, ts []envelope.Timer) {
 	if subjects == nil {
 		return // not a partition this worker owns (or not restored yet)
 	}
-	t.count.Add(int64(len(ts) - len(subjects[subject])))
+	prev := subjects[subject]
+	t.count.Add(int64(len(ts) - len(prev)))
 	if len(ts) == 0 {
 		delete(subjects, subject)
 		return
 	}
 	subjects[subject] = ts
+	// Queue the new ones only: a subject that changes often (a cart whose
+	// every change restarts its timer) would otherwise fill the queue with
+	// entries of timers it still has.
 	for _, tm := range ts {
-		heap.Push(&t.queue, queued{due: tm.Due, p: p, subject: subject, name: tm.Name, id: tm.ID})
+		if !slices.ContainsFunc(prev, func(o envelope.Timer) bool { return o.Name == tm.Name && o.ID == tm.ID }) {
+			heap.Push(&t.queue, queued{due: tm.Due, p: p, subject: subject, name: tm.Name, id: tm.ID})
+		}
 	}
+	// A restarted timer leaves its old entry behind until it comes up:
+	// when those outnumber the pending timers, the queue is rebuilt.
+	if n := t.queue.Len(); n > 1024 && n > 2*int(t.count.Load()) {
+		t.rebuild()
+	}
+}
+
+// rebuild makes the queue hold each pending timer once (t.mu held).
+func (t *timers) rebuild() {
+	q := make(timerQueue, 0, t.count.Load())
+	for p, subjects := range t.pending {
+		for subject, ts := range subjects {
+			for _, tm := range ts {
+				q = append(q, queued{due: tm.Due, p: p, subject: subject, name: tm.Name, id: tm.ID})
+			}
+		}
+	}
+	heap.Init(&q)
+	t.queue = q
 }
 
 // stored tells the schedule the envelope the handler stored for subject
