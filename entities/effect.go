@@ -68,6 +68,9 @@ var errPermanent = errors.New("permanent failure")
 // errors.Is(Permanent(err), err) holds.
 func Permanent(err error) error { return fmt.Errorf("%w: %w", errPermanent, err) }
 
+// IsPermanent reports whether err was marked with [Permanent].
+func IsPermanent(err error) bool { return errors.Is(err, errPermanent) }
+
 // Reply sets the reply sent after the effect is applied.
 func (e Effect[S]) Reply(v any) Effect[S] {
 	e.reply, e.hasReply, e.replyWith = v, true, nil

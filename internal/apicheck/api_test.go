@@ -20,6 +20,7 @@ var public = []string{
 	"github.com/partita-dev/partita/codec",
 	"github.com/partita-dev/partita/entities",
 	"github.com/partita-dev/partita/views",
+	"github.com/partita-dev/partita/workflows",
 	"github.com/partita-dev/partita/testing/partitatest",
 	"github.com/partita-dev/partita/processor",
 	"github.com/partita-dev/partita/processor/broker",

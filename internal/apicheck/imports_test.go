@@ -27,7 +27,7 @@ var noDirect = map[string][]string{
 // noGoka must not reach goka, however indirectly.
 var noGoka = []string{
 	module + "entities", module + "views", codec, module + "access", module + "deadletter",
-	module + "request", module + "testing/partitatest",
+	module + "request", module + "testing/partitatest", module + "workflows",
 }
 
 // noSarama must not reach sarama, however indirectly: the packages users'

@@ -175,20 +175,30 @@ type OutCommand struct {
 	ContentType string
 }
 
-// DefinitionOf returns what a public definition (an entities.Entity,
-// entities.EventSourcedEntity or views.View, whose Definition method
-// returns its runtime form as an opaque value) defines: an entity or a
-// view, the other nil; ok is false for anything else.
-func DefinitionOf(p any) (e *Entity, v *View, ok bool) {
+// DefinitionsOf returns what a public definition defines: an
+// entities.Entity, entities.EventSourcedEntity or views.View (whose
+// Definition method returns its runtime form as an opaque value) one
+// entity or view; a composite part (a workflow, whose Definition returns a
+// []any) the entities and views it is made of. ok is false for anything
+// else.
+func DefinitionsOf(p any) (es []*Entity, vs []*View, ok bool) {
 	d, isDef := p.(interface{ Definition() any })
 	if !isDef {
 		return nil, nil, false
 	}
-	switch def := d.Definition().(type) {
-	case *Entity:
-		return def, nil, true
-	case *View:
-		return nil, def, true
+	defs := []any{d.Definition()}
+	if list, isList := defs[0].([]any); isList {
+		defs = list
 	}
-	return nil, nil, false
+	for _, def := range defs {
+		switch def := def.(type) {
+		case *Entity:
+			es = append(es, def)
+		case *View:
+			vs = append(vs, def)
+		default:
+			return nil, nil, false
+		}
+	}
+	return es, vs, len(defs) > 0
 }

@@ -79,8 +79,8 @@ func (g *Group) Copartitioned() []string {
 	return out
 }
 
-// NewTopology reads the parts of an application (entities, consumers and
-// views, as DefinitionOf reads them), checks them together and computes
+// NewTopology reads the parts of an application (entities, consumers,
+// views and workflows, as DefinitionsOf reads them), checks them together and computes
 // their topology. It is the one check the runtime (processor.New, hence
 // the worker's run and plan) and the harness (partitatest.New) both make,
 // so that they accept and refuse the same applications with the same
@@ -91,20 +91,34 @@ func NewTopology(app string, parts []interface{ Name() string }) (*Topology, err
 	names := map[string]bool{}
 	kinds := map[string]Kind{}
 	for _, p := range parts {
-		if names[p.Name()] {
-			problems = append(problems, fmt.Errorf("%q is defined twice (entities and views share one name space)", p.Name()))
+		es, vs, ok := DefinitionsOf(p)
+		if !ok {
+			problems = append(problems, fmt.Errorf("%q (%T) is neither an entity nor a view", p.Name(), p))
 			continue
 		}
-		names[p.Name()] = true
-		switch e, v, _ := DefinitionOf(p); {
-		case e != nil:
+		named := make([]string, 0, len(es)+len(vs))
+		for _, e := range es {
+			named = append(named, e.Name)
+		}
+		for _, v := range vs {
+			named = append(named, v.Name)
+		}
+		twice := false
+		for _, n := range named {
+			if names[n] {
+				problems = append(problems, fmt.Errorf("%q is defined twice (entities, views and workflows share one name space)", n))
+				twice = true
+			}
+			names[n] = true
+		}
+		if twice {
+			continue
+		}
+		for _, e := range es {
 			t.Entities = append(t.Entities, e)
 			kinds[e.Name] = e.Kind
-		case v != nil:
-			t.Views = append(t.Views, v)
-		default:
-			problems = append(problems, fmt.Errorf("%q (%T) is neither an entity nor a view", p.Name(), p))
 		}
+		t.Views = append(t.Views, vs...)
 	}
 	for _, d := range t.Entities {
 		if d.Kind == Stateless && len(d.Subscriptions) == 0 {

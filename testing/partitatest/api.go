@@ -356,6 +356,33 @@ func (h *Harness) State(entity, subject string, v any) (bool, error) {
 	return true, json.Unmarshal(env.State, v)
 }
 
+// SetState stores state as the subject's state, as if a command had set it
+// (its sequence number moves on by one; its dedup window and timers stay):
+// for testing a definition against states an earlier one left (a
+// workflow instance of an earlier version, an entity's old state shape).
+func (h *Harness) SetState(entity, subject string, state any) error {
+	g := h.byName[entity]
+	if g == nil || g.entity == nil || g.entity.Kind == core.Stateless {
+		return fmt.Errorf("%w entity %q", ErrUnknown, entity)
+	}
+	env, err := envelope.DecodeEnvelope(g.table[subject])
+	if err != nil {
+		return err
+	}
+	if env.State, err = json.Marshal(state); err != nil {
+		return err
+	}
+	env.Seq, env.Exists = env.Seq+1, true
+	data, err := env.Encode()
+	if err != nil {
+		return err
+	}
+	g.table[subject] = data
+	h.append(h.topics.Table(entity), h.partition([]byte(subject)), codec.Record{Key: []byte(subject), Value: data})
+	h.settle(nil)
+	return nil
+}
+
 // Timers lists the subject's pending timers, soonest first (asks waiting
 // for their answer among them, named "ask:<the asked command's source>/<id>").
 func (h *Harness) Timers(entity, subject string) ([]entities.Timer, error) {

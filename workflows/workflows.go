@@ -1,0 +1,651 @@
+// Package workflows is Partita's workflow component: a durable process of
+// named steps over a typed state, kept and run by Kafka alone. A workflow
+// instance is an entity underneath (partitioned by its id, ordered,
+// effectively-once); its steps call entities (asks), run activities
+// (plain Go functions that do I/O) or wait for a signal, and each step
+// decides what comes next: another step, the end, or a failure, which runs
+// the compensations of the steps completed before it, newest first.
+//
+// Contract, as the runtime keeps it:
+//   - An instance runs one step at a time. A step's outcome (an activity's
+//     result, an entity's reply, a signal) is recorded in the instance's
+//     state before the instance moves on, so a crash re-runs at most the
+//     step in flight: an activity is at-least-once, and gets the same
+//     idempotency key ([Attempt.Key]) every time it runs for that step,
+//     for the external service to recognise.
+//   - A failing step is retried with backoff ([Retry]); after its last
+//     retry it goes to its failover step ([Failover]) if it has one, else
+//     the instance fails: the compensations ([Compensate]) of the steps
+//     completed before, newest first, each retried as a step is. The
+//     instance ends compensated, or failed when a compensation gave up;
+//     its history says why.
+//   - A step's [Timeout] bounds one attempt (an activity's context ends
+//     then; a call or a wait that gets no answer fails), and [Deadline]
+//     the whole instance.
+//   - Signals ([Wait]) are commands to a running instance; cancel, pause
+//     and resume are too. Status and history are the instance's state
+//     (GET /entities/{workflow}/{id}), and the built-in view
+//     "<workflow>-by-status" lists instances by status.
+//   - Versioning: an instance records the version of the definition it
+//     started under ([Version]). A definition runs instances of its own
+//     version and of the versions it declares [Compatible] (their steps
+//     must still exist); an instance of any other version is never
+//     interpreted: its commands are dead-lettered with a reason naming
+//     both versions. A step an instance stands on that the definition no
+//     longer has is refused the same way.
+//
+// A workflow is one part of an application (worker.App, partitatest.New):
+// it brings its instance entity (named like the workflow), its activity
+// runner ("<workflow>-activities") and its status view. Activities run
+// on the runner's partitions, not the instances'; the runner's handler
+// timeout is the longest step timeout.
+package workflows
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/partita-dev/partita/access"
+	"github.com/partita-dev/partita/entities"
+	"github.com/partita-dev/partita/views"
+)
+
+// Statuses of an instance.
+const (
+	Running      = "running"      // a step is in flight
+	Waiting      = "waiting"      // a Wait step waits for its signal
+	Paused       = "paused"       // it will not start its next step until resumed
+	Compensating = "compensating" // a step failed: compensations run
+	Completed    = "completed"    // it reached the end
+	Compensated  = "compensated"  // it failed, and every compensation ran
+	Failed       = "failed"       // it failed, and a compensation gave up
+	Cancelled    = "cancelled"    // cancelled, and every compensation ran
+)
+
+// Instance is the stored state of a workflow instance, as GET
+// /entities/{workflow}/{id} shows it.
+type Instance[S any] struct {
+	Status  string `json:"status"`
+	Step    string `json:"step,omitempty"`
+	Attempt int    `json:"attempt,omitempty"`
+	State   S      `json:"state"`
+	Version int    `json:"version"`
+	// Done are the steps completed, oldest first: the compensations to
+	// run should the instance fail.
+	Done []string `json:"done,omitempty"`
+	// Next is the step a paused instance starts when resumed.
+	Next    string  `json:"next,omitempty"`
+	Reason  string  `json:"reason,omitempty"`
+	History []Entry `json:"history"`
+	// cancel: the compensations run because the instance was cancelled.
+	Cancel bool `json:"cancel,omitempty"`
+}
+
+// Entry is a line of an instance's history.
+type Entry struct {
+	Time   time.Time `json:"time"`
+	Step   string    `json:"step,omitempty"`
+	Event  string    `json:"event"` // started, step-started, step-done, step-failed, retry, failover, compensating, compensated, signal, ...
+	Detail string    `json:"detail,omitempty"`
+}
+
+// Row is the status view's row of an instance.
+type Row struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+	Step   string `json:"step,omitempty"`
+}
+
+// Workflow is a workflow definition over state S. Define its steps with
+// [Activity], [Call] and [Wait]; the first one defined is where instances
+// start.
+type Workflow[S any] struct {
+	name       string
+	version    int
+	compatible []int
+	deadline   time.Duration
+	sendsTo    []string
+	access     *access.Rule
+	steps      map[string]*step[S]
+	order      []string
+}
+
+// Option configures a workflow.
+type Option interface{ apply(*options) }
+
+type options struct {
+	version    int
+	compatible []int
+	deadline   time.Duration
+	sendsTo    []string
+	access     *access.Rule
+}
+
+type option func(*options)
+
+func (o option) apply(opts *options) { o(opts) }
+
+// Version is the definition's version (default 1), recorded by every
+// instance it starts.
+func Version(n int) Option { return option(func(o *options) { o.version = n }) }
+
+// Compatible declares earlier versions whose running instances this
+// definition continues: their steps must still be defined, with the same
+// meaning.
+func Compatible(versions ...int) Option {
+	return option(func(o *options) { o.compatible = append(o.compatible, versions...) })
+}
+
+// Deadline bounds an instance's life: when it passes, a running instance
+// fails (and compensates).
+func Deadline(d time.Duration) Option { return option(func(o *options) { o.deadline = d }) }
+
+// SendsTo declares the entities that Call steps ask.
+func SendsTo(entities ...string) Option {
+	return option(func(o *options) { o.sendsTo = append(o.sendsTo, entities...) })
+}
+
+// Access sets who may start, signal, cancel, pause and resume instances
+// through the gateway (and read them).
+func Access(rule access.Rule) Option { return option(func(o *options) { o.access = &rule }) }
+
+// New defines a workflow named name.
+func New[S any](name string, opts ...Option) *Workflow[S] {
+	o := options{version: 1}
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	return &Workflow[S]{name: name, version: o.version, compatible: o.compatible, deadline: o.deadline,
+		sendsTo: o.sendsTo, access: o.access, steps: map[string]*step[S]{}}
+}
+
+// Name is the workflow's name: its instance entity's.
+func (w *Workflow[S]) Name() string { return w.name }
+
+// Next is what a step decided: the state after it and where the instance
+// goes (see [Goto], [End], [Fail]).
+type Next[S any] struct {
+	state  S
+	step   string
+	end    bool
+	reason string
+}
+
+// Goto continues with step.
+func Goto[S any](state S, step string) Next[S] { return Next[S]{state: state, step: step} }
+
+// End ends the instance: completed.
+func End[S any](state S) Next[S] { return Next[S]{state: state, end: true} }
+
+// Fail fails the instance with reason: the completed steps' compensations
+// run.
+func Fail[S any](state S, reason string) Next[S] { return Next[S]{state: state, reason: reason} }
+
+// Attempt is what an activity runs on.
+type Attempt[S any] struct {
+	State S `json:"state"`
+	// Key is the same for every attempt of this step of this instance:
+	// hand it to the external service as its idempotency key.
+	Key string `json:"key"`
+	// Number counts the attempts, from 1.
+	Number int `json:"number"`
+}
+
+// StepOption configures a step.
+type StepOption interface{ applyStep(*stepOptions) }
+
+type stepOptions struct {
+	timeout    time.Duration
+	retries    int
+	backoff    time.Duration
+	failover   string
+	compensate string
+}
+
+type stepOption func(*stepOptions)
+
+func (o stepOption) applyStep(s *stepOptions) { o(s) }
+
+// DefaultStepTimeout bounds an attempt of a step that sets no [Timeout].
+const DefaultStepTimeout = 30 * time.Second
+
+// Timeout bounds one attempt of the step (default DefaultStepTimeout; a
+// Wait step without one waits forever).
+func Timeout(d time.Duration) StepOption { return stepOption(func(s *stepOptions) { s.timeout = d }) }
+
+// Retry retries a failed attempt up to n more times, waiting backoff
+// before the first retry and twice as long before each next one.
+func Retry(n int, backoff time.Duration) StepOption {
+	return stepOption(func(s *stepOptions) { s.retries, s.backoff = n, backoff })
+}
+
+// Failover goes to step when the last attempt failed, instead of failing
+// the instance.
+func Failover(step string) StepOption { return stepOption(func(s *stepOptions) { s.failover = step }) }
+
+// Compensate names the step that undoes this one, should the instance fail
+// after it completed.
+func Compensate(step string) StepOption {
+	return stepOption(func(s *stepOptions) { s.compensate = step })
+}
+
+type stepKind int
+
+const (
+	kindActivity stepKind = iota
+	kindCall
+	kindWait
+)
+
+// step is a step, type-erased: its registrations on the instance entity
+// and the activity runner.
+type step[S any] struct {
+	name string
+	kind stepKind
+	opts stepOptions
+	// signal is a Wait step's signal.
+	signal string
+	// call builds a Call step's ask.
+	call func(S) (entity, subject, command string, payload any)
+	// register adds the step's commands to the instance entity and the
+	// runner.
+	register func(w *Workflow[S], inst *entities.Entity[Instance[S]], runner *entities.Entity[struct{}])
+}
+
+func (w *Workflow[S]) add(s *step[S], opts []StepOption) {
+	for _, o := range opts {
+		o.applyStep(&s.opts)
+	}
+	if s.opts.timeout == 0 && s.kind != kindWait {
+		s.opts.timeout = DefaultStepTimeout
+	}
+	if _, dup := w.steps[s.name]; !dup {
+		w.order = append(w.order, s.name)
+	}
+	w.steps[s.name] = s
+}
+
+// Activity defines step name: run does the step's I/O (an HTTP call, a
+// payment) off the instance's partition, with a context that ends at the
+// step's [Timeout], at least once; then records its result in the state
+// and decides what comes next. An error from run (or a panic, or the
+// timeout) fails the attempt; wrap it with entities.Permanent to fail the
+// step at once, without retries.
+func Activity[S, O any](w *Workflow[S], name string, run func(ctx context.Context, a Attempt[S]) (O, error), then func(state S, out O) Next[S], opts ...StepOption) {
+	s := &step[S]{name: name, kind: kindActivity}
+	s.register = func(w *Workflow[S], inst *entities.Entity[Instance[S]], runner *entities.Entity[struct{}]) {
+		entities.Command(runner, cmdRun+name, func(ctx *entities.Context[struct{}], a Attempt[S]) entities.Effect[struct{}] {
+			actx, cancel := context.WithTimeout(ctx, s.opts.timeout)
+			defer cancel()
+			out, err := run(actx, a)
+			if err != nil {
+				code := codeActivity
+				if entities.IsPermanent(err) {
+					code = codePermanent
+				}
+				return ctx.Error(entities.Code(code), "%v", err)
+			}
+			return ctx.Reply(out)
+		})
+		entities.Command(inst, cmdDone+name, func(ctx *entities.Context[Instance[S]], out O) entities.Effect[Instance[S]] {
+			return w.finished(ctx, name, func(st S) Next[S] { return then(st, out) })
+		})
+	}
+	w.add(s, opts)
+}
+
+// Call defines step name: it asks an entity (declared with [SendsTo]) and
+// hands its reply to then. An error reply or a dead letter of the command
+// fails the attempt.
+func Call[S, R any](w *Workflow[S], name string, ask func(state S) (entity, subject, command string, payload any), then func(state S, reply R) Next[S], opts ...StepOption) {
+	s := &step[S]{name: name, kind: kindCall, call: ask}
+	s.register = func(w *Workflow[S], inst *entities.Entity[Instance[S]], _ *entities.Entity[struct{}]) {
+		entities.Command(inst, cmdDone+name, func(ctx *entities.Context[Instance[S]], r R) entities.Effect[Instance[S]] {
+			return w.finished(ctx, name, func(st S) Next[S] { return then(st, r) })
+		})
+	}
+	w.add(s, opts)
+}
+
+// Wait defines step name: the instance waits for the signal (a command
+// "signal-<signal>" with a G) and hands it to then. With a [Timeout], no
+// signal in time fails the step.
+func Wait[S, G any](w *Workflow[S], name, signal string, then func(state S, g G) Next[S], opts ...StepOption) {
+	s := &step[S]{name: name, kind: kindWait, signal: signal}
+	s.register = func(w *Workflow[S], inst *entities.Entity[Instance[S]], _ *entities.Entity[struct{}]) {
+		entities.Command(inst, SignalCommand(signal), func(ctx *entities.Context[Instance[S]], g G) entities.Effect[Instance[S]] {
+			in := ctx.State()
+			if refused, ok := w.unknown(ctx, in); ok {
+				return refused
+			}
+			waiting := in.Status == Waiting || in.Status == Paused && in.Next == in.Step && in.Attempt > 0
+			if !waiting || w.steps[in.Step] == nil || w.steps[in.Step].signal != signal {
+				return ctx.Error(entities.FailedPrecondition, "instance %s is %s at %q, not waiting for signal %q", ctx.Subject(), in.Status, in.Step, signal)
+			}
+			in.History = append(in.History, Entry{Time: ctx.Now(), Step: in.Step, Event: "signal", Detail: signal})
+			next := then(in.State, g)
+			return w.advance(ctx, in, in.Step, next).CancelTimer(timerStep)
+		})
+	}
+	w.add(s, opts)
+}
+
+// SignalCommand is the command that delivers signal to an instance.
+func SignalCommand(signal string) string { return "signal-" + signal }
+
+// Commands of an instance a client sends (through the gateway: POST
+// /entities/{workflow}/{id}/{command}).
+const (
+	CommandStart  = "start"  // the initial state, as JSON
+	CommandCancel = "cancel" // {}
+	CommandPause  = "pause"  // {}
+	CommandResume = "resume" // {}
+	CommandStatus = "status" // {}: replies with the instance
+)
+
+// The runtime's own commands and timers.
+const (
+	cmdRun     = "run:"     // the runner's: run the activity of a step
+	cmdDone    = "done:"    // a step's result
+	cmdFailed  = "failed:"  // a step's attempt failed (an entities.AskError)
+	cmdRetry   = "retry:"   // the backoff before a retry passed
+	cmdTimeout = "timeout:" // a Wait step's timeout
+	cmdExpire  = "deadline" // the workflow's deadline passed
+
+	timerStep     = "step"
+	timerDeadline = "deadline"
+
+	codeActivity  = "activity_failed"
+	codePermanent = "activity_failed_permanently"
+)
+
+// Definition returns the workflow's runtime form for package processor
+// and the harness: its instance entity, activity runner and status view.
+func (w *Workflow[S]) Definition() any {
+	var timeout time.Duration
+	for _, s := range w.steps {
+		timeout = max(timeout, s.opts.timeout)
+	}
+	internal := access.Internal()
+	runner := entities.KeyValue[struct{}](w.name+"-activities", entities.Retries(0, time.Millisecond),
+		entities.HandlerTimeout(timeout+5*time.Second), entities.Access(internal))
+	opts := []entities.Option{entities.SendsTo(append([]string{runner.Name()}, w.sendsTo...)...), entities.CommandAccess(cmdExpire, internal)}
+	if w.access != nil {
+		opts = append(opts, entities.Access(*w.access))
+	}
+	for _, name := range w.order {
+		for _, c := range []string{cmdDone, cmdFailed, cmdRetry, cmdTimeout} {
+			opts = append(opts, entities.CommandAccess(c+name, internal))
+		}
+	}
+	inst := entities.KeyValue[Instance[S]](w.name, opts...)
+	for _, name := range w.order {
+		w.steps[name].register(w, inst, runner)
+	}
+	w.registerControl(inst)
+	var viewOpts []views.Option
+	if w.access != nil {
+		viewOpts = append(viewOpts, views.Access(*w.access))
+	}
+	status := views.New[Row](w.name+"-by-status", append(viewOpts, views.Index("status"))...)
+	views.FromState(status, w.name, func(u views.Update[Row, Instance[S]]) views.Effect[Row] {
+		return u.Set(Row{ID: u.Subject, Status: u.Value.Status, Step: u.Value.Step})
+	})
+	return []any{inst.Definition(), runner.Definition(), status.Definition()}
+}
+
+// registerControl registers start, the failure path and the controls.
+func (w *Workflow[S]) registerControl(inst *entities.Entity[Instance[S]]) {
+	entities.Command(inst, CommandStart, func(ctx *entities.Context[Instance[S]], st S) entities.Effect[Instance[S]] {
+		if ctx.Exists() {
+			return ctx.Reply(ctx.State()) // a repeated start answers with the instance
+		}
+		if len(w.order) == 0 {
+			return ctx.Error(entities.FailedPrecondition, "workflow %s has no steps", w.name)
+		}
+		in := Instance[S]{Status: Running, State: st, Version: w.version,
+			History: []Entry{{Time: ctx.Now(), Event: "started", Detail: fmt.Sprintf("version %d", w.version)}}}
+		eff := w.start(ctx, &in, w.order[0])
+		if w.deadline > 0 {
+			eff = eff.StartTimer(timerDeadline, w.deadline, cmdExpire, struct{}{})
+		}
+		return eff
+	})
+	entities.Command(inst, CommandStatus, func(ctx *entities.Context[Instance[S]], _ struct{}) entities.Effect[Instance[S]] {
+		if !ctx.Exists() {
+			return ctx.Error(entities.NotFound, "no instance %s of workflow %s", ctx.Subject(), w.name)
+		}
+		return ctx.Reply(ctx.State())
+	})
+	for _, name := range w.order {
+		entities.Command(inst, cmdFailed+name, func(ctx *entities.Context[Instance[S]], e entities.AskError) entities.Effect[Instance[S]] {
+			return w.attemptFailed(ctx, name, fmt.Sprintf("%s: %s", e.Code, e.Message), e.Code == codePermanent)
+		})
+		entities.Command(inst, cmdTimeout+name, func(ctx *entities.Context[Instance[S]], _ struct{}) entities.Effect[Instance[S]] {
+			return w.attemptFailed(ctx, name, "timeout: no signal in time", false)
+		})
+		entities.Command(inst, cmdRetry+name, func(ctx *entities.Context[Instance[S]], _ struct{}) entities.Effect[Instance[S]] {
+			in := ctx.State()
+			if refused, ok := w.unknown(ctx, in); ok {
+				return refused
+			}
+			if in.Step != name || (in.Status != Running && in.Status != Compensating && in.Status != Paused) {
+				return ctx.Ignore()
+			}
+			in.Attempt++
+			in.History = append(in.History, Entry{Time: ctx.Now(), Step: name, Event: "retry", Detail: fmt.Sprintf("attempt %d", in.Attempt)})
+			return w.run(ctx, &in)
+		})
+	}
+	entities.Command(inst, cmdExpire, func(ctx *entities.Context[Instance[S]], _ struct{}) entities.Effect[Instance[S]] {
+		in := ctx.State()
+		if over(in.Status) || in.Status == Compensating {
+			return ctx.Ignore()
+		}
+		return w.compensate(ctx, in, "deadline passed", false)
+	})
+	entities.Command(inst, CommandCancel, func(ctx *entities.Context[Instance[S]], _ struct{}) entities.Effect[Instance[S]] {
+		in := ctx.State()
+		switch {
+		case !ctx.Exists():
+			return ctx.Error(entities.NotFound, "no instance %s of workflow %s", ctx.Subject(), w.name)
+		case over(in.Status) || in.Status == Compensating:
+			return ctx.Error(entities.FailedPrecondition, "instance %s is %s", ctx.Subject(), in.Status)
+		}
+		return w.compensate(ctx, in, "cancelled", true)
+	})
+	entities.Command(inst, CommandPause, func(ctx *entities.Context[Instance[S]], _ struct{}) entities.Effect[Instance[S]] {
+		in := ctx.State()
+		if in.Status != Running && in.Status != Waiting {
+			return ctx.Error(entities.FailedPrecondition, "instance %s is %s", ctx.Subject(), in.Status)
+		}
+		in.Next, in.Status = in.Step, Paused
+		in.History = append(in.History, Entry{Time: ctx.Now(), Step: in.Step, Event: "paused"})
+		return ctx.Update(in).Reply(in)
+	})
+	entities.Command(inst, CommandResume, func(ctx *entities.Context[Instance[S]], _ struct{}) entities.Effect[Instance[S]] {
+		in := ctx.State()
+		if in.Status != Paused {
+			return ctx.Error(entities.FailedPrecondition, "instance %s is %s, not paused", ctx.Subject(), in.Status)
+		}
+		in.History = append(in.History, Entry{Time: ctx.Now(), Step: in.Next, Event: "resumed"})
+		next := in.Next
+		in.Next = ""
+		if next == "" { // paused between steps after the last one: nothing in flight
+			in.Status = Completed
+			return ctx.Update(in).Reply(in)
+		}
+		if in.Step == next && in.Attempt > 0 {
+			// Paused while the step was in flight: its answer was kept
+			// waiting (see finished) or is still to come.
+			in.Status = Running
+			if w.steps[next].kind == kindWait {
+				in.Status = Waiting
+			}
+			return ctx.Update(in).Reply(in)
+		}
+		return w.start(ctx, &in, next)
+	})
+}
+
+func over(status string) bool {
+	switch status {
+	case Completed, Compensated, Failed, Cancelled:
+		return true
+	}
+	return false
+}
+
+// unknown refuses an instance this definition cannot interpret: another
+// version not declared compatible, or a step it no longer has.
+func (w *Workflow[S]) unknown(ctx *entities.Context[Instance[S]], in Instance[S]) (entities.Effect[Instance[S]], bool) {
+	if !ctx.Exists() {
+		return ctx.Error(entities.NotFound, "no instance %s of workflow %s", ctx.Subject(), w.name), true
+	}
+	if in.Version != w.version && !slices.Contains(w.compatible, in.Version) {
+		return ctx.Fail(entities.Permanent(fmt.Errorf("instance %s of workflow %s started under version %d; this definition is version %d and does not declare %d compatible (workflows.Compatible)",
+			ctx.Subject(), w.name, in.Version, w.version, in.Version))), true
+	}
+	if in.Step != "" && w.steps[in.Step] == nil {
+		return ctx.Fail(entities.Permanent(fmt.Errorf("instance %s of workflow %s stands on step %q, which this definition (version %d) does not have",
+			ctx.Subject(), w.name, in.Step, w.version))), true
+	}
+	return entities.Effect[Instance[S]]{}, false
+}
+
+// start moves the instance to step and runs its first attempt.
+func (w *Workflow[S]) start(ctx *entities.Context[Instance[S]], in *Instance[S], name string) entities.Effect[Instance[S]] {
+	if w.steps[name] == nil {
+		return w.compensate(ctx, *in, fmt.Sprintf("step %q is not defined", name), false)
+	}
+	in.Step, in.Attempt = name, 1
+	in.History = append(in.History, Entry{Time: ctx.Now(), Step: name, Event: "step-started"})
+	return w.run(ctx, in)
+}
+
+// run issues the current attempt of the instance's step.
+func (w *Workflow[S]) run(ctx *entities.Context[Instance[S]], in *Instance[S]) entities.Effect[Instance[S]] {
+	s := w.steps[in.Step]
+	steady := in.Status == Compensating || in.Status == Paused // a retry while paused stays paused
+	if !steady {
+		in.Status = Running
+	}
+	switch s.kind {
+	case kindActivity:
+		key := w.name + "/" + ctx.Subject() + "/" + s.name
+		return ctx.Update(*in).Reply(*in).Ask(entities.Ask{
+			Entity: w.name + "-activities", Subject: ctx.Subject(), Command: cmdRun + s.name,
+			Payload: Attempt[S]{State: in.State, Key: key, Number: in.Attempt},
+			OnReply: cmdDone + s.name, OnError: cmdFailed + s.name, Timeout: s.opts.timeout + 5*time.Second,
+		})
+	case kindCall:
+		entity, subject, command, payload := s.call(in.State)
+		return ctx.Update(*in).Reply(*in).Ask(entities.Ask{
+			Entity: entity, Subject: subject, Command: command, Payload: payload,
+			OnReply: cmdDone + s.name, OnError: cmdFailed + s.name, Timeout: s.opts.timeout,
+		})
+	default: // kindWait
+		if !steady {
+			in.Status = Waiting
+		}
+		eff := ctx.Update(*in).Reply(*in)
+		if s.opts.timeout > 0 {
+			eff = eff.StartTimer(timerStep, s.opts.timeout, cmdTimeout+s.name, struct{}{})
+		}
+		return eff
+	}
+}
+
+// finished records a step's outcome and moves on.
+func (w *Workflow[S]) finished(ctx *entities.Context[Instance[S]], name string, then func(S) Next[S]) entities.Effect[Instance[S]] {
+	in := ctx.State()
+	if refused, ok := w.unknown(ctx, in); ok {
+		return refused
+	}
+	if in.Step != name || over(in.Status) || in.Attempt == 0 {
+		return ctx.Ignore() // an answer to a step the instance has left
+	}
+	next := then(in.State)
+	return w.advance(ctx, in, name, next)
+}
+
+// advance records that step completed with next and acts on it.
+func (w *Workflow[S]) advance(ctx *entities.Context[Instance[S]], in Instance[S], step string, next Next[S]) entities.Effect[Instance[S]] {
+	in.State = next.state
+	if in.Status == Compensating {
+		// A compensation completed: on to the one before it.
+		in.History = append(in.History, Entry{Time: ctx.Now(), Step: step, Event: "compensated"})
+		return w.unwind(ctx, in)
+	}
+	in.Done = append(in.Done, step)
+	in.History = append(in.History, Entry{Time: ctx.Now(), Step: step, Event: "step-done"})
+	in.Attempt = 0
+	switch {
+	case next.reason != "":
+		return w.compensate(ctx, in, next.reason, false)
+	case next.end:
+		in.Status, in.Step = Completed, ""
+		in.History = append(in.History, Entry{Time: ctx.Now(), Event: "completed"})
+		return ctx.Update(in).Reply(in).CancelTimer(timerDeadline)
+	case in.Status == Paused:
+		in.Next = next.step
+		return ctx.Update(in).Reply(in)
+	}
+	return w.start(ctx, &in, next.step)
+}
+
+// attemptFailed retries the step, fails over, or fails the instance.
+func (w *Workflow[S]) attemptFailed(ctx *entities.Context[Instance[S]], name, why string, permanent bool) entities.Effect[Instance[S]] {
+	in := ctx.State()
+	if refused, ok := w.unknown(ctx, in); ok {
+		return refused
+	}
+	if in.Step != name || over(in.Status) || in.Attempt == 0 {
+		return ctx.Ignore()
+	}
+	s := w.steps[name]
+	in.History = append(in.History, Entry{Time: ctx.Now(), Step: name, Event: "step-failed", Detail: fmt.Sprintf("attempt %d: %s", in.Attempt, why)})
+	if !permanent && in.Attempt <= s.opts.retries {
+		backoff := s.opts.backoff << (in.Attempt - 1)
+		return ctx.Update(in).StartTimer(timerStep, backoff, cmdRetry+name, struct{}{})
+	}
+	if in.Status == Compensating {
+		in.Status, in.Reason = Failed, fmt.Sprintf("%s; compensation %s gave up: %s", in.Reason, name, why)
+		in.History = append(in.History, Entry{Time: ctx.Now(), Step: name, Event: "failed", Detail: in.Reason})
+		return ctx.Update(in).CancelTimer(timerDeadline)
+	}
+	if s.opts.failover != "" {
+		in.History = append(in.History, Entry{Time: ctx.Now(), Step: name, Event: "failover", Detail: s.opts.failover})
+		return w.start(ctx, &in, s.opts.failover)
+	}
+	return w.compensate(ctx, in, fmt.Sprintf("step %s failed: %s", name, why), false)
+}
+
+// compensate fails the instance: the compensations of its completed steps
+// run, newest first.
+func (w *Workflow[S]) compensate(ctx *entities.Context[Instance[S]], in Instance[S], reason string, cancel bool) entities.Effect[Instance[S]] {
+	in.Status, in.Reason, in.Cancel = Compensating, reason, cancel
+	in.History = append(in.History, Entry{Time: ctx.Now(), Step: in.Step, Event: "compensating", Detail: reason})
+	return w.unwind(ctx, in).CancelTimer(timerStep)
+}
+
+// unwind runs the next compensation, or ends the instance.
+func (w *Workflow[S]) unwind(ctx *entities.Context[Instance[S]], in Instance[S]) entities.Effect[Instance[S]] {
+	for len(in.Done) > 0 {
+		done := in.Done[len(in.Done)-1]
+		in.Done = in.Done[:len(in.Done)-1]
+		if c := w.steps[done].opts.compensate; c != "" && w.steps[c] != nil {
+			in.Step, in.Attempt = c, 1
+			in.History = append(in.History, Entry{Time: ctx.Now(), Step: c, Event: "step-started", Detail: "compensates " + done})
+			return w.run(ctx, &in)
+		}
+	}
+	in.Status, in.Step, in.Attempt = Compensated, "", 0
+	if in.Cancel {
+		in.Status = Cancelled
+	}
+	in.History = append(in.History, Entry{Time: ctx.Now(), Event: in.Status, Detail: in.Reason})
+	return ctx.Update(in).Reply(in).CancelTimer(timerDeadline)
+}
