@@ -357,3 +357,26 @@ func TestInstancesUnderFaults(t *testing.T) {
 		h.ExpectHeld(t)
 	}
 }
+
+// An activity hanging past its step's timeout: its context ends, the
+// attempt fails, and the retry (which answers) completes the step.
+func TestAHangingActivityTimesOut(t *testing.T) {
+	hung := 0
+	w := workflows.New[order]("order")
+	workflows.Activity(w, "slow", func(ctx context.Context, a workflows.Attempt[order]) (string, error) {
+		if a.Number == 1 {
+			hung++
+			<-ctx.Done() // hangs until the step's timeout
+			return "", ctx.Err()
+		}
+		return "fast", nil
+	}, func(o order, s string) workflows.Next[order] { o.Charge = s; return workflows.End(o) },
+		workflows.Timeout(50*time.Millisecond), workflows.Retry(1, time.Second))
+	h := pt.Start(t, w)
+	pt.Expect[workflows.Instance[order]](t)(h.Send("order", "o1", workflows.CommandStart, order{}))
+	h.Advance(time.Second)
+	in := instance(t, h, "o1")
+	if in.Status != workflows.Completed || in.State.Charge != "fast" || hung != 1 || !strings.Contains(events(in), "step-failed:slow retry:slow step-done:slow") {
+		t.Fatalf("%s %q hung %d: %s", in.Status, in.State.Charge, hung, events(in))
+	}
+}
