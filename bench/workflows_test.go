@@ -45,11 +45,11 @@ func BenchmarkWorkflowSteps3(b *testing.B) {
 	done := map[string]time.Time{}
 	finished := make(chan struct{})
 	w := workflows.New[steps3]("steps3", workflows.SendsTo("ledger"))
-	workflows.Call(w, "reserve", func(steps3) (string, string, string, any) { return "ledger", "stock", "reserve", struct{}{} },
+	workflows.Call(w, "reserve", func(string, steps3) (string, string, string, any) { return "ledger", "stock", "reserve", struct{}{} },
 		func(s steps3, _ int) workflows.Next[steps3] { s.Reserved = true; return workflows.Goto(s, "charge") })
 	workflows.Activity(w, "charge", func(context.Context, workflows.Attempt[steps3]) (bool, error) { return true, nil },
 		func(s steps3, ok bool) workflows.Next[steps3] { s.Charged = ok; return workflows.Goto(s, "confirm") })
-	workflows.Call(w, "confirm", func(steps3) (string, string, string, any) { return "ledger", "orders", "confirm", struct{}{} },
+	workflows.Call(w, "confirm", func(string, steps3) (string, string, string, any) { return "ledger", "orders", "confirm", struct{}{} },
 		func(s steps3, _ int) workflows.Next[steps3] { s.Confirmed = true; return workflows.End(s) })
 	rt, err := processor.New(processor.Config{App: app, Kafka: kc, Partitions: 8, CreateTopics: true, DataDir: b.TempDir(),
 		Log: slog.New(slog.DiscardHandler)}, ledger, w)

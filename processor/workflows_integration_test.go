@@ -51,7 +51,9 @@ func TestWorkflowOnTheBroker(t *testing.T) {
 		return ctx.Update(ctx.State() + 1).Reply(ctx.State() + 1)
 	})
 	buy := workflows.New[purchase]("buy", workflows.SendsTo("stock"))
-	workflows.Call(buy, "reserve", func(p purchase) (string, string, string, any) { return "stock", p.Item, "reserve", struct{}{} },
+	workflows.Call(buy, "reserve", func(_ string, p purchase) (string, string, string, any) {
+		return "stock", p.Item, "reserve", struct{}{}
+	},
 		func(p purchase, _ int) workflows.Next[purchase] { return workflows.Goto(p, "charge") })
 	workflows.Activity(buy, "charge", func(ctx context.Context, a workflows.Attempt[purchase]) (string, error) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, pay.URL, nil)

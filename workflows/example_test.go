@@ -39,7 +39,7 @@ func Example() {
 	failures := 1
 	w := workflows.New[transfer]("transfer", workflows.SendsTo("account"), workflows.Deadline(24*time.Hour))
 	workflows.Call(w, "debit",
-		func(t transfer) (string, string, string, any) { return "account", t.From, "debit", t.Amount },
+		func(_ string, t transfer) (string, string, string, any) { return "account", t.From, "debit", t.Amount },
 		func(t transfer, _ account) workflows.Next[transfer] { return workflows.Goto(t, "notify") },
 		workflows.Compensate("refund"))
 	workflows.Activity(w, "notify",
@@ -56,7 +56,7 @@ func Example() {
 		},
 		workflows.Retry(3, time.Minute), workflows.Timeout(10*time.Second))
 	workflows.Call(w, "refund",
-		func(t transfer) (string, string, string, any) { return "account", t.From, "credit", t.Amount },
+		func(_ string, t transfer) (string, string, string, any) { return "account", t.From, "credit", t.Amount },
 		func(t transfer, _ account) workflows.Next[transfer] { return workflows.End(t) })
 
 	h, _ := partitatest.New(accounts, w)

@@ -247,8 +247,8 @@ type step[S any] struct {
 	opts stepOptions
 	// signal is a Wait step's signal.
 	signal string
-	// call builds a Call step's ask.
-	call func(S) (entity, subject, command string, payload any)
+	// call builds a Call step's ask from the instance's id and state.
+	call func(id string, state S) (entity, subject, command string, payload any)
 	// register adds the step's commands to the instance entity and the
 	// runner.
 	register func(w *Workflow[S], inst *entities.Entity[Instance[S]], runner *entities.Entity[struct{}])
@@ -296,10 +296,11 @@ func Activity[S, O any](w *Workflow[S], name string, run func(ctx context.Contex
 	w.add(s, opts)
 }
 
-// Call defines step name: it asks an entity (declared with [SendsTo]) and
-// hands its reply to then. An error reply or a dead letter of the command
-// fails the attempt.
-func Call[S, R any](w *Workflow[S], name string, ask func(state S) (entity, subject, command string, payload any), then func(state S, reply R) Next[S], opts ...StepOption) {
+// Call defines step name: it asks an entity (declared with [SendsTo]) the
+// command ask makes from the instance's id and state, and hands its reply
+// to then. An error reply or a dead letter of the command fails the
+// attempt.
+func Call[S, R any](w *Workflow[S], name string, ask func(id string, state S) (entity, subject, command string, payload any), then func(state S, reply R) Next[S], opts ...StepOption) {
 	s := &step[S]{name: name, kind: kindCall, call: ask}
 	s.register = func(w *Workflow[S], inst *entities.Entity[Instance[S]], _ *entities.Entity[struct{}]) {
 		entities.Command(inst, cmdDone+name, func(ctx *entities.Context[Instance[S]], r R) entities.Effect[Instance[S]] {
@@ -541,7 +542,7 @@ func (w *Workflow[S]) run(ctx *entities.Context[Instance[S]], in *Instance[S]) e
 			OnReply: cmdDone + s.name, OnError: cmdFailed + s.name, Timeout: s.opts.timeout + 5*time.Second,
 		})
 	case kindCall:
-		entity, subject, command, payload := s.call(in.State)
+		entity, subject, command, payload := s.call(ctx.Subject(), in.State)
 		return ctx.Update(*in).Reply(*in).Ask(entities.Ask{
 			Entity: entity, Subject: subject, Command: command, Payload: payload,
 			OnReply: cmdDone + s.name, OnError: cmdFailed + s.name, Timeout: s.opts.timeout,

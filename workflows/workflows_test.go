@@ -74,7 +74,7 @@ func newInventory() *entities.Entity[stock] {
 // approve (Wait, optional), confirm (End).
 func newOrder(p *payments, wait bool, opts ...workflows.StepOption) *workflows.Workflow[order] {
 	w := workflows.New[order]("order", workflows.SendsTo("inventory"))
-	workflows.Call(w, "reserve", func(o order) (string, string, string, any) { return "inventory", o.Item, "reserve", o.Amount },
+	workflows.Call(w, "reserve", func(_ string, o order) (string, string, string, any) { return "inventory", o.Item, "reserve", o.Amount },
 		func(o order, _ stock) workflows.Next[order] {
 			o.Reserved = true
 			return workflows.Goto(o, "charge")
@@ -96,7 +96,7 @@ func newOrder(p *payments, wait bool, opts ...workflows.StepOption) *workflows.W
 	}, workflows.Timeout(time.Hour))
 	workflows.Activity(w, "confirm", func(context.Context, workflows.Attempt[order]) (struct{}, error) { return struct{}{}, nil },
 		func(o order, _ struct{}) workflows.Next[order] { return workflows.End(o) })
-	workflows.Call(w, "release", func(o order) (string, string, string, any) { return "inventory", o.Item, "release", o.Amount },
+	workflows.Call(w, "release", func(_ string, o order) (string, string, string, any) { return "inventory", o.Item, "release", o.Amount },
 		func(o order, _ stock) workflows.Next[order] {
 			o.Reserved = false
 			return workflows.End(o)
@@ -305,7 +305,7 @@ func TestInstancesUnderFaults(t *testing.T) {
 		p := &payments{charged: map[string]int{}}
 		fail := &payments{charged: map[string]int{}, always: errors.New("declined")}
 		w := workflows.New[order]("order", workflows.SendsTo("inventory"))
-		workflows.Call(w, "reserve", func(o order) (string, string, string, any) { return "inventory", o.Item, "reserve", 1 },
+		workflows.Call(w, "reserve", func(_ string, o order) (string, string, string, any) { return "inventory", o.Item, "reserve", 1 },
 			func(o order, _ stock) workflows.Next[order] { o.Reserved = true; return workflows.Goto(o, "charge") },
 			workflows.Compensate("release"))
 		workflows.Activity(w, "charge", func(ctx context.Context, a workflows.Attempt[order]) (string, error) {
@@ -314,7 +314,7 @@ func TestInstancesUnderFaults(t *testing.T) {
 			}
 			return p.charge(ctx, a)
 		}, func(o order, id string) workflows.Next[order] { o.Charge = id; return workflows.End(o) }, workflows.Retry(2, time.Second))
-		workflows.Call(w, "release", func(o order) (string, string, string, any) { return "inventory", o.Item, "release", 1 },
+		workflows.Call(w, "release", func(_ string, o order) (string, string, string, any) { return "inventory", o.Item, "release", 1 },
 			func(o order, _ stock) workflows.Next[order] { o.Reserved = false; return workflows.End(o) })
 		h := pt.Start(t, newInventory(), w)
 		work := make([]pt.Command, 20)

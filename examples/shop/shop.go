@@ -119,6 +119,9 @@ type Cart struct {
 	Checkout string `json:"checkout,omitempty"`
 	Customer string `json:"customer,omitempty"`
 	Refused  string `json:"refused,omitempty"`
+	// Order is the order workflow instance that reserved the cart: it
+	// takes no changes until the order checks it out or releases it.
+	Order string `json:"order,omitempty"`
 }
 
 // CartEvent is an event of the cart entity.
@@ -144,6 +147,11 @@ type (
 	CheckoutRefused struct {
 		Reason string `json:"reason"`
 	}
+	// CartReserved and CartReleased: an order holds the cart's items.
+	CartReserved struct {
+		Order string `json:"order"`
+	}
+	CartReleased struct{}
 )
 
 func (ItemAdded) EventType() string         { return "ItemAdded" }
@@ -152,6 +160,8 @@ func (CheckedOut) EventType() string        { return "CheckedOut" }
 func (CartExpired) EventType() string       { return "CartExpired" }
 func (CheckoutRequested) EventType() string { return "CheckoutRequested" }
 func (CheckoutRefused) EventType() string   { return "CheckoutRefused" }
+func (CartReserved) EventType() string      { return "CartReserved" }
+func (CartReleased) EventType() string      { return "CartReleased" }
 
 // Commands of the cart entity.
 type (
@@ -164,9 +174,19 @@ type (
 		ProductID string `json:"productId"`
 	}
 	// Checkout checks the cart out; with a CustomerID, once the customer
-	// entity says that customer exists.
+	// entity says that customer exists; with Order, the order that
+	// reserved it confirms it.
 	Checkout struct {
 		CustomerID string `json:"customerId,omitempty"`
+		Order      string `json:"order,omitempty"`
+	}
+	// Reserve holds the cart's items for an order (see NewOrder); Release
+	// lets them go.
+	Reserve struct {
+		Order string `json:"order"`
+	}
+	Release struct {
+		Order string `json:"order"`
 	}
 )
 
@@ -192,6 +212,10 @@ func ApplyCart(c Cart, e CartEvent) Cart {
 		c.Checkout, c.Customer, c.Refused = "pending", e.CustomerID, ""
 	case CheckoutRefused:
 		c.Checkout, c.Refused = "", e.Reason
+	case CartReserved:
+		c.Order = e.Order
+	case CartReleased:
+		c.Order = ""
 	}
 	c.Items = items
 	return c
@@ -241,6 +265,8 @@ func NewCartIdle(idle time.Duration, opts ...entities.Option) *entities.EventSou
 			return ctx.Error(entities.FailedPrecondition, "cart %s expired after %v without a change", ctx.Subject(), idle), true
 		case s.Checkout != "":
 			return ctx.Error(entities.FailedPrecondition, "cart %s is being checked out", ctx.Subject()), true
+		case s.Order != "":
+			return ctx.Error(entities.FailedPrecondition, "cart %s is reserved by order %s", ctx.Subject(), s.Order), true
 		}
 		return entities.Effect[Cart]{}, false
 	}
@@ -269,6 +295,9 @@ func NewCartIdle(idle time.Duration, opts ...entities.Option) *entities.EventSou
 		if ctx.State().CheckedOut {
 			return ctx.Error(entities.FailedPrecondition, "cart %s is already checked out", ctx.Subject())
 		}
+		if o := ctx.State().Order; o != "" && o == c.Order {
+			return persist(ctx, CheckedOut{}) // the order that reserved it confirms
+		}
 		if eff, ok := closed(ctx); ok {
 			return eff
 		}
@@ -280,7 +309,7 @@ func NewCartIdle(idle time.Duration, opts ...entities.Option) *entities.EventSou
 		}
 		// Ask the customer entity; its answer (or a timeout) checks out or
 		// refuses. Meanwhile the cart takes no changes and does not expire.
-		return persist(ctx, CheckoutRequested(c)).CancelTimer(idleTimer).Ask(entities.Ask{
+		return persist(ctx, CheckoutRequested{CustomerID: c.CustomerID}).CancelTimer(idleTimer).Ask(entities.Ask{
 			Entity: "customer", Subject: c.CustomerID, Command: "get", Payload: Get{},
 			OnReply: cmdCustomerFound, OnError: cmdCustomerAbsent, Timeout: 10 * time.Second,
 		})
@@ -301,8 +330,26 @@ func NewCartIdle(idle time.Duration, opts ...entities.Option) *entities.EventSou
 		}
 		return change(ctx, CheckoutRefused{Reason: reason})
 	})
+	entities.EventCommand(e, "reserve", func(ctx *entities.EventContext[Cart, CartEvent], c Reserve) entities.Effect[Cart] {
+		if ctx.State().Order == c.Order && c.Order != "" {
+			return ctx.Reply(ctx.State()) // reserved by this order already
+		}
+		if eff, ok := closed(ctx); ok {
+			return eff
+		}
+		if len(ctx.State().Items) == 0 {
+			return ctx.Error(entities.FailedPrecondition, "cart %s is empty", ctx.Subject())
+		}
+		return persist(ctx, CartReserved(c)).CancelTimer(idleTimer)
+	})
+	entities.EventCommand(e, "release", func(ctx *entities.EventContext[Cart, CartEvent], c Release) entities.Effect[Cart] {
+		if ctx.State().Order != c.Order || c.Order == "" {
+			return ctx.Reply(ctx.State()) // not reserved by this order: nothing to release
+		}
+		return change(ctx, CartReleased{})
+	})
 	entities.EventCommand(e, cmdExpire, func(ctx *entities.EventContext[Cart, CartEvent], _ struct{}) entities.Effect[Cart] {
-		if s := ctx.State(); s.CheckedOut || s.Expired || s.Checkout != "" {
+		if s := ctx.State(); s.CheckedOut || s.Expired || s.Checkout != "" || s.Order != "" {
 			return ctx.Ignore()
 		}
 		return ctx.Persist(CartExpired{})

@@ -2,6 +2,7 @@ package shop_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/partita-dev/partita/examples/shop"
 	pt "github.com/partita-dev/partita/testing/partitatest"
 	"github.com/partita-dev/partita/views"
+	"github.com/partita-dev/partita/workflows"
 )
 
 // startShop starts the sample application in the harness.
@@ -312,5 +314,43 @@ func TestCheckoutAsksTheCustomer(t *testing.T) {
 	// Refused, the cart takes changes again and can be checked out.
 	pt.Expect[shop.Cart](t)(h.Send("cart", "k2", "checkout", shop.Checkout{}))
 	h.ExpectEvents(t, "cart", "k2", "ItemAdded", "CheckoutRequested", "CheckoutRefused", "CheckedOut")
+	h.ExpectHeld(t)
+}
+
+// The order workflow: reserve the cart, charge the fake payment service,
+// check the cart out; a declined charge releases the cart; the service's
+// ledger holds each order's charge once.
+func TestOrderWorkflow(t *testing.T) {
+	pay, err := shop.StartPayments("127.0.0.1:0", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pay.Close()
+	h, err := pt.New(shop.NewCustomer(), shop.NewCartIdle(time.Hour), shop.NewOrder(pay.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cart := range []string{"k1", "k2"} {
+		pt.Expect[shop.Cart](t)(h.Send("cart", cart, "add-item", shop.AddItem{ProductID: "pen", Name: "Pen", Quantity: 1}))
+	}
+	pt.Expect[workflows.Instance[shop.Order]](t)(h.Send("order", "o1", workflows.CommandStart, shop.Order{Cart: "k1", Amount: 40}))
+	pt.Expect[workflows.Instance[shop.Order]](t)(h.Send("order", "o2", workflows.CommandStart, shop.Order{Cart: "k2", Amount: 400}))
+	var o1, o2 workflows.Instance[shop.Order]
+	var k1, k2 shop.Cart
+	_, _ = h.State("order", "o1", &o1)
+	_, _ = h.State("order", "o2", &o2)
+	_, _ = h.State("cart", "k1", &k1)
+	_, _ = h.State("cart", "k2", &k2)
+	if o1.Status != workflows.Completed || o1.State.Payment != "charge-1" || !k1.CheckedOut {
+		t.Fatalf("o1 %s (%q), k1 %+v", o1.Status, o1.Reason, k1)
+	}
+	if o2.Status != workflows.Compensated || k2.Order != "" || k2.CheckedOut || !strings.Contains(o2.Reason, "payment declined") {
+		t.Fatalf("o2 %s (%q), k2 %+v", o2.Status, o2.Reason, k2)
+	}
+	// The released cart takes changes again.
+	pt.Expect[shop.Cart](t)(h.Send("cart", "k2", "add-item", shop.AddItem{ProductID: "ink", Name: "Ink", Quantity: 1}))
+	if l := pay.Ledger(); len(l) != 1 || l[0].Key != "order/o1/charge" || l[0].Amount != 40 {
+		t.Fatalf("ledger %+v", l)
+	}
 	h.ExpectHeld(t)
 }

@@ -23,8 +23,9 @@ func main() {
 	entities.Command(boom, "fail", func(ctx *entities.Context[struct{}], _ struct{}) entities.Effect[struct{}] {
 		return ctx.Fail(errors.New("downstream unavailable"))
 	})
-	// Carts never expire here: the suite's model of the shop (shopmodel)
-	// has no idle timer, and its runs can outlast one.
-	app := worker.App{Name: shop.Name, Parts: append(shop.Parts(0), boom)}
+	// Carts never expire and there is no order workflow here: the suite's
+	// model of the shop (shopmodel) knows neither, and its runs can outlast
+	// an idle time.
+	app := worker.App{Name: shop.Name, Parts: append(shop.Parts(0, ""), boom)}
 	os.Exit(worker.Run(app))
 }
