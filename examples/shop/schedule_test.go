@@ -24,6 +24,7 @@ type workload struct {
 	name     string
 	commands func(r *rand.Rand) []shopmodel.Command
 	opts     []entities.Option
+	timers   bool // the timers-asks workload (timers_schedule_test.go) instead of the shop
 }
 
 var (
@@ -39,6 +40,11 @@ var (
 	// window or from the id table) a new command.
 	shortRetention = workload{name: "retention-1h", commands: func(r *rand.Rand) []shopmodel.Command { return hotWorkload(r, 150) },
 		opts: []entities.Option{entities.Retention(time.Hour)}}
+	// timers-asks: 100 commands of another application, reminders that
+	// start, replace and cancel timers and ask clerks, which reply, refuse
+	// or fail (dead letters); asks time out when a clerk lags or the clock
+	// jumps before it answers.
+	timersAsks = workload{name: "timers-asks", timers: true}
 )
 
 // TestSeededSchedules runs the sample domain through 1,000 random schedules
@@ -49,11 +55,15 @@ var (
 // each time it came again after the retention (each state equals the fold
 // of the applications in the order they were applied), no view row ever
 // moved backwards, both views equal the fold, no delivery broke the
-// retention either way, and nothing was dead-lettered or lost. A failure
+// retention either way, and nothing was dead-lettered or lost. The
+// timers-asks workload is checked for its timers and asks (see
+// runTimersSchedule): every timer not replaced or cancelled fired and was
+// applied once, none before its due time, and every ask got exactly one of
+// its reply, error and timeout. A failure
 // names its seed; run it alone with PARTITA_SEED (and -run
 // TestSeededSchedules/<workload>).
 func TestSeededSchedules(t *testing.T) {
-	for _, w := range []workload{mixed, hot, shortRetention} {
+	for _, w := range []workload{mixed, hot, shortRetention, timersAsks} {
 		t.Run(w.name, func(t *testing.T) {
 			first, schedules := uint64(1), uint64(1000)
 			if s, err := strconv.ParseUint(os.Getenv("PARTITA_SEED"), 10, 64); err == nil {
@@ -66,8 +76,16 @@ func TestSeededSchedules(t *testing.T) {
 				elapsed                                    time.Duration
 			}
 			ran, failed := uint64(0), pt.Report{}
+			var timers timerStats
 			for seed := first; seed < first+schedules && !t.Failed(); seed++ {
-				rep := runSchedule(t, seed, w)
+				var rep pt.Report
+				if w.timers {
+					var st timerStats
+					rep, st = runTimersSchedule(t, seed)
+					timers.add(st)
+				} else {
+					rep = runSchedule(t, seed, w)
+				}
 				ran++
 				sum.commands += rep.Commands
 				sum.deliveries += rep.Deliveries
@@ -84,9 +102,13 @@ func TestSeededSchedules(t *testing.T) {
 			}
 			// The summary (make test shows it), also of a run stopped by a
 			// failing seed.
-			t.Logf("%s: %d schedules: %d commands, %d deliveries, %d faults injected (%d redeliveries far behind), %v of clock per schedule; %d deliveries deduplicated (%d beyond the window), %d applied again after the retention (%d beyond the window)",
+			line := fmt.Sprintf("%s: %d schedules: %d commands, %d deliveries, %d faults injected (%d redeliveries far behind), %v of clock per schedule; %d deliveries deduplicated (%d beyond the window), %d applied again after the retention (%d beyond the window)",
 				w.name, ran, sum.commands, sum.deliveries, sum.faults, sum.behind,
 				(sum.elapsed / time.Duration(ran)).Round(time.Minute), sum.deduplicated, sum.beyondWindow, sum.reapplications, sum.reappliedBeyondWindow)
+			if w.timers {
+				line += "; " + timers.String()
+			}
+			t.Log(line)
 			if t.Failed() {
 				t.Fatalf("%s stopped after %d of %d schedules, failing with %v", w.name, ran, schedules, failed)
 			}
@@ -109,6 +131,14 @@ func TestSeededSchedules(t *testing.T) {
 				if sum.reappliedBeyondWindow == 0 {
 					t.Error("no command was applied again after the retention from beyond the window: the id table's expiry went untested")
 				}
+			case timersAsks.name:
+				for what, n := range map[string]int{"timer replaced while pending": timers.replaced, "timer cancelled while pending": timers.cancelled,
+					"timer started by a fire": timers.chained, "fire or late answer dropped": timers.dropped, "schedule drained": timers.drain,
+					"reply": timers.replies, "error reply": timers.errors, "dead letter": timers.dead, "timeout": timers.timeout} {
+					if n == 0 {
+						t.Errorf("no %s in the schedules", what)
+					}
+				}
 			}
 		})
 	}
@@ -117,12 +147,19 @@ func TestSeededSchedules(t *testing.T) {
 // The same seed replays the same run: same deliveries, same order of
 // application, same outcome.
 func TestScheduleReplaysExactly(t *testing.T) {
-	for _, w := range []workload{mixed, shortRetention} {
-		a, b := runSchedule(t, 42, w), runSchedule(t, 42, w)
+	run := func(seed uint64, w workload) pt.Report {
+		if w.timers {
+			rep, _ := runTimersSchedule(t, seed)
+			return rep
+		}
+		return runSchedule(t, seed, w)
+	}
+	for _, w := range []workload{mixed, shortRetention, timersAsks} {
+		a, b := run(42, w), run(42, w)
 		if !reflect.DeepEqual(a, b) {
 			t.Fatalf("%s: seed 42 ran differently twice:\n%v\n%v", w.name, a, b)
 		}
-		if c := runSchedule(t, 43, w); reflect.DeepEqual(a.Applied, c.Applied) && a.Deliveries == c.Deliveries {
+		if c := run(43, w); reflect.DeepEqual(a.Applied, c.Applied) && a.Deliveries == c.Deliveries {
 			t.Errorf("%s: seeds 42 and 43 ran identically: the seed does not drive the schedule", w.name)
 		}
 	}

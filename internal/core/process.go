@@ -435,7 +435,8 @@ func apply(env Env, def *Entity, stored *envelope.Envelope, cmd codec.Attributes
 		case def.Commands[op.Command] == nil:
 			return nil, nil, fmt.Errorf("entity %s: timer %q delivers %q, which is not a command of the entity", def.Name, op.Name, op.Command)
 		default:
-			next.SetTimer(envelope.Timer{Name: op.Name, Due: now.Add(op.After).UnixNano(), ID: timerID(ref, op.Name),
+			due := now.Add(op.After).UnixNano()
+			next.SetTimer(envelope.Timer{Name: op.Name, Due: due, ID: timerID(ref, op.Name, due),
 				Command: op.Command, ContentType: op.ContentType, Data: op.Data})
 		}
 	}
@@ -501,7 +502,8 @@ func apply(env Env, def *Entity, stored *envelope.Envelope, cmd codec.Attributes
 		}
 		facts = append(facts, envelope.Fact{Kind: envelope.FactAsk, Target: askTarget(a), Type: a.Command, Subject: a.Subject, Seq: next.Seq, ContentType: a.ContentType, Data: a.Data})
 		source, id := sendRef(env.Topics, def.Name, subject, ref, len(d.Sends)+i)
-		next.SetTimer(envelope.Timer{Name: AskTimer(source + "/" + id), Due: now.Add(a.Timeout).UnixNano(), ID: timerID(ref, source+"/"+id),
+		due := now.Add(a.Timeout).UnixNano()
+		next.SetTimer(envelope.Timer{Name: AskTimer(source + "/" + id), Due: due, ID: timerID(ref, source+"/"+id, due),
 			Command: a.OnTimeout, ContentType: "application/json", Data: AskError{Code: CodeTimeout, Message: fmt.Sprintf("no answer from %s within %v", a.Entity, a.Timeout)}.data()})
 	}
 	if isCommand && asked(cmd) {
@@ -525,8 +527,16 @@ func apply(env Env, def *Entity, stored *envelope.Envelope, cmd codec.Attributes
 	return next, facts, nil
 }
 
-// timerID is the ID of the timer name that the command with ref starts.
-func timerID(ref, name string) uint64 { return envelope.HashKey(ref+"\x00"+name) | 1 }
+// timerID is the ID of the timer name that the command with ref starts,
+// due at due (Unix nanoseconds). The due time makes it unique per
+// scheduling even when the command is applied again (a crash lost its
+// first application from the local store after the runtime had fired the
+// timer from there, or it came again after the retention): a fire of the
+// first scheduling still in flight then finds another ID and is dropped,
+// instead of firing the timer started again before its due time.
+func timerID(ref, name string, due int64) uint64 {
+	return envelope.HashKey(ref+"\x00"+name+"\x00"+strconv.FormatInt(due, 10)) | 1
+}
 
 // ReplyKey is the Kafka key of the reply to the command with source and id.
 func ReplyKey(source, id string) string { return source + "/" + id }

@@ -101,7 +101,7 @@ type Envelope struct {
 type Timer struct {
 	Name        string
 	Due         int64
-	ID          uint64 // unique per scheduling: a hash of the scheduling command's key and the name
+	ID          uint64 // unique per scheduling: a hash of the scheduling command's key, the name and Due
 	Command     string
 	ContentType string
 	Data        []byte

@@ -272,11 +272,26 @@ func (h *Harness) LagView(view string) error {
 	return nil
 }
 
-// CatchUp lets a lagging view process everything it missed.
-func (h *Harness) CatchUp(view string) error {
-	g := h.byName[view]
-	if g == nil || g.view == nil {
-		return fmt.Errorf("%w view %q", ErrUnknown, view)
+// LagEntity stops an entity from processing, as a consumer group far
+// behind: commands sent to it wait (Send gets ErrNoReply), and so do its
+// timers' fires and the answers to its asks, while its timers still fall
+// due; an entity it asks answers nothing in time, so its askers' timeouts
+// fire. CatchUp ends it.
+func (h *Harness) LagEntity(entity string) error {
+	g := h.byName[entity]
+	if g == nil || g.entity == nil {
+		return fmt.Errorf("%w entity %q", ErrUnknown, entity)
+	}
+	g.lagging = true
+	return nil
+}
+
+// CatchUp lets a lagging view (or entity, see LagEntity) process
+// everything it missed.
+func (h *Harness) CatchUp(name string) error {
+	g := h.byName[name]
+	if g == nil {
+		return fmt.Errorf("%w view or entity %q", ErrUnknown, name)
 	}
 	g.lagging = false
 	h.settle(nil)

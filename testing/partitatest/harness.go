@@ -14,10 +14,12 @@
 //
 // Faults, each explicit: [Redeliver] an earlier command behind newer ones,
 // send it [Duplicated] or [Misrouted] onto another partition, let a view lag
-// ([Harness.LagView]) so reads are stale, [Harness.Crash] a group's worker
-// (writes in flight lost, uncommitted records replayed), make a
+// ([Harness.LagView]) so reads are stale, or an entity
+// ([Harness.LagEntity]) so its askers time out, [Harness.Crash] a group's
+// worker (writes in flight lost, uncommitted records replayed), make a
 // handler fail n times ([Harness.FailNext]); or all of them interleaved at
-// random from a seed ([Harness.RunSchedule]).
+// random from a seed ([Harness.RunSchedule]), timers and asks included, on
+// the harness's virtual clock ([Harness.Advance]).
 //
 // Contract: a Harness is deterministic (fixed clock, fixed delivery order
 // unless a schedule's seed says otherwise) and not safe for concurrent use.
@@ -116,7 +118,7 @@ type group struct {
 	ids       *idTable           // an entity's local copy of its id table (nil: none)
 	starts    map[string][]int64 // where the current epoch started reading each input (the committed offsets at its start)
 	unflushed []write            // writes produced but not yet acknowledged
-	volatile  []string           // during RunSchedule: the "<entity>/<subject>" of each application in the store, not yet on the table topic
+	volatile  []string           // during RunSchedule: the "<entity>/<subject>" of each application in the store whose state is not yet on the table topic
 	pos       map[string][]int64
 	committed map[string][]int64
 	since     int
@@ -231,11 +233,21 @@ func (h *Harness) instrument(def *core.Entity) *core.Entity {
 // Advance moves the harness clock forward by d, firing the timers (and
 // the timeouts of asks) that fall due on the way, in due order, each at
 // its due time: as the runtime would, the fire is written to the entity's
-// loop topic and delivered like any command. Groups that are lagging or
-// crashed keep their fires until they run again.
-func (h *Harness) Advance(d time.Duration) {
+// loop topic (through the entity's producer: a crash before it lands
+// loses it) and delivered like any command. Groups that are lagging
+// ([Harness.LagEntity]) keep their fires until they run again; a timer
+// still pending at the next Advance fires again, as the runtime writes a
+// fire again while its timer is pending (the repeat is dropped).
+func (h *Harness) Advance(d time.Duration) { h.advance(d, nil, func() { h.settle(nil) }) }
+
+// advance is Advance with what happens after each fire is written (the
+// harness settles, a schedule delivers a few records at random) and the
+// timers already fired, not to fire again (nil: none).
+func (h *Harness) advance(d time.Duration, fired map[string]bool, after func()) {
 	end := h.now.Add(d)
-	fired := map[string]bool{}
+	if fired == nil {
+		fired = map[string]bool{}
+	}
 	for {
 		g, subject, t, ok := h.nextTimer(end, fired)
 		if !ok {
@@ -250,10 +262,17 @@ func (h *Harness) Advance(d time.Duration) {
 			h.violations = append(h.violations, fmt.Sprintf("entity %s: timer %s of %s: %v", g.name, t.Name, subject, err))
 			continue
 		}
-		h.append(g.loop, h.partition(rec.Key), rec)
-		h.settle(nil)
+		// Through the group's producer, as the runtime writes it: a crash
+		// before it lands loses it, and the timer fires again.
+		g.unflushed = append(g.unflushed, write{topic: g.loop, p: h.partition(rec.Key), rec: rec})
+		if h.sched != nil {
+			h.sched.fires++
+		}
+		after()
 	}
-	h.now = end
+	if end.After(h.now) {
+		h.now = end
+	}
 }
 
 // nextTimer is the pending timer due first, no later than end, that has
@@ -385,8 +404,20 @@ func (h *Harness) step(c cursor) {
 		}
 		if h.sched != nil && a.DeadLetter == nil {
 			k := g.name + "/" + ev.Subject()
-			if h.sched.deliver(h, g, k, ev.ID(), a.Duplicate) {
+			timer, consumes := consumedTimer(ev)
+			switch {
+			case stateful && a.Store == nil && !a.Duplicate:
+				// Dropped on purpose: a fire or an answer whose timer is gone
+				// (replaced, cancelled, fired or answered since), or an
+				// ignored command.
+				if consumes {
+					h.sched.dropped++
+				}
+			case h.sched.deliver(h, g, k, ev.ID(), a.Duplicate):
 				g.volatile = append(g.volatile, k)
+				if consumes {
+					h.checkConsumed(g, k, ev, timer, d.Stored)
+				}
 			}
 		}
 	}
@@ -425,12 +456,50 @@ func (h *Harness) step(c cursor) {
 	}
 }
 
+// consumedTimer is the name of the subject's timer that ev, a fire or an
+// ask's answer, consumes (see core.Process); ok is false for any other
+// command.
+func consumedTimer(ev codec.Event) (name string, ok bool) {
+	ext := ev.Extensions()
+	if n, ok := ext[codec.ExtTimer]; ok {
+		return fmt.Sprint(n), true
+	}
+	if ref, ok := ext[codec.ExtAsk]; ok {
+		return core.AskTimer(fmt.Sprint(ref)), true
+	}
+	return "", false
+}
+
+// checkConsumed holds an applied fire or answer (ev, consuming the timer
+// named timer of subject k) to the timer stored before it: the timer was
+// pending, and a fire comes no earlier than its due time.
+func (h *Harness) checkConsumed(g *group, k string, ev codec.Event, timer string, stored []byte) {
+	env, err := envelope.DecodeEnvelope(stored)
+	if err != nil {
+		return
+	}
+	t, ok := env.Timer(timer)
+	_, fire := ev.Extensions()[codec.ExtTimer]
+	switch {
+	case !ok:
+		h.violations = append(h.violations, fmt.Sprintf("%s: %s %s was applied, but its timer %s was not pending", k, ev.Type(), ev.ID(), timer))
+	case fire && h.now.UnixNano() < t.Due:
+		h.violations = append(h.violations, fmt.Sprintf("%s: timer %s fired %v before its due time %v (fire %s applied at %v)",
+			k, timer, time.Unix(0, t.Due).Sub(h.now), time.Unix(0, t.Due).UTC(), ev.ID(), h.now))
+	}
+	h.sched.consumes[k+"\x00"+ev.ID()] = timer
+}
+
 // flush lands a group's writes; a view's store reads its table topic, so it
 // applies each row as it lands, checking that no row moves backwards.
 func (h *Harness) flush(g *group) {
 	table := h.topics.Table(g.name)
+	landed := map[string]bool{}
 	for _, w := range g.unflushed {
 		h.append(w.topic, w.p, w.rec)
+		if w.topic == table {
+			landed[g.name+"/"+string(w.rec.Key)] = true
+		}
 		if g.ids != nil && w.topic == h.topics.IDs(g.name) {
 			delete(g.ids.pending, string(w.rec.Key)) // read back from the topic
 		}
@@ -444,7 +513,11 @@ func (h *Harness) flush(g *group) {
 		h.checkMonotonic(g, key, w.rec.Value)
 	}
 	g.unflushed = nil
-	g.volatile = nil
+	// The applications whose subject's state just landed are durable; those
+	// of other subjects are not: after a crash that kept the local store,
+	// they are in the store only, until their subject's state is written
+	// again.
+	g.volatile = slices.DeleteFunc(g.volatile, func(k string) bool { return landed[k] })
 }
 
 // commit lands the group's writes, then commits its offsets (goka commits

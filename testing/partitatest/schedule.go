@@ -2,9 +2,17 @@ package partitatest
 
 import (
 	"fmt"
+	"maps"
+	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
+	"strings"
 	"time"
+
+	"github.com/partita-dev/partita/codec"
+	"github.com/partita-dev/partita/internal/core"
+	"github.com/partita-dev/partita/internal/envelope"
 )
 
 // Command is one command of a workload for RunSchedule.
@@ -21,6 +29,10 @@ type Faults struct {
 	Misroute  float64 // the command lands on another partition under another key
 	Crash     float64 // a random group's worker dies (see Harness.Crash), restarting on the same worker or another
 	Lag       float64 // a random view starts or stops lagging
+	// LagEntity is the chance that a random entity starts or stops lagging
+	// (see Harness.LagEntity): its commands, fires and answers wait while
+	// its timers fall due, and the asks it should answer time out.
+	LagEntity float64
 
 	// Behind is the chance that an earlier command of the subject just sent
 	// is written again behind BehindMin to BehindMax newer commands of that
@@ -34,6 +46,9 @@ type Faults struct {
 	// the workload; they never add up to more. Redeliveries and crash
 	// replays then come hours after the command's first application: within
 	// an entity's Retention they are duplicates, after it new commands.
+	// A jump goes through the timers that fall due on the way, as
+	// Harness.Advance does, but each fire is followed by a few deliveries
+	// at random instead of everything.
 	Gap  float64
 	Span time.Duration
 }
@@ -41,7 +56,7 @@ type Faults struct {
 // DefaultFaults is a schedule that hits every fault often, over about 12
 // hours: well inside the default retention of command ids (24 hours).
 var DefaultFaults = Faults{
-	Redeliver: 0.15, Duplicate: 0.1, Misroute: 0.1, Crash: 0.05, Lag: 0.1,
+	Redeliver: 0.15, Duplicate: 0.1, Misroute: 0.1, Crash: 0.05, Lag: 0.1, LagEntity: 0.05,
 	Behind: 0.05, BehindMin: 20, BehindMax: 200,
 	Gap: 0.1, Span: 12 * time.Hour,
 }
@@ -51,12 +66,24 @@ type Report struct {
 	Seed                                                   uint64
 	Commands, Deliveries                                   int
 	Redelivered, Duplicated, Misrouted, Crashes, LagToggle int
+	// EntityLag counts the toggles of Faults.LagEntity.
+	EntityLag int
 	// Behind counts the redeliveries behind Faults.BehindMin or more newer
 	// commands of their subject (Redelivered does not include them).
 	Behind int
-	// Gaps counts the clock's jumps; Elapsed is how far it moved in all.
-	Gaps    int
-	Elapsed time.Duration
+	// Gaps counts the clock's jumps; Elapsed is how far it moved in all,
+	// Drain included: how far it moved after the workload for the timers
+	// still pending to fire.
+	Gaps           int
+	Elapsed, Drain time.Duration
+	// Timers: Fires counts the fires the clock wrote (a timer still
+	// pending at a later jump is fired again, as the runtime does), Fired
+	// those applied (ask timeouts included), and Dropped the fires and
+	// answers dropped because their timer was gone (replaced, cancelled,
+	// fired or answered since). Asks counts the asks made (distinct asked
+	// commands written), Answered and TimedOut how each ended.
+	Fires, Fired, Dropped    int
+	Asks, Answered, TimedOut int
 	// Deduplicated counts the deliveries of an applied command that were
 	// not applied again (redeliveries, duplicates, crash replays within the
 	// entity's retention); BeyondWindow those of them behind more than the
@@ -82,7 +109,7 @@ type Report struct {
 
 // Faults is the number of faults injected.
 func (r Report) Faults() int {
-	return r.Redelivered + r.Behind + r.Duplicated + r.Misrouted + r.Crashes + r.LagToggle
+	return r.Redelivered + r.Behind + r.Duplicated + r.Misrouted + r.Crashes + r.LagToggle + r.EntityLag
 }
 
 // Reapplications is the number of re-applications after the retention.
@@ -95,9 +122,14 @@ func (r Report) Reapplications() int {
 }
 
 func (r Report) String() string {
-	return fmt.Sprintf("seed %d: %d commands, %d deliveries over %v; faults: %d redelivered, %d redelivered far behind, %d duplicated, %d misrouted, %d crashes, %d lag toggles; %d deduplicated (%d beyond the window), %d applied again after the retention (%d beyond the window)",
-		r.Seed, r.Commands, r.Deliveries, r.Elapsed, r.Redelivered, r.Behind, r.Duplicated, r.Misrouted, r.Crashes, r.LagToggle,
+	s := fmt.Sprintf("seed %d: %d commands, %d deliveries over %v; faults: %d redelivered, %d redelivered far behind, %d duplicated, %d misrouted, %d crashes, %d lag toggles (%d of entities); %d deduplicated (%d beyond the window), %d applied again after the retention (%d beyond the window)",
+		r.Seed, r.Commands, r.Deliveries, r.Elapsed, r.Redelivered, r.Behind, r.Duplicated, r.Misrouted, r.Crashes, r.LagToggle+r.EntityLag, r.EntityLag,
 		r.Deduplicated, r.BeyondWindow, r.Reapplications(), r.ReappliedBeyondWindow)
+	if r.Fires+r.Asks > 0 {
+		s += fmt.Sprintf("; timers: %d fires written, %d applied, %d fires and answers dropped, %v of drain; %d asks, %d answered, %d timed out",
+			r.Fires, r.Fired, r.Dropped, r.Drain, r.Asks, r.Answered, r.TimedOut)
+	}
+	return s
 }
 
 // RunSchedule sends the workload with faults interleaved at random from
@@ -105,9 +137,12 @@ func (r Report) String() string {
 // partitions (in order within each), while earlier commands are redelivered
 // behind newer ones (some far behind, see Faults.Behind), commands are
 // duplicated or misrouted, groups crash back to their committed offsets,
-// views lag and the clock jumps ahead. At the end every view catches up
-// and everything is delivered. The same seed on a fresh harness with the
-// same parts and workload replays the same run exactly; print the seed
+// views and entities lag and the clock jumps ahead, firing the timers that
+// fall due (and the timeouts of asks) in due order, each at its due time,
+// with deliveries at random in between. At the end every view and entity
+// catches up, everything is delivered, and the clock moves on through each
+// timer still pending until none is. The same seed on a fresh harness with
+// the same parts and workload replays the same run exactly; print the seed
 // when a check fails.
 //
 // Besides the harness's own checks (Violations), the schedule holds each
@@ -116,19 +151,30 @@ func (r Report) String() string {
 // after it it must be (and is listed in Report.Reapplied). With
 // Retention(0) (the dedup window alone) nothing expires and nothing is
 // checked: a re-application then shows as an id applied twice.
+//
+// Timers and asks are held to theirs: a fire applied consumes a pending
+// timer of its subject and comes no earlier than that timer's due time;
+// no timer is left pending at the end (each fired and was applied, unless
+// replaced or cancelled; a timer whose fire is dead-lettered stays
+// pending, and is reported); and every ask made gets exactly one of its
+// answer (reply, error reply or dead letter) and its timeout applied
+// (not checked for an asking subject that had commands applied again
+// after the retention: it asks again). A workload whose timers start
+// timers forever cannot end: the drain stops after 1,000 rounds.
 func (h *Harness) RunSchedule(seed uint64, workload []Command, f Faults) (Report, error) {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	rep := Report{Seed: seed, Commands: len(workload), Applied: map[string][]string{}, Reapplied: map[string][]string{}}
-	h.sched = &ledger{apps: map[string][]application{}, last: map[string]int{}}
+	h.sched = &ledger{apps: map[string][]application{}, last: map[string]int{}, consumes: map[string]string{}}
 	defer func() { h.sched = nil }()
 	var sent []sentCommand
 	bySubject := map[string][]int{} // "<entity>/<subject>" -> indexes in sent
-	var viewNames []string
-	var groupNames []string
+	var viewNames, entityNames, groupNames []string
 	for _, g := range h.groups {
 		groupNames = append(groupNames, g.name)
 		if g.view != nil {
 			viewNames = append(viewNames, g.name)
+		} else {
+			entityNames = append(entityNames, g.name)
 		}
 	}
 	pick := func(cs []cursor) []cursor { return []cursor{cs[r.IntN(len(cs))]} }
@@ -154,7 +200,7 @@ func (h *Harness) RunSchedule(seed uint64, workload []Command, f Faults) (Report
 		if r.Float64() < f.Gap && maxGap > 0 {
 			d := min(time.Duration(r.Int64N(maxGap)), f.Span-h.now.Sub(start))
 			if d > 0 {
-				h.Advance(d)
+				h.advance(d, nil, func() { deliver(r.IntN(4)) })
 				rep.Gaps++
 			}
 		}
@@ -201,14 +247,23 @@ func (h *Harness) RunSchedule(seed uint64, workload []Command, f Faults) (Report
 			g.lagging = !g.lagging
 			rep.LagToggle++
 		}
+		if f.LagEntity > 0 && r.Float64() < f.LagEntity {
+			g := h.byName[entityNames[r.IntN(len(entityNames))]]
+			g.lagging = !g.lagging
+			rep.EntityLag++
+		}
 	}
-	for _, v := range viewNames {
-		h.byName[v].lagging = false
+	for _, g := range h.groups {
+		g.lagging = false
 	}
 	h.settle(pick)
+	workEnd := h.now
+	h.drain(func() { deliver(r.IntN(4)) }, pick)
+	rep.Drain = h.now.Sub(workEnd)
 	h.checkDurable()
 	rep.Deliveries = h.delivered - before
 	rep.Elapsed = h.now.Sub(start)
+	rep.Fires, rep.Dropped = h.sched.fires, h.sched.dropped
 	rep.Deduplicated, rep.BeyondWindow = h.sched.deduplicated, h.sched.beyondWindow
 	for k, apps := range h.sched.apps {
 		ids := make([]string, len(apps))
@@ -225,7 +280,91 @@ func (h *Harness) RunSchedule(seed uint64, workload []Command, f Faults) (Report
 			rep.Applied[k] = ids
 		}
 	}
+	h.checkTimers(&rep)
 	return rep, nil
+}
+
+// drainRounds bounds the timers fired after a schedule's workload.
+const drainRounds = 1000
+
+// drain moves the clock through the pending timers until none is left,
+// each fired once (after: what to deliver after each fire), settling
+// after each round; a timer still pending after its fire was delivered
+// (dead-lettered, or dropped) is not fired again here (checkTimers reports
+// it).
+func (h *Harness) drain(after func(), pick func([]cursor) []cursor) {
+	fired := map[string]bool{}
+	for range drainRounds {
+		_, _, t, ok := h.nextTimer(time.Unix(0, math.MaxInt64), fired)
+		if !ok {
+			return
+		}
+		h.advance(max(time.Unix(0, t.Due).Sub(h.now), 0), fired, after)
+		h.settle(pick)
+	}
+}
+
+// checkTimers records, after a schedule, a violation for every timer still
+// pending and for every ask that did not get exactly one of its answer and
+// its timeout applied; it counts the fires applied and how asks ended.
+func (h *Harness) checkTimers(rep *Report) {
+	for _, g := range h.groups {
+		if g.entity == nil || g.entity.Kind == core.Stateless {
+			continue
+		}
+		for _, subject := range slices.Sorted(maps.Keys(g.table)) {
+			data := g.table[subject]
+			if !envelope.HasTimers(data) {
+				continue
+			}
+			env, err := envelope.DecodeEnvelope(data)
+			if err != nil {
+				continue
+			}
+			for _, t := range env.Timers {
+				h.violations = append(h.violations, fmt.Sprintf("%s/%s: timer %s (due %v, command %s) is still pending after the schedule: its fires were not applied",
+					g.name, subject, t.Name, time.Unix(0, t.Due).UTC(), t.Command))
+			}
+		}
+	}
+	// What each ask got: its timer's name -> applications consuming it.
+	got := map[string]int{}
+	for k, apps := range h.sched.apps {
+		for _, a := range apps {
+			if timer, ok := h.sched.consumes[k+"\x00"+a.id]; ok {
+				got[k+"\x00"+timer]++
+				if strings.HasPrefix(a.id, "answer:") {
+					rep.Answered++
+				} else {
+					rep.Fired++
+					if strings.HasPrefix(timer, "ask:") {
+						rep.TimedOut++
+					}
+				}
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for _, g := range h.groups {
+		if g.entity == nil {
+			continue
+		}
+		for _, e := range h.Published(h.topics.Commands(g.name)) {
+			ext := e.Extensions()
+			from, ok := ext[codec.ExtAskFrom]
+			ref := e.Source() + "/" + e.ID()
+			if !ok || seen[ref] {
+				continue
+			}
+			seen[ref] = true
+			rep.Asks++
+			k := fmt.Sprint(from) + "/" + fmt.Sprint(ext[codec.ExtAskSubject])
+			if n := got[k+"\x00"+core.AskTimer(ref)]; n != 1 && len(rep.Reapplied[k]) == 0 {
+				h.violations = append(h.violations, fmt.Sprintf("%s: its ask %s (%s to %s/%s) got %d of its answer and its timeout applied, not exactly one",
+					k, ref, e.Type(), g.name, e.Subject(), n))
+			}
+		}
+	}
 }
 
 // ledger is what a schedule applied: per "<entity>/<subject>", each
@@ -234,6 +373,10 @@ type ledger struct {
 	apps                       map[string][]application
 	last                       map[string]int // "<entity>/<subject>" NUL id -> index in apps of its latest application
 	deduplicated, beyondWindow int
+	// consumes: "<entity>/<subject>" NUL id of each fire or answer applied
+	// -> the timer it consumed.
+	consumes       map[string]string
+	fires, dropped int // fires written; fires and answers dropped
 }
 
 type application struct {

@@ -1,0 +1,69 @@
+package core
+
+import (
+	"testing"
+	"time"
+
+	"github.com/partita-dev/partita/codec"
+	"github.com/partita-dev/partita/internal/envelope"
+	"github.com/partita-dev/partita/internal/topics"
+)
+
+// A command that starts a timer can be applied twice: a worker applies it
+// into its local store and fires the timer from there, then crashes before
+// the store reaches the table topic; the next worker restores the table
+// without it and applies the command again, later, starting the timer
+// again with a later due time. The first fire, still on the loop topic,
+// must not fire the second timer before its due time: it is dropped, and
+// the second timer's own fire is applied. (The seeded schedules found it:
+// examples/shop, timers-asks workload.)
+func TestStaleFireOfACommandAppliedAgainIsDropped(t *testing.T) {
+	def := &Entity{Name: "basket", Kind: KeyValue, Window: 16, Commands: map[string]Handler{
+		"add": func(in Input) Decision {
+			return Decision{Kind: Update, State: []byte(`{}`), Timers: []TimerOp{{Name: "idle", After: time.Hour, Command: "expire", ContentType: "application/json", Data: []byte(`{}`)}}}
+		},
+		"expire": func(in Input) Decision { return Decision{Kind: Update, State: []byte(`{"expired":true}`)} },
+	}}
+	names := topics.Names{App: "app"}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(now time.Time) Env {
+		return Env{Topics: names, Now: func() time.Time { return now }, Sleep: func(time.Duration) {}, Epoch: 1}
+	}
+	add := codec.Attributes{ID: "a1", Source: "test", Type: "add", Subject: "b1"}
+	commands, loop := names.Commands("basket"), Arrival{From: envelope.Origin{Topic: envelope.OriginLoop}}
+
+	first := Process(at(t0), def, commands, &envelope.Envelope{}, add, Arrival{})
+	timer, ok := first.Envelope.Timer("idle")
+	if !ok {
+		t.Fatal("no timer started")
+	}
+	stale, err := FireRecord(names, "basket", "b1", timer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first application is lost; the command is applied again 30
+	// minutes later.
+	again := Process(at(t0.Add(30*time.Minute)), def, commands, &envelope.Envelope{}, add, Arrival{})
+	restarted, _ := again.Envelope.Timer("idle")
+	if restarted.ID == timer.ID {
+		t.Fatalf("the timer started again has the first one's ID %x", timer.ID)
+	}
+	fire := func(rec codec.Record) codec.Attributes {
+		a, err := codec.DecodeAttributes(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	if out := Process(at(t0.Add(time.Hour)), def, commands, again.Envelope, fire(stale), loop); !out.Ignored || out.Envelope != nil {
+		t.Fatalf("the first timer's fire, at its due time and 30 minutes before the second's: %+v; want it dropped", out)
+	}
+	own, err := FireRecord(names, "basket", "b1", restarted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := Process(at(t0.Add(90*time.Minute)), def, commands, again.Envelope, fire(own), loop)
+	if out.Envelope == nil || string(out.Envelope.State) != `{"expired":true}` || len(out.Envelope.Timers) != 0 {
+		t.Fatalf("the second timer's fire at its due time: %+v; want it applied and the timer consumed", out)
+	}
+}
