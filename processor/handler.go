@@ -123,18 +123,14 @@ func (h *handler) handle(ctx goka.Context, msg any) {
 		// Counted once written (groupProducer).
 		h.log.Warn("dead letter", "reason", a.Reason, "origin", d.Origin())
 		ctx.Emit(goka.Stream(h.dlq), string(a.DeadLetter.Key), a.DeadLetter.Value, goka.WithCtxEmitHeaders(a.DeadLetter.Headers))
+		h.store(ctx, a.Store)  // a dead-lettered fire's timer, consumed
 		h.emit(ctx, a.Outputs) // an asked command's answer
 		return
 	}
 	if a.Duplicate {
 		h.stats.Duplicates.Add(1)
 	}
-	if a.Store != nil {
-		ctx.SetValue(a.Store)
-		if h.timers != nil {
-			h.timers.stored(ctx.Partition(), ctx.Key(), a.Store)
-		}
-	}
+	h.store(ctx, a.Store)
 	for _, m := range a.Remember {
 		// The local copy at once (the next command may look for it), the
 		// topic like any output: goka commits the input once it has it.
@@ -146,6 +142,17 @@ func (h *handler) handle(ctx goka.Context, msg any) {
 		ctx.Emit(goka.Stream(h.ids.topic), m.Key, m.Value)
 	}
 	h.emit(ctx, a.Outputs)
+}
+
+// store sets the key's new table value, if any, and tells the timers.
+func (h *handler) store(ctx goka.Context, value []byte) {
+	if value == nil {
+		return
+	}
+	ctx.SetValue(value)
+	if h.timers != nil {
+		h.timers.stored(ctx.Partition(), ctx.Key(), value)
+	}
 }
 
 // emit writes outs; one for the group's own loop topic (an entity's

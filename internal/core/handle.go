@@ -44,8 +44,9 @@ func (d Delivery) Origin() string {
 }
 
 // Actions is what a group does with a delivery. The runtime carries them
-// out in this order: Loopback; or DeadLetter, then Outputs (the answer to
-// an asked command); or Store, then Outputs.
+// out in this order: Loopback; or DeadLetter, then Store (a dead-lettered
+// fire's timer consumed) and Outputs (the answer to an asked command); or
+// Store, then Outputs.
 type Actions struct {
 	// Loopback, when set, re-routes the record: write it to the loop topic
 	// under Loopback.Key (the subject), and do nothing else.
@@ -215,6 +216,18 @@ func handleEntity(env Env, def *Entity, d Delivery) Actions {
 			f := answerFact(ev, nil, &AskError{Code: CodeDeadLetter, Message: clip(out.DeadLetter, 1000), Kind: out.Code})
 			if o, err := answerRecord(env.Topics, def.Name, ev.Source+"/"+ev.ID, f, env.Now()); err == nil {
 				a.Outputs = append(a.Outputs, o)
+			}
+		}
+		if name, _ := consumed(ev); name != "" && def.Kind != Stateless {
+			// A fire or an answer whose command is dead-lettered consumes
+			// its timer all the same: fired again, it would only be
+			// dead-lettered again. The dead letter holds the command.
+			if next, ok := stored.Timer(name); ok {
+				rest := *stored
+				rest.CancelTimer(next.Name)
+				if data, err := rest.Encode(); err == nil {
+					a.Store = data
+				}
 			}
 		}
 		return a

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -65,5 +66,36 @@ func TestStaleFireOfACommandAppliedAgainIsDropped(t *testing.T) {
 	out := Process(at(t0.Add(90*time.Minute)), def, commands, again.Envelope, fire(own), loop)
 	if out.Envelope == nil || string(out.Envelope.State) != `{"expired":true}` || len(out.Envelope.Timers) != 0 {
 		t.Fatalf("the second timer's fire at its due time: %+v; want it applied and the timer consumed", out)
+	}
+}
+
+// A fire whose command is dead-lettered consumes its timer: it is not
+// fired again (and dead-lettered again) every 30 s.
+func TestADeadLetteredFireConsumesItsTimer(t *testing.T) {
+	def := &Entity{Name: "e", Kind: KeyValue, Window: 16, Commands: map[string]Handler{
+		"set": func(in Input) Decision {
+			return Decision{Kind: Reply, Reply: []byte(`{}`), Timers: []TimerOp{{Name: "ring", After: time.Minute, Command: "ring", ContentType: "application/json", Data: []byte(`{}`)}}}
+		},
+		"ring": func(in Input) Decision { return Decision{Kind: Fail, Err: errors.New("broken"), Poison: true} },
+	}}
+	names := topics.Names{App: "app"}
+	env := Env{Topics: names, Now: func() time.Time { return time.Unix(0, 0) }, Sleep: func(time.Duration) {}, Epoch: 1}
+	set := fitDelivery(t, names, "set", []byte(`{}`))
+	a := HandleEntity(env, def, set)
+	stored, err := envelope.DecodeEnvelope(a.Store)
+	if err != nil || len(stored.Timers) != 1 {
+		t.Fatalf("after set: %v %v", stored, err)
+	}
+	fire, err := FireRecord(names, "e", string(set.Record.Key), stored.Timers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Delivery{Topic: names.Loop("e"), Loop: names.Loop("e"), Partition: set.Partition, Partitions: set.Partitions, Record: fire, Stored: a.Store}
+	dead := HandleEntity(env, def, d)
+	if dead.DeadLetter == nil || dead.Store == nil {
+		t.Fatalf("the fire: dead letter %v, store %v; want both", dead.DeadLetter != nil, dead.Store != nil)
+	}
+	if after, _ := envelope.DecodeEnvelope(dead.Store); len(after.Timers) != 0 || after.Seq != stored.Seq {
+		t.Fatalf("after the dead-lettered fire: timers %v, seq %d", after.Timers, after.Seq)
 	}
 }

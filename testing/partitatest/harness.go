@@ -429,6 +429,10 @@ func (h *Harness) step(c cursor) {
 		produce(g.loop, h.partition(a.Loopback.Key), *a.Loopback)
 	case a.DeadLetter != nil:
 		produce(h.topics.DeadLetters(), h.partition(a.DeadLetter.Key), *a.DeadLetter)
+		if a.Store != nil { // a dead-lettered fire's timer, consumed
+			g.table[string(rec.Key)] = a.Store
+			produce(h.topics.Table(g.name), c.p, codec.Record{Key: rec.Key, Value: a.Store})
+		}
 		for _, o := range a.Outputs { // an asked command's answer
 			produce(o.Topic, h.partition(o.Record.Key), o.Record)
 		}
