@@ -155,6 +155,11 @@ type AskError struct {
 	// Kind is the dead letter's kind (a code of package deadletter) when
 	// Code is AskDeadLetter.
 	Kind string `json:"kind,omitempty"`
+	// Entity, Subject and Command are the ask's: which of the subject's
+	// asks this answers.
+	Entity  string `json:"entity"`
+	Subject string `json:"subject"`
+	Command string `json:"command"`
 }
 
 // Codes of an [AskError] that are no error reply of the target.

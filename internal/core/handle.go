@@ -213,7 +213,7 @@ func handleEntity(env Env, def *Entity, d Delivery) Actions {
 		if topic == env.Topics.Commands(def.Name) && asked(ev) {
 			// The asker learns of it (its error command), instead of
 			// waiting for its timeout.
-			f := answerFact(ev, nil, &AskError{Code: CodeDeadLetter, Message: clip(out.DeadLetter, 1000), Kind: out.Code})
+			f := answerFact(ev, nil, &AskError{Code: CodeDeadLetter, Message: clip(out.DeadLetter, 1000), Kind: out.Code, Entity: def.Name})
 			if o, err := answerRecord(env.Topics, def.Name, ev.Source+"/"+ev.ID, f, env.Now()); err == nil {
 				a.Outputs = append(a.Outputs, o)
 			}

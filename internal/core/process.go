@@ -504,12 +504,13 @@ func apply(env Env, def *Entity, stored *envelope.Envelope, cmd codec.Attributes
 		source, id := sendRef(env.Topics, def.Name, subject, ref, len(d.Sends)+i)
 		due := now.Add(a.Timeout).UnixNano()
 		next.SetTimer(envelope.Timer{Name: AskTimer(source + "/" + id), Due: due, ID: timerID(ref, source+"/"+id, due),
-			Command: a.OnTimeout, ContentType: "application/json", Data: AskError{Code: CodeTimeout, Message: fmt.Sprintf("no answer from %s within %v", a.Entity, a.Timeout)}.data()})
+			Command: a.OnTimeout, ContentType: "application/json", Data: AskError{Code: CodeTimeout, Message: fmt.Sprintf("no answer from %s within %v", a.Entity, a.Timeout),
+				Entity: a.Entity, Subject: a.Subject, Command: a.Command}.data()})
 	}
 	if isCommand && asked(cmd) {
 		var fail *AskError
 		if d.Kind == Error {
-			fail = &AskError{Code: d.ErrCode, Message: d.ErrMsg}
+			fail = &AskError{Code: d.ErrCode, Message: d.ErrMsg, Entity: def.Name}
 		}
 		facts = append(facts, answerFact(cmd, d.Reply, fail))
 	}

@@ -56,6 +56,11 @@ func FireRecord(names topics.Names, entity, subject string, t envelope.Timer) (c
 type AskError struct {
 	Code    string `json:"code"`
 	Message string `json:"message,omitempty"`
+	// Entity, Subject and Command are the ask's: which of a subject's asks
+	// this answers.
+	Entity  string `json:"entity"`
+	Subject string `json:"subject"`
+	Command string `json:"command"`
 	// Kind is the dead-letter kind's code (package deadletter) when Code
 	// is CodeDeadLetter.
 	Kind string `json:"kind,omitempty"`
@@ -79,6 +84,7 @@ func answerFact(ev codec.Attributes, data []byte, fail *AskError) envelope.Fact 
 	f := envelope.Fact{Kind: envelope.FactAnswer, Target: ev.Extensions[codec.ExtAskFrom] + "\x00" + ev.Extensions[codec.ExtAskSubject],
 		Type: ev.Extensions[codec.ExtAskReply], ContentType: "application/json", Data: data}
 	if fail != nil {
+		fail.Subject, fail.Command = ev.Subject, ev.Type
 		f.Type, f.Data = ev.Extensions[codec.ExtAskError], fail.data()
 	}
 	if f.Data == nil {

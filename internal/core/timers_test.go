@@ -1,6 +1,7 @@
 package core
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -97,5 +98,27 @@ func TestADeadLetteredFireConsumesItsTimer(t *testing.T) {
 	}
 	if after, _ := envelope.DecodeEnvelope(dead.Store); len(after.Timers) != 0 || after.Seq != stored.Seq {
 		t.Fatalf("after the dead-lettered fire: timers %v, seq %d", after.Timers, after.Seq)
+	}
+}
+
+// An ask's timeout says which ask it ends.
+func TestAskTimeoutNamesItsAsk(t *testing.T) {
+	def := &Entity{Name: "e", Kind: KeyValue, Window: 16, SendsTo: []string{"other"}, Commands: map[string]Handler{
+		"go": func(in Input) Decision {
+			return Decision{Kind: Reply, Reply: []byte(`{}`), Asks: []OutAsk{{OutCommand: OutCommand{Entity: "other", Subject: "o-1", Command: "get", ContentType: "application/json", Data: []byte(`{}`)},
+				OnReply: "got", OnError: "failed", OnTimeout: "failed", Timeout: time.Second}}}
+		},
+		"got": func(in Input) Decision { return Decision{Kind: Ignore} }, "failed": func(in Input) Decision { return Decision{Kind: Ignore} },
+	}}
+	names := topics.Names{App: "app"}
+	env := Env{Topics: names, Now: func() time.Time { return time.Unix(0, 0) }, Sleep: func(time.Duration) {}, Epoch: 1}
+	a := HandleEntity(env, def, fitDelivery(t, names, "go", []byte(`{}`)))
+	stored, err := envelope.DecodeEnvelope(a.Store)
+	if err != nil || len(stored.Timers) != 1 {
+		t.Fatalf("after the ask: %v %v", stored, err)
+	}
+	var ae AskError
+	if err := json.Unmarshal(stored.Timers[0].Data, &ae); err != nil || ae.Code != CodeTimeout || ae.Entity != "other" || ae.Subject != "o-1" || ae.Command != "get" {
+		t.Fatalf("the timeout's payload: %+v %v", ae, err)
 	}
 }
