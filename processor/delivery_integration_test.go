@@ -24,7 +24,7 @@ import (
 )
 
 func TestRedeliveredCommandIsAppliedOnce(t *testing.T) {
-	a := newApp(t, shop.NewCart())
+	a := newApp(t, shop.NewCustomer(), shop.NewCart())
 	a.start()
 	topic := a.topics.Commands("cart")
 	first := cmd("cart-r", "add-item", "r-1", shop.AddItem{ProductID: "p1", Name: "Pen", Quantity: 2})
@@ -167,7 +167,7 @@ func TestMisroutedCommandsReachTheirEntity(t *testing.T) {
 }
 
 func TestInteropWithKcat(t *testing.T) {
-	a := newApp(t, shop.NewCart())
+	a := newApp(t, shop.NewCustomer(), shop.NewCart())
 	a.start()
 	topic := a.topics.Commands("cart")
 	kcat(t, a.env.Plaintext, topic, "murmur2_random", "cart-i", cmd("cart-i", "add-item", "k-1", shop.AddItem{ProductID: "p", Name: "P", Quantity: 1}))

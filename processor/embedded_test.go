@@ -16,7 +16,7 @@ func TestRuntimeOnEmbeddedBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
-	a := newAppOn(t, e.Config(broker.Config{}), shop.NewCart())
+	a := newAppOn(t, e.Config(broker.Config{}), shop.NewCustomer(), shop.NewCart())
 	a.start()
 	topic := a.topics.Commands("cart")
 	a.send(message(topic, cmd("k1", "add-item", "e-1", shop.AddItem{ProductID: "p", Name: "P", Quantity: 2})),
