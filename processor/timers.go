@@ -5,6 +5,7 @@ import (
 	"container/heap"
 	"hash"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -191,20 +192,32 @@ func (t *timers) drop(p int32) {
 	delete(t.pending, p)
 }
 
-// set makes ts subject's timers on p (t.mu held).
+// set makes ts subject's timers on p (t.mu held). ts is freshly decoded:
+// set keeps it, with each timer's Data copied, so that the schedule does
+// not hold on to the envelope it was decoded from. Only the timers not
+// already pending (same name, id and due time) are queued: an envelope
+// stored again with its timers unchanged (any command of the subject)
+// queues nothing, so the queue does not grow with the subject's commands
+// and a timer is not written once per queued copy when due.
 func (t *timers) set(p int32, subject string, ts []envelope.Timer) {
 	subjects := t.pending[p]
 	if subjects == nil {
 		return // not a partition this worker owns (or not restored yet)
 	}
-	t.count.Add(int64(len(ts) - len(subjects[subject])))
+	old := subjects[subject]
+	t.count.Add(int64(len(ts) - len(old)))
 	if len(ts) == 0 {
 		delete(subjects, subject)
 		return
 	}
+	for i := range ts {
+		ts[i].Data = bytes.Clone(ts[i].Data)
+	}
 	subjects[subject] = ts
 	for _, tm := range ts {
-		heap.Push(&t.queue, queued{due: tm.Due, p: p, subject: subject, name: tm.Name, id: tm.ID})
+		if !slices.ContainsFunc(old, func(o envelope.Timer) bool { return o.Name == tm.Name && o.ID == tm.ID && o.Due == tm.Due }) {
+			heap.Push(&t.queue, queued{due: tm.Due, p: p, subject: subject, name: tm.Name, id: tm.ID})
+		}
 	}
 }
 
