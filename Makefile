@@ -58,7 +58,8 @@ fuzz:
 # package at a time; bench/report renders them into bench/results/ and the
 # README. BENCH_COMMANDS, BENCH_SUBJECTS, BENCH_RECORDS and BENCH_ENTITIES
 # size the workloads (see bench/), BENCH_WORKFLOWS and BENCH_TIMER_DELAY the
-# timer and workflow ones. The timer and workflow peer is Temporal's
+# timer and workflow ones (both sides), BENCH_TIMERS the timers fired against
+# commands, BENCH_PENDING_TIMERS and BENCH_DUE_TIMERS the pending timers. The timer and workflow peer is Temporal's
 # development server: its CLI is built into the cache when missing, and the
 # program that drives it (bench/temporal, a module of its own) by the
 # benchmarks.

@@ -192,7 +192,13 @@ func (t *timers) drop(p int32) {
 	delete(t.pending, p)
 }
 
-// set makes ts subject's timers on p (t.mu held).
+// set makes ts subject's timers on p (t.mu held). ts is freshly decoded:
+// set keeps it, with each timer's Data copied, so that the schedule does
+// not hold on to the envelope it was decoded from. Only the timers not
+// already pending (same name, id and due time) are queued: an envelope
+// stored again with its timers unchanged (any command of the subject)
+// queues nothing, so the queue does not grow with the subject's commands
+// and a timer is not written once per queued copy when due.
 func (t *timers) set(p int32, subject string, ts []envelope.Timer) {
 	subjects := t.pending[p]
 	if subjects == nil {
@@ -204,12 +210,15 @@ func (t *timers) set(p int32, subject string, ts []envelope.Timer) {
 		delete(subjects, subject)
 		return
 	}
+	for i := range ts {
+		ts[i].Data = bytes.Clone(ts[i].Data)
+	}
 	subjects[subject] = ts
 	// Queue the new ones only: a subject that changes often (a cart whose
 	// every change restarts its timer) would otherwise fill the queue with
 	// entries of timers it still has.
 	for _, tm := range ts {
-		if !slices.ContainsFunc(prev, func(o envelope.Timer) bool { return o.Name == tm.Name && o.ID == tm.ID }) {
+		if !slices.ContainsFunc(prev, func(o envelope.Timer) bool { return o.Name == tm.Name && o.ID == tm.ID && o.Due == tm.Due }) {
 			heap.Push(&t.queue, queued{due: tm.Due, p: p, subject: subject, name: tm.Name, id: tm.ID})
 		}
 	}

@@ -121,13 +121,22 @@ func render(sections []*section) string {
 		for _, r := range s.results {
 			ratio := ""
 			if r.Baseline != "" {
-				ratio = fmt.Sprintf("%.2fx", r.Ratio)
+				ratio = ratioText(r.Ratio)
 			}
 			fmt.Fprintf(&b, "| %s | %s %s | %s | %s |\n", r.Measure, number(r.Value), r.Unit, ratio, r.Baseline)
 		}
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// ratioText prints a ratio with two decimals, or two significant digits
+// when that would show a small one as 0.00x.
+func ratioText(r float64) string {
+	if r > 0 && r < 0.1 {
+		return fmt.Sprintf("%.2gx", r)
+	}
+	return fmt.Sprintf("%.2fx", r)
 }
 
 // number prints v with at most three significant decimals for small values
@@ -222,7 +231,7 @@ func drawRatios(sections []*section, path string) error {
 		var at plotter.XYLabels
 		for i, v := range values {
 			at.XYs = append(at.XYs, plotter.XY{X: v, Y: float64(i)})
-			at.Labels = append(at.Labels, fmt.Sprintf(" %.2fx", v))
+			at.Labels = append(at.Labels, " "+ratioText(v))
 		}
 		labelsOnBars, err := plotter.NewLabels(at)
 		if err != nil {

@@ -20,6 +20,8 @@ func TestReport(t *testing.T) {
 		{Section: "entity throughput", Setup: "10 commands", Measure: "raw goka", Value: 1000, Unit: "commands/s", Ratio: 1, Baseline: "raw goka"},
 		{Section: "entity throughput", Setup: "10 commands", Measure: "Partita", Value: 500, Unit: "commands/s", Ratio: 0.5, Baseline: "raw goka"},
 		{Section: "view queries", Setup: "10 rows", Measure: "get, p50", Value: 0.0123, Unit: "ms"},
+		{Section: "timers", Setup: "2 timers", Measure: "peer, p50", Value: 4000, Unit: "ms", Ratio: 1, Baseline: "peer, p50"},
+		{Section: "timers", Setup: "2 timers", Measure: "Partita, p50", Value: 19.6, Unit: "ms", Ratio: 0.0049, Baseline: "peer, p50"},
 	} {
 		benchresult.Print(&log, r)
 	}
@@ -35,7 +37,8 @@ func TestReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	md, _ := os.ReadFile(filepath.Join(dir, "results", "latest.md"))
-	for _, want := range []string{"**entity throughput** (10 commands)", "| Partita | 500.0 commands/s | 0.50x | raw goka |", "| get, p50 | 0.0123 ms |  |  |"} {
+	for _, want := range []string{"**entity throughput** (10 commands)", "| Partita | 500.0 commands/s | 0.50x | raw goka |", "| get, p50 | 0.0123 ms |  |  |",
+		"| Partita, p50 | 19.6 ms | 0.0049x | peer, p50 |"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("latest.md lacks %q:\n%s", want, md)
 		}
