@@ -316,41 +316,42 @@ func (t *timers) run(emit emitter, stop chan struct{}) {
 	for {
 		now := time.Now()
 		var due []queued
+		var fires []envelope.Timer
 		next := time.Second
 		t.mu.Lock()
-		for t.queue.Len() > 0 {
+		// At most fireBatch at a time: the handlers wait for the lock.
+		for t.queue.Len() > 0 && len(due) < fireBatch {
 			q := t.queue[0]
 			if q.due > now.UnixNano() {
 				next = min(next, time.Duration(q.due-now.UnixNano()))
 				break
 			}
 			heap.Pop(&t.queue)
-			if _, ok := t.current(q); ok {
-				due = append(due, q)
+			if tm, ok := t.current(q); ok {
+				due, fires = append(due, q), append(fires, tm)
 			}
 		}
-		var fires []envelope.Timer
 		for _, q := range due {
-			tm, _ := t.current(q)
-			fires = append(fires, tm)
 			// Written again if still pending after refire.
 			heap.Push(&t.queue, queued{due: now.Add(refire).UnixNano(), p: q.p, subject: q.subject, name: q.name, id: q.id})
 		}
+		if len(due) == fireBatch {
+			next = 0 // more may be due
+		}
 		t.mu.Unlock()
 		for i, q := range due {
-			rec, err := core.FireRecord(t.names, t.entity, q.subject, fires[i])
-			if err != nil {
-				t.log.Error("timers: a fire does not encode", "subject", q.subject, "timer", q.name, "error", err)
-				continue
-			}
+			rec := core.FireRecord(t.names, t.entity, q.subject, fires[i])
 			emit(loop, string(rec.Key), rec.Value, goka.Headers(rec.Headers)).Then(func(err error) {
 				if err != nil {
 					t.log.Warn("timers: a fire was not written; it is written again", "subject", q.subject, "timer", q.name, "error", err)
 				}
 			})
 			if t.obs != nil {
-				t.obs.TimerFired(t.entity, now.Sub(time.Unix(0, fires[i].Due)))
+				t.obs.TimerFired(t.entity, time.Since(time.Unix(0, fires[i].Due)))
 			}
+		}
+		if next == 0 {
+			continue
 		}
 		wait.Reset(next)
 		select {
@@ -367,6 +368,9 @@ func (t *timers) run(emit emitter, stop chan struct{}) {
 		}
 	}
 }
+
+// fireBatch bounds the fires taken off the queue under the lock at once.
+const fireBatch = 512
 
 // stats counts the pending timers and those past due.
 func (t *timers) stats(now time.Time) TimerStats {
@@ -387,7 +391,8 @@ func (t *timers) stats(now time.Time) TimerStats {
 }
 
 // producerBuilder wraps the processor's producer builder: the schedule
-// runs while the processor's producer is open.
+// runs while the processor's producer is open, and writes its fires with
+// it.
 func (t *timers) producerBuilder(b goka.ProducerBuilder) goka.ProducerBuilder {
 	return func(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
 		p, err := b(brokers, clientID, hasher)

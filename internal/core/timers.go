@@ -38,17 +38,25 @@ func TimerSource(names topics.Names, entity string) string { return names.Source
 func fireID(t envelope.Timer) string { return "timer:" + t.Name + ":" + strconv.FormatUint(t.ID, 16) }
 
 // FireRecord is the record that fires t, a timer of entity's subject, for
-// its loop topic (names.Loop(entity)).
-func FireRecord(names topics.Names, entity, subject string, t envelope.Timer) (codec.Record, error) {
-	e := newEvent(TimerSource(names, entity), fireID(t), t.Command, subject, time.Unix(0, t.Due).UTC())
-	e.SetExtension(codec.ExtTimer, t.Name)
-	setData(&e, t.ContentType, t.Data)
-	r, err := codec.EncodeEvent(e)
-	if err != nil {
-		return codec.Record{}, err
+// its loop topic (names.Loop(entity)): a binary-mode CloudEvent, written
+// header by header (codec.EncodeEvent's form, which a burst of due timers
+// made the scheduler's largest cost; TestFireRecordIsACloudEvent checks
+// that codec reads it back as the same event).
+func FireRecord(names topics.Names, entity, subject string, t envelope.Timer) codec.Record {
+	h := map[string][]byte{
+		"ce_specversion":         []byte("1.0"),
+		"ce_id":                  []byte(fireID(t)),
+		"ce_source":              []byte(TimerSource(names, entity)),
+		"ce_type":                []byte(t.Command),
+		"ce_subject":             []byte(subject),
+		"ce_time":                []byte(time.Unix(0, t.Due).UTC().Format(time.RFC3339Nano)),
+		"ce_" + codec.ExtTimer:   []byte(t.Name),
+		topics.HeaderOriginTopic: []byte(names.Commands(entity)),
 	}
-	r.Headers[topics.HeaderOriginTopic] = []byte(names.Commands(entity))
-	return r, nil
+	if t.ContentType != "" {
+		h["content-type"] = []byte(t.ContentType)
+	}
+	return codec.Record{Key: []byte(subject), Value: t.Data, Headers: h}
 }
 
 // AskError is the payload of an ask's OnError and OnTimeout commands (see

@@ -3,6 +3,7 @@ package core
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -39,10 +40,7 @@ func TestStaleFireOfACommandAppliedAgainIsDropped(t *testing.T) {
 	if !ok {
 		t.Fatal("no timer started")
 	}
-	stale, err := FireRecord(names, "basket", "b1", timer)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stale := FireRecord(names, "basket", "b1", timer)
 	// The first application is lost; the command is applied again 30
 	// minutes later.
 	again := Process(at(t0.Add(30*time.Minute)), def, commands, &envelope.Envelope{}, add, Arrival{})
@@ -60,10 +58,7 @@ func TestStaleFireOfACommandAppliedAgainIsDropped(t *testing.T) {
 	if out := Process(at(t0.Add(time.Hour)), def, commands, again.Envelope, fire(stale), loop); !out.Ignored || out.Envelope != nil {
 		t.Fatalf("the first timer's fire, at its due time and 30 minutes before the second's: %+v; want it dropped", out)
 	}
-	own, err := FireRecord(names, "basket", "b1", restarted)
-	if err != nil {
-		t.Fatal(err)
-	}
+	own := FireRecord(names, "basket", "b1", restarted)
 	out := Process(at(t0.Add(90*time.Minute)), def, commands, again.Envelope, fire(own), loop)
 	if out.Envelope == nil || string(out.Envelope.State) != `{"expired":true}` || len(out.Envelope.Timers) != 0 {
 		t.Fatalf("the second timer's fire at its due time: %+v; want it applied and the timer consumed", out)
@@ -87,10 +82,7 @@ func TestADeadLetteredFireConsumesItsTimer(t *testing.T) {
 	if err != nil || len(stored.Timers) != 1 {
 		t.Fatalf("after set: %v %v", stored, err)
 	}
-	fire, err := FireRecord(names, "e", string(set.Record.Key), stored.Timers[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	fire := FireRecord(names, "e", string(set.Record.Key), stored.Timers[0])
 	d := Delivery{Topic: names.Loop("e"), Loop: names.Loop("e"), Partition: set.Partition, Partitions: set.Partitions, Record: fire, Stored: a.Store}
 	dead := HandleEntity(env, def, d)
 	if dead.DeadLetter == nil || dead.Store == nil {
@@ -120,5 +112,32 @@ func TestAskTimeoutNamesItsAsk(t *testing.T) {
 	var ae AskError
 	if err := json.Unmarshal(stored.Timers[0].Data, &ae); err != nil || ae.Code != CodeTimeout || ae.Entity != "other" || ae.Subject != "o-1" || ae.Command != "get" {
 		t.Fatalf("the timeout's payload: %+v %v", ae, err)
+	}
+}
+
+// The fire record, written header by header, is the CloudEvent that
+// codec.EncodeEvent writes for the same event, and reads back as it.
+func TestFireRecordIsACloudEvent(t *testing.T) {
+	names := topics.Names{App: "app"}
+	for _, tm := range []envelope.Timer{
+		{Name: "idle", Due: time.Date(2026, 12, 6, 17, 0, 0, 123456789, time.UTC).UnixNano(), ID: 0xabc, Command: "expire", ContentType: "application/json", Data: []byte(`{"a":1}`)},
+		{Name: "bare", Due: 1, ID: 1, Command: "ring"},
+	} {
+		rec := FireRecord(names, "cart", "k/1", tm)
+		e := newEvent(TimerSource(names, "cart"), fireID(tm), tm.Command, "k/1", time.Unix(0, tm.Due).UTC())
+		e.SetExtension(codec.ExtTimer, tm.Name)
+		setData(&e, tm.ContentType, tm.Data)
+		want, err := codec.EncodeEvent(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want.Headers[topics.HeaderOriginTopic] = []byte(names.Commands("cart"))
+		if !reflect.DeepEqual(rec.Headers, want.Headers) || string(rec.Key) != string(want.Key) || string(rec.Value) != string(want.Value) {
+			t.Errorf("%s: fire %q %q, EncodeEvent %q %q", tm.Name, rec.Headers, rec.Value, want.Headers, want.Value)
+		}
+		got, err := codec.DecodeEvent(rec)
+		if err != nil || got.ID() != fireID(tm) || got.Type() != tm.Command || got.Subject() != "k/1" || got.Extensions()[codec.ExtTimer] != tm.Name {
+			t.Errorf("%s: decoded %v %v", tm.Name, got, err)
+		}
 	}
 }

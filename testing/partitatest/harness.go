@@ -257,11 +257,7 @@ func (h *Harness) advance(d time.Duration, fired map[string]bool, after func()) 
 		if due := time.Unix(0, t.Due); due.After(h.now) {
 			h.now = due
 		}
-		rec, err := core.FireRecord(h.topics, g.name, subject, t)
-		if err != nil {
-			h.violations = append(h.violations, fmt.Sprintf("entity %s: timer %s of %s: %v", g.name, t.Name, subject, err))
-			continue
-		}
+		rec := core.FireRecord(h.topics, g.name, subject, t)
 		// Through the group's producer, as the runtime writes it: a crash
 		// before it lands loses it, and the timer fires again.
 		g.unflushed = append(g.unflushed, write{topic: g.loop, p: h.partition(rec.Key), rec: rec})
