@@ -161,21 +161,6 @@ func temporalResults(section, setup, what, unit, latency string, r TemporalResul
 	}
 }
 
-// BenchmarkTemporalSteps3 measures Temporal's development server on the
-// three-step workflows (TemporalSteps3) with workflowSize's n.
-func BenchmarkTemporalSteps3(b *testing.B) {
-	n, _ := workflowSize()
-	r := TemporalSteps3(b, n)
-	b.ReportMetric(r.Rate, "workflows/s")
-	b.ReportMetric(float64(r.P50)/float64(time.Millisecond), "p50-ms")
-	b.ReportMetric(float64(r.P99)/float64(time.Millisecond), "p99-ms")
-	section, setup := steps3Section(n)
-	for _, res := range temporalResults(section, setup, "workflows completed", "workflows/s", "end-to-end latency", r) {
-		benchresult.Print(os.Stdout, res)
-	}
-	for i := 0; i < b.N; i++ {
-	}
-}
 
 // TestTemporalCLIVersion checks that the Makefile builds the CLI version
 // the helpers build when it is missing.
