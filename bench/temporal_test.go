@@ -161,7 +161,6 @@ func temporalResults(section, setup, what, unit, latency string, r TemporalResul
 	}
 }
 
-
 // TestTemporalCLIVersion checks that the Makefile builds the CLI version
 // the helpers build when it is missing.
 func TestTemporalCLIVersion(t *testing.T) {
