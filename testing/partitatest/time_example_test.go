@@ -66,6 +66,23 @@ type account struct {
 
 type openAccount struct{ Owner string }
 
+// newAccounts is an entity that asks "owner" whether an account's owner
+// exists before it opens the account.
+func newAccounts() *entities.Entity[account] {
+	accounts := entities.KeyValue[account]("account", entities.SendsTo("owner"))
+	entities.Command(accounts, "open", func(ctx *entities.Context[account], c openAccount) entities.Effect[account] {
+		return ctx.Reply("checking").Ask(entities.Ask{Entity: "owner", Subject: c.Owner, Command: "get", Payload: struct{}{},
+			OnReply: "owner-found", OnError: "owner-missing", Timeout: time.Minute})
+	})
+	entities.Command(accounts, "owner-found", func(ctx *entities.Context[account], o owner) entities.Effect[account] {
+		return ctx.Update(account{Open: true, Reason: "owner " + o.Name})
+	})
+	entities.Command(accounts, "owner-missing", func(ctx *entities.Context[account], e entities.AskError) entities.Effect[account] {
+		return ctx.Update(account{Reason: string(e.Code) + ": " + e.Message})
+	})
+	return accounts
+}
+
 // An entity asks another and gets exactly one answer: the reply, an error
 // (the target's error reply or a dead letter), or the timeout.
 func ExampleHarness_Advance_ask() {
@@ -79,17 +96,7 @@ func ExampleHarness_Advance_ask() {
 	entities.Command(owners, "register", func(ctx *entities.Context[owner], o owner) entities.Effect[owner] {
 		return ctx.Update(o)
 	})
-	accounts := entities.KeyValue[account]("account", entities.SendsTo("owner"))
-	entities.Command(accounts, "open", func(ctx *entities.Context[account], c openAccount) entities.Effect[account] {
-		return ctx.Reply("checking").Ask(entities.Ask{Entity: "owner", Subject: c.Owner, Command: "get", Payload: struct{}{},
-			OnReply: "owner-found", OnError: "owner-missing", Timeout: time.Minute})
-	})
-	entities.Command(accounts, "owner-found", func(ctx *entities.Context[account], o owner) entities.Effect[account] {
-		return ctx.Update(account{Open: true, Reason: "owner " + o.Name})
-	})
-	entities.Command(accounts, "owner-missing", func(ctx *entities.Context[account], e entities.AskError) entities.Effect[account] {
-		return ctx.Update(account{Reason: string(e.Code) + ": " + e.Message})
-	})
+	accounts := newAccounts()
 	h, _ := partitatest.New(owners, accounts)
 	_, _ = h.Send("owner", "ada", "register", owner{Name: "Ada"})
 	_, _ = h.Send("account", "a1", "open", openAccount{Owner: "ada"})
@@ -138,17 +145,7 @@ func ExampleHarness_LagEntity() {
 	entities.Command(owners, "get", func(ctx *entities.Context[owner], _ struct{}) entities.Effect[owner] {
 		return ctx.Reply(owner{Name: "Ada"})
 	})
-	accounts := entities.KeyValue[account]("account", entities.SendsTo("owner"))
-	entities.Command(accounts, "open", func(ctx *entities.Context[account], c openAccount) entities.Effect[account] {
-		return ctx.Reply("checking").Ask(entities.Ask{Entity: "owner", Subject: c.Owner, Command: "get", Payload: struct{}{},
-			OnReply: "owner-found", OnError: "owner-missing", Timeout: time.Minute})
-	})
-	entities.Command(accounts, "owner-found", func(ctx *entities.Context[account], o owner) entities.Effect[account] {
-		return ctx.Update(account{Open: true, Reason: "owner " + o.Name})
-	})
-	entities.Command(accounts, "owner-missing", func(ctx *entities.Context[account], e entities.AskError) entities.Effect[account] {
-		return ctx.Update(account{Reason: string(e.Code) + ": " + e.Message})
-	})
+	accounts := newAccounts()
 	h, _ := partitatest.New(owners, accounts)
 	_ = h.LagEntity("owner")
 	_, _ = h.Send("account", "a1", "open", openAccount{Owner: "ada"})
