@@ -278,3 +278,15 @@ func (r *Runtime) RebuildView(ctx context.Context, name string) error {
 	r.cfg.Log.Info("view reset: it rebuilds from its sources at the next start", "view", name)
 	return nil
 }
+
+// Workflows names the application's workflows (package workflows), each
+// with the view that lists its instances by status.
+func (r *Runtime) Workflows() map[string]string {
+	out := map[string]string{}
+	for _, v := range r.views {
+		if v.Workflow != "" {
+			out[v.Workflow] = v.Name
+		}
+	}
+	return out
+}

@@ -37,15 +37,38 @@ func TestDashboardInHeadlessChromium(t *testing.T) {
 	if code, body, _ := post(w.addr, "/entities/cart/k2/checkout", "", struct{}{}); code != http.StatusOK {
 		t.Fatalf("checkout: %d %s", code, body)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, body := get(w.addr, "/views/carts?index=checkedOut&eq=false"); strings.Contains(string(body), `"k1"`) {
-			break
+	// Two orders (the order workflow): one completes, one is declined by
+	// the fake payment service and compensated.
+	for _, o := range []struct {
+		id, cart string
+		amount   int
+	}{{"o-1", "k3", 40}, {"o-2", "k4", 5000}} {
+		if code, body, err := post(w.addr, "/entities/cart/"+o.cart+"/add-item", "", shop.AddItem{ProductID: "pad", Name: "pad", Quantity: 1}); code != http.StatusOK {
+			t.Fatalf("add-item: %d %s %v", code, body, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("carts view did not show k1")
+		if code, body, err := post(w.addr, "/entities/order/"+o.id+"/start", "", shop.Order{Cart: o.cart, Amount: o.amount}); code != http.StatusOK {
+			t.Fatalf("start %s: %d %s %v", o.id, code, body, err)
 		}
-		time.Sleep(100 * time.Millisecond)
+	}
+	wait := func(path, want string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			if _, body := get(w.addr, path); strings.Contains(string(body), want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s does not show %s", path, want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	wait("/views/carts?index=checkedOut&eq=false", `"k1"`)
+	wait("/views/order-by-status?index=status&eq=completed", `"o-1"`)
+	wait("/views/order-by-status?index=status&eq=compensated", `"o-2"`)
+	if _, body := get(w.addr, "/metrics"); !strings.Contains(string(body), `partita_workflow_instances{status="compensated",workflow="order"} 1`) ||
+		!strings.Contains(string(body), `partita_timers_pending{entity="cart"} 2`) {
+		t.Errorf("metrics:\n%s", grep(string(body), "partita_workflow")+"\n"+grep(string(body), "partita_timers"))
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -72,11 +95,17 @@ func TestDashboardInHeadlessChromium(t *testing.T) {
 	if v := section("views"); !strings.Contains(v, "<td>carts</td>") || !strings.Contains(v, "<td>0</td>") {
 		t.Errorf("the page does not show the carts view with its lag:\n%s", v)
 	}
+	if wf := section("workflows"); !strings.Contains(wf, "<td>order</td>") || !strings.Contains(wf, "compensated 1") || !strings.Contains(wf, "completed 1") {
+		t.Errorf("the page does not count the order workflow's instances:\n%s", wf)
+	}
+	if in := section("instances"); !strings.Contains(in, "<td>o-2</td><td>compensated</td>") || strings.Contains(in, "o-1") {
+		t.Errorf("the page does not list the compensated instance (and only it):\n%s", in)
+	}
 	rows := section("rows")
 	if !strings.Contains(rows, "<td>k1</td>") || strings.Contains(rows, "<td>k2</td>") {
 		t.Errorf("the query checkedOut=false shows the wrong rows:\n%s", rows)
 	}
-	if !strings.Contains(dom, "1 rows") {
+	if !strings.Contains(dom, "2 rows") { // k1, and k4 (its order was declined: released, not checked out)
 		t.Errorf("no row count shown")
 	}
 }

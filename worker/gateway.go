@@ -613,10 +613,12 @@ func (g *gateway) status(w http.ResponseWriter, r *http.Request) {
 		Groups      []processor.GroupHealth         `json:"groups"`
 		Entities    map[string][]string             `json:"entities"`
 		Timers      map[string]processor.TimerStats `json:"timers"`
+		Workflows   []workflowStatus                `json:"workflows"`
 		Views       []viewStatus                    `json:"views"`
 		Partitions  []processor.PartitionStatus     `json:"partitions"`
 		DeadLetters []processor.DeadLetter          `json:"deadLetters"`
-	}{App: g.cfg.App, Entities: g.rt.Entities(), Timers: g.rt.TimerStats(), Partitions: g.rt.Partitions(r.Context())}
+	}{App: g.cfg.App, Entities: g.rt.Entities(), Timers: g.rt.TimerStats(), Workflows: workflowStatuses(r.Context(), g.rt),
+		Partitions: g.rt.Partitions(r.Context())}
 	out.Reason = g.notReady(r.Context())
 	out.Ready = out.Reason == ""
 	if out.Groups = g.rt.Health(); out.Groups == nil {

@@ -77,11 +77,12 @@ var (
 	descViewAge     = prometheus.NewDesc("partita_view_lag_seconds", "Age of the last update applied to this worker's replica.", []string{"view", "partition"}, nil)
 	descTimers      = prometheus.NewDesc("partita_timers_pending", "Pending timers (asks waiting included) of the partitions this worker owns, by entity.", []string{"entity"}, nil)
 	descOverdue     = prometheus.NewDesc("partita_timers_overdue", "Pending timers past their due time, by entity.", []string{"entity"}, nil)
+	descInstances   = prometheus.NewDesc("partita_workflow_instances", "Workflow instances by status, from this worker's replica of the workflow's status view.", []string{"workflow", "status"}, nil)
 )
 
 // Describe and Collect make the runtime's state a collector, read at scrape time.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descProcessed, descDuplicates, descDead, descRerouted, descConsumerLag, descRestored, descRestoreAll, descRecovered, descViewLag, descViewAge, descTimers, descOverdue} {
+	for _, d := range []*prometheus.Desc{descProcessed, descDuplicates, descDead, descRerouted, descConsumerLag, descRestored, descRestoreAll, descRecovered, descViewLag, descViewAge, descTimers, descOverdue, descInstances} {
 		ch <- d
 	}
 }
@@ -114,6 +115,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	for entity, ts := range rt.TimerStats() {
 		ch <- prometheus.MustNewConstMetric(descTimers, prometheus.GaugeValue, float64(ts.Pending), entity)
 		ch <- prometheus.MustNewConstMetric(descOverdue, prometheus.GaugeValue, float64(ts.Overdue), entity)
+	}
+	for _, w := range workflowStatuses(ctx, rt) {
+		for status, n := range w.Counts {
+			ch <- prometheus.MustNewConstMetric(descInstances, prometheus.GaugeValue, float64(n), w.Name, status)
+		}
 	}
 	for view := range rt.Views() {
 		lag, err := rt.Lag(view)

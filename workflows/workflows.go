@@ -49,6 +49,7 @@ import (
 
 	"github.com/partita-dev/partita/access"
 	"github.com/partita-dev/partita/entities"
+	"github.com/partita-dev/partita/internal/core"
 	"github.com/partita-dev/partita/views"
 )
 
@@ -394,7 +395,9 @@ func (w *Workflow[S]) Definition() any {
 	views.FromState(status, w.name, func(u views.Update[Row, Instance[S]]) views.Effect[Row] {
 		return u.Set(Row{ID: u.Subject, Status: u.Value.Status, Step: u.Value.Step})
 	})
-	return []any{inst.Definition(), runner.Definition(), status.Definition()}
+	sv := status.Definition().(*core.View)
+	sv.Workflow = w.name
+	return []any{inst.Definition(), runner.Definition(), sv}
 }
 
 // registerControl registers start, the failure path and the controls.

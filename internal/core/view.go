@@ -66,6 +66,10 @@ type View struct {
 	// Access is the view's access rule at the gateway (undeclared: the
 	// application's default).
 	Access access.Rule
+	// Workflow, when set, names the workflow whose instances this view
+	// lists by status (package workflows): the worker's dashboard and
+	// metrics read it.
+	Workflow string
 }
 
 // KeepsIDs reports whether the view reads a topic, whose updates may carry

@@ -89,6 +89,15 @@ function render(s) {
     const cells = [n, (c || []).join(", ") || "(consumer)", String(t.pending), String(t.overdue)];
     return t.overdue > 0 ? { cls: "warn", cells } : cells;
   }));
+  // Workflows: counts by status, and the instances that have not
+  // completed (failed ones marked).
+  const wfs = Array.isArray(s.workflows) ? s.workflows : [];
+  fill("workflows", wfs.map((w) => [w.name, Object.entries(w.counts || {})
+    .filter(([, n]) => n > 0).map(([st, n]) => st + " " + n).join(", ") || "none"]));
+  fill("instances", wfs.flatMap((w) => (w.active || []).map((i) => {
+    const cells = [w.name, i.id, i.status, i.step || ""];
+    return i.status === "failed" ? { cls: "bad", cells } : i.status === "compensated" || i.status === "compensating" ? { cls: "warn", cells } : cells;
+  })));
   fill("views", (s.views || []).map((v) => [v.name, (v.indexes || []).join(", "),
     String((v.lag || []).reduce((a, l) => a + l.Gap, 0)),
     ((v.lag || []).reduce((a, l) => Math.max(a, l.Age), 0) / 1e9).toFixed(1) + " s"]));
