@@ -313,6 +313,17 @@ func TestHarnessAndRuntimeRefuseTheSamePartitionMismatch(t *testing.T) {
 	if err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 3, ReplicationFactor: 1}, false); err != nil {
 		t.Fatal(err)
 	}
+	// The runtime must find the topic (a fresh topic takes a moment to
+	// show in the metadata), so that it fails on the partition count.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_ = a.client.RefreshMetadata(topic)
+		if ps, err := a.client.Partitions(topic); err == nil && len(ps) == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topic %s not in the metadata after 30 s", topic)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	runErr := a.rt.Run(ctx)

@@ -86,6 +86,7 @@ func config() params {
 // worker is a worker process that can be killed and restarted on its data.
 type worker struct {
 	bin, app, brokers, dir, addr string
+	env                          []string // more environment
 	mu                           sync.Mutex
 	cmd                          *exec.Cmd
 	done                         chan struct{}
@@ -96,7 +97,7 @@ func (w *worker) start(t *testing.T) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.cmd = exec.Command(w.bin)
-	w.cmd.Env = append(os.Environ(), "PARTITA_APP="+w.app, "PARTITA_HTTP_ADDR="+w.addr, "PARTITA_DATA_DIR="+w.dir, "KAFKA_BOOTSTRAP_SERVERS="+w.brokers)
+	w.cmd.Env = append(append(os.Environ(), w.env...), "PARTITA_APP="+w.app, "PARTITA_HTTP_ADDR="+w.addr, "PARTITA_DATA_DIR="+w.dir, "KAFKA_BOOTSTRAP_SERVERS="+w.brokers)
 	logf, err := os.OpenFile(filepath.Join(w.dir, "worker.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)

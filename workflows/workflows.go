@@ -80,8 +80,11 @@ type Instance[S any] struct {
 	Next    string  `json:"next,omitempty"`
 	Reason  string  `json:"reason,omitempty"`
 	History []Entry `json:"history"`
-	// cancel: the compensations run because the instance was cancelled.
+	// Cancel: the compensations run because the instance was cancelled.
 	Cancel bool `json:"cancel,omitempty"`
+	// Uncertain: an attempt of the current step timed out, so the step may
+	// have taken effect.
+	Uncertain bool `json:"uncertain,omitempty"`
 }
 
 // Entry is a line of an instance's history.
@@ -425,10 +428,10 @@ func (w *Workflow[S]) registerControl(inst *entities.Entity[Instance[S]]) {
 	})
 	for _, name := range w.order {
 		entities.Command(inst, cmdFailed+name, func(ctx *entities.Context[Instance[S]], e entities.AskError) entities.Effect[Instance[S]] {
-			return w.attemptFailed(ctx, name, fmt.Sprintf("%s: %s", e.Code, e.Message), e.Code == codePermanent)
+			return w.attemptFailed(ctx, name, fmt.Sprintf("%s: %s", e.Code, e.Message), e.Code == codePermanent, e.Code == entities.AskTimeout)
 		})
 		entities.Command(inst, cmdTimeout+name, func(ctx *entities.Context[Instance[S]], _ struct{}) entities.Effect[Instance[S]] {
-			return w.attemptFailed(ctx, name, "timeout: no signal in time", false)
+			return w.attemptFailed(ctx, name, "timeout: no signal in time", false, false)
 		})
 		entities.Command(inst, cmdRetry+name, func(ctx *entities.Context[Instance[S]], _ struct{}) entities.Effect[Instance[S]] {
 			in := ctx.State()
@@ -448,7 +451,7 @@ func (w *Workflow[S]) registerControl(inst *entities.Entity[Instance[S]]) {
 		if over(in.Status) || in.Status == Compensating {
 			return ctx.Ignore()
 		}
-		return w.compensate(ctx, in, "deadline passed", false)
+		return w.compensate(ctx, w.inFlight(in), "deadline passed", false)
 	})
 	entities.Command(inst, CommandCancel, func(ctx *entities.Context[Instance[S]], _ struct{}) entities.Effect[Instance[S]] {
 		in := ctx.State()
@@ -458,7 +461,7 @@ func (w *Workflow[S]) registerControl(inst *entities.Entity[Instance[S]]) {
 		case over(in.Status) || in.Status == Compensating:
 			return ctx.Error(entities.FailedPrecondition, "instance %s is %s", ctx.Subject(), in.Status)
 		}
-		return w.compensate(ctx, in, "cancelled", true)
+		return w.compensate(ctx, w.inFlight(in), "cancelled", true)
 	})
 	entities.Command(inst, CommandPause, func(ctx *entities.Context[Instance[S]], _ struct{}) entities.Effect[Instance[S]] {
 		in := ctx.State()
@@ -524,7 +527,7 @@ func (w *Workflow[S]) start(ctx *entities.Context[Instance[S]], in *Instance[S],
 	if w.steps[name] == nil {
 		return w.compensate(ctx, *in, fmt.Sprintf("step %q is not defined", name), false)
 	}
-	in.Step, in.Attempt = name, 1
+	in.Step, in.Attempt, in.Uncertain = name, 1, false
 	in.History = append(in.History, Entry{Time: ctx.Now(), Step: name, Event: "step-started"})
 	return w.run(ctx, in)
 }
@@ -601,7 +604,9 @@ func (w *Workflow[S]) advance(ctx *entities.Context[Instance[S]], in Instance[S]
 }
 
 // attemptFailed retries the step, fails over, or fails the instance.
-func (w *Workflow[S]) attemptFailed(ctx *entities.Context[Instance[S]], name, why string, permanent bool) entities.Effect[Instance[S]] {
+// timedOut: the attempt got no answer in time, so it may still take
+// effect (see uncertain).
+func (w *Workflow[S]) attemptFailed(ctx *entities.Context[Instance[S]], name, why string, permanent, timedOut bool) entities.Effect[Instance[S]] {
 	in := ctx.State()
 	if refused, ok := w.unknown(ctx, in); ok {
 		return refused
@@ -610,6 +615,7 @@ func (w *Workflow[S]) attemptFailed(ctx *entities.Context[Instance[S]], name, wh
 		return ctx.Ignore()
 	}
 	s := w.steps[name]
+	in.Uncertain = in.Uncertain || timedOut
 	in.History = append(in.History, Entry{Time: ctx.Now(), Step: name, Event: "step-failed", Detail: fmt.Sprintf("attempt %d: %s", in.Attempt, why)})
 	if !permanent && in.Attempt <= s.opts.retries {
 		backoff := s.opts.backoff << (in.Attempt - 1)
@@ -620,6 +626,7 @@ func (w *Workflow[S]) attemptFailed(ctx *entities.Context[Instance[S]], name, wh
 		in.History = append(in.History, Entry{Time: ctx.Now(), Step: name, Event: "failed", Detail: in.Reason})
 		return ctx.Update(in).CancelTimer(timerDeadline)
 	}
+	in = w.uncertain(ctx, in)
 	if s.opts.failover != "" {
 		in.History = append(in.History, Entry{Time: ctx.Now(), Step: name, Event: "failover", Detail: s.opts.failover})
 		return w.start(ctx, &in, s.opts.failover)
@@ -627,9 +634,36 @@ func (w *Workflow[S]) attemptFailed(ctx *entities.Context[Instance[S]], name, wh
 	return w.compensate(ctx, in, fmt.Sprintf("step %s failed: %s", name, why), false)
 }
 
+// uncertain counts the current step as done, for its compensation, when
+// one of its attempts got no answer in time: a call or an activity that
+// timed out may still take effect (the target applies the command late),
+// so its compensation must run should the instance fail. Compensations
+// must therefore accept undoing what never happened.
+func (w *Workflow[S]) uncertain(ctx *entities.Context[Instance[S]], in Instance[S]) Instance[S] {
+	if in.Uncertain && w.steps[in.Step].opts.compensate != "" {
+		in.Done = append(in.Done, in.Step)
+		in.History = append(in.History, Entry{Time: ctx.Now(), Step: in.Step, Event: "maybe-done", Detail: "an attempt timed out: its compensation runs if the instance fails"})
+	}
+	in.Uncertain = false
+	return in
+}
+
+// inFlight counts the step in flight (a call or an activity that was sent
+// and has not answered) as done, for its compensation: cancelled or past
+// its deadline, the instance cannot know whether it took effect.
+func (w *Workflow[S]) inFlight(in Instance[S]) Instance[S] {
+	if s := w.steps[in.Step]; s != nil && s.kind != kindWait && in.Attempt > 0 && (in.Status == Running || in.Status == Paused) {
+		in.Uncertain = true
+	}
+	return in
+}
+
 // compensate fails the instance: the compensations of its completed steps
 // run, newest first.
 func (w *Workflow[S]) compensate(ctx *entities.Context[Instance[S]], in Instance[S], reason string, cancel bool) entities.Effect[Instance[S]] {
+	if in.Step != "" && w.steps[in.Step] != nil {
+		in = w.uncertain(ctx, in)
+	}
 	in.Status, in.Reason, in.Cancel = Compensating, reason, cancel
 	in.History = append(in.History, Entry{Time: ctx.Now(), Step: in.Step, Event: "compensating", Detail: reason})
 	return w.unwind(ctx, in).CancelTimer(timerStep)

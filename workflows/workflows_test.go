@@ -380,3 +380,29 @@ func TestAHangingActivityTimesOut(t *testing.T) {
 		t.Fatalf("%s %q hung %d: %s", in.Status, in.State.Charge, hung, events(in))
 	}
 }
+
+// A call that times out may still take effect (the target applies it
+// late): when the instance then fails, that step's compensation runs too.
+// Here the inventory lags past the reserve's timeout; once it catches up
+// it applies the reservation and then its release, in that order.
+func TestATimedOutCallIsCompensated(t *testing.T) {
+	w := workflows.New[order]("order", workflows.SendsTo("inventory"))
+	workflows.Call(w, "reserve", func(_ string, o order) (string, string, string, any) { return "inventory", o.Item, "reserve", o.Amount },
+		func(o order, _ stock) workflows.Next[order] { return workflows.End(o) },
+		workflows.Compensate("release"), workflows.Timeout(time.Second))
+	workflows.Call(w, "release", func(_ string, o order) (string, string, string, any) { return "inventory", o.Item, "release", o.Amount },
+		func(o order, _ stock) workflows.Next[order] { return workflows.End(o) })
+	h := pt.Start(t, newInventory(), w)
+	if err := h.LagEntity("inventory"); err != nil {
+		t.Fatal(err)
+	}
+	pt.Expect[workflows.Instance[order]](t)(h.Send("order", "o1", workflows.CommandStart, order{Item: "pen", Amount: 2}))
+	h.Advance(time.Second) // the reserve times out
+	if err := h.CatchUp("inventory"); err != nil {
+		t.Fatal(err)
+	}
+	in := instance(t, h, "o1")
+	if in.Status != workflows.Compensated || stockOf(t, h, "pen") != 0 || !strings.Contains(events(in), "maybe-done:reserve compensating:reserve step-started:release compensated:release") {
+		t.Fatalf("%s, stock %d: %s", in.Status, stockOf(t, h, "pen"), events(in))
+	}
+}

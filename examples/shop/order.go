@@ -28,7 +28,9 @@ type Order struct {
 // entity), charge the amount (an activity against the payment service at
 // payments, a URL), confirm (check the cart out). A declined charge fails
 // the order: the reservation is released. A charge that succeeded is
-// refunded should a later step fail.
+// refunded should a later step fail. Every step is retried: the cart
+// recognises a repeated reserve or checkout of the same order, and the
+// payment service a repeated idempotency key.
 func NewOrder(payments string) *workflows.Workflow[Order] {
 	w := workflows.New[Order]("order", workflows.SendsTo("cart"), workflows.Deadline(time.Hour))
 	workflows.Call(w, "reserve",
@@ -36,7 +38,7 @@ func NewOrder(payments string) *workflows.Workflow[Order] {
 			return "cart", o.Cart, "reserve", Reserve{Order: id}
 		},
 		func(o Order, _ Cart) workflows.Next[Order] { return workflows.Goto(o, "charge") },
-		workflows.Compensate("release"), workflows.Timeout(10*time.Second))
+		workflows.Compensate("release"), workflows.Timeout(10*time.Second), workflows.Retry(3, time.Second))
 	workflows.Activity(w, "charge",
 		func(ctx context.Context, a workflows.Attempt[Order]) (string, error) {
 			return post(ctx, payments+"/charge", a.Key, chargeRequest{Amount: a.State.Amount})
@@ -51,7 +53,7 @@ func NewOrder(payments string) *workflows.Workflow[Order] {
 			return "cart", o.Cart, "checkout", Checkout{Order: id}
 		},
 		func(o Order, _ Cart) workflows.Next[Order] { return workflows.End(o) },
-		workflows.Timeout(10*time.Second))
+		workflows.Timeout(10*time.Second), workflows.Retry(3, time.Second))
 	workflows.Call(w, "release",
 		func(id string, o Order) (string, string, string, any) {
 			return "cart", o.Cart, "release", Release{Order: id}

@@ -293,6 +293,9 @@ func NewCartIdle(idle time.Duration, opts ...entities.Option) *entities.EventSou
 	})
 	entities.EventCommand(e, "checkout", func(ctx *entities.EventContext[Cart, CartEvent], c Checkout) entities.Effect[Cart] {
 		if ctx.State().CheckedOut {
+			if o := ctx.State().Order; o != "" && o == c.Order {
+				return ctx.Reply(ctx.State()) // the order confirms again (a retry)
+			}
 			return ctx.Error(entities.FailedPrecondition, "cart %s is already checked out", ctx.Subject())
 		}
 		if o := ctx.State().Order; o != "" && o == c.Order {

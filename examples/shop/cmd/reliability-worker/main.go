@@ -23,9 +23,9 @@ func main() {
 	entities.Command(boom, "fail", func(ctx *entities.Context[struct{}], _ struct{}) entities.Effect[struct{}] {
 		return ctx.Fail(errors.New("downstream unavailable"))
 	})
-	// Carts never expire and there is no order workflow here: the suite's
-	// model of the shop (shopmodel) knows neither, and its runs can outlast
-	// an idle time.
-	app := worker.App{Name: shop.Name, Parts: append(shop.Parts(0, ""), boom)}
+	// Carts never expire here: the suite's model of the shop (shopmodel)
+	// has no idle timer, and its runs can outlast one. The order workflow
+	// runs when the suite names a payment service (its workflow phase).
+	app := worker.App{Name: shop.Name, Parts: append(shop.Parts(0, os.Getenv("SHOP_PAYMENTS_URL")), boom)}
 	os.Exit(worker.Run(app))
 }
