@@ -153,10 +153,20 @@ func running(ctx context.Context, p Paths) (*Env, error) {
 	if !alive(env.PID) {
 		return nil, fmt.Errorf("kafkatest: broker process %d is gone", env.PID)
 	}
-	if err := ping(ctx, env.Plaintext); err != nil {
-		return nil, err
+	// A broker that is alive but slow to answer (a loaded machine: many
+	// test packages at once) is asked again for half a minute before it
+	// counts as stuck: Up would restart it under every other test.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := ping(ctx, env.Plaintext)
+		if err == nil {
+			return env, nil
+		}
+		if !alive(env.PID) || time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, err
+		}
+		time.Sleep(time.Second)
 	}
-	return env, nil
 }
 
 func readEnv(p Paths) (*Env, error) {
