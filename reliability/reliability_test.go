@@ -156,13 +156,10 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func TestReliability(t *testing.T) {
-	if _, err := exec.LookPath("kcat"); err != nil {
-		t.Fatal("kcat is required (Debian package kcat; .ci/run installs it)")
-	}
-	p := config()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-	defer cancel()
+// suiteBroker brings up the suite's own broker (beside make test's, so
+// that restarting it disturbs no other test), stopped when t ends.
+func suiteBroker(ctx context.Context, t *testing.T) (kafkatest.Paths, *kafkatest.Env) {
+	t.Helper()
 	root, _ := filepath.Abs("..")
 	paths := kafkatest.Paths{Home: filepath.Join(root, ".cache", "kafka-reliability"), Pom: filepath.Join(root, "internal", "kafkatest", "pom.xml")}
 	env, err := kafkatest.Up(ctx, paths, t.Logf)
@@ -170,15 +167,22 @@ func TestReliability(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = kafkatest.Down(paths) })
+	return paths, env
+}
 
+// startWorkers builds the reliability worker and starts n of it for app
+// on brokers, with env added to their environment, and waits until they
+// are ready. When t ends they are stopped (SIGTERM, then SIGKILL), and
+// their log tails shown if t failed.
+func startWorkers(t *testing.T, app, brokers string, n int, env ...string) []*worker {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "worker")
 	if out, err := exec.Command("go", "build", "-o", bin, "../examples/shop/cmd/reliability-worker").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	app := fmt.Sprintf("r%d", time.Now().UnixNano())
-	workers := make([]*worker, 3)
+	workers := make([]*worker, n)
 	for i := range workers {
-		workers[i] = &worker{bin: bin, app: app, brokers: env.Plaintext, dir: t.TempDir(), addr: freeAddr(t)}
+		workers[i] = &worker{bin: bin, app: app, brokers: brokers, dir: t.TempDir(), addr: freeAddr(t), env: env}
 		workers[i].start(t)
 	}
 	for _, w := range workers {
@@ -200,6 +204,19 @@ func TestReliability(t *testing.T) {
 			}
 		}
 	})
+	return workers
+}
+
+func TestReliability(t *testing.T) {
+	if _, err := exec.LookPath("kcat"); err != nil {
+		t.Fatal("kcat is required (Debian package kcat; .ci/run installs it)")
+	}
+	p := config()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	paths, env := suiteBroker(ctx, t)
+	app := fmt.Sprintf("r%d", time.Now().UnixNano())
+	workers := startWorkers(t, app, env.Plaintext, 3)
 
 	producer := newProducer(t, env.Plaintext)
 	var (

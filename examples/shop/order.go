@@ -110,7 +110,8 @@ func post(ctx context.Context, url, key string, body any) (string, error) {
 // POST /charge {"amount"} and POST /refund {"payment"}, each with an
 // Idempotency-Key header, answer {"id"}; a key seen before answers the
 // same id and charges nothing again. Amounts over Limit are declined
-// (402). GET /ledger lists what it did, by key.
+// (402); a refund of no charge of its own does nothing. GET /ledger lists
+// what it did, by key.
 type Payments struct {
 	Limit int
 	mu    sync.Mutex
@@ -186,10 +187,26 @@ func (p *Payments) handle(kind string) http.HandlerFunc {
 			answer(w, http.StatusPaymentRequired, "", fmt.Errorf("%d is over the limit of %d", req.Amount, p.Limit))
 			return
 		}
+		if kind == "refund" && !p.charged(req.Payment) {
+			// Nothing to refund (a compensation of a charge that timed out
+			// and never happened): done, and nothing recorded.
+			answer(w, http.StatusOK, "", nil)
+			return
+		}
 		e := Payment{Key: key, ID: fmt.Sprintf("%s-%d", kind, len(p.byKey)+1), Kind: kind, Amount: req.Amount}
 		p.byKey[key] = e
 		answer(w, http.StatusOK, e.ID, nil)
 	}
+}
+
+// charged reports whether id is a charge of the ledger (p.mu held).
+func (p *Payments) charged(id string) bool {
+	for _, e := range p.byKey {
+		if e.Kind == "charge" && e.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 func answer(w http.ResponseWriter, code int, id string, err error) {

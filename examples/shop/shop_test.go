@@ -2,6 +2,7 @@ package shop_test
 
 import (
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -351,6 +352,13 @@ func TestOrderWorkflow(t *testing.T) {
 	pt.Expect[shop.Cart](t)(h.Send("cart", "k2", "add-item", shop.AddItem{ProductID: "ink", Name: "Ink", Quantity: 1}))
 	if l := pay.Ledger(); len(l) != 1 || l[0].Key != "order/o1/charge" || l[0].Amount != 40 {
 		t.Fatalf("ledger %+v", l)
+	}
+	// A refund of no charge (a compensation of a charge that timed out and
+	// never happened) does nothing.
+	req, _ := http.NewRequest(http.MethodPost, pay.URL()+"/refund", strings.NewReader(`{"payment":""}`))
+	req.Header.Set("Idempotency-Key", "order/o9/refund")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK || len(pay.Ledger()) != 1 {
+		t.Fatalf("refund of nothing: %v %v, ledger %+v", resp, err, pay.Ledger())
 	}
 	h.ExpectHeld(t)
 }
