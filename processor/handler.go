@@ -2,6 +2,8 @@ package processor
 
 import (
 	"bytes"
+	"context"
+	"hash"
 	"log/slog"
 	"sync"
 	"time"
@@ -42,6 +44,13 @@ type handler struct {
 	ids idTables
 	// timers schedules an entity's timers (nil for views and consumers).
 	timers *timers
+	// slots bounds the detached runs in flight (nil: the entity has none;
+	// see core.Entity.Detached).
+	slots chan struct{}
+	// out is the processor's producer while it is open: detached runs
+	// write with it.
+	outMu sync.RWMutex
+	out   emitter
 	// starts is where this processor started reading each partition of
 	// its commands and loop topics, since its last rebalance.
 	mu       sync.Mutex
@@ -142,6 +151,75 @@ func (h *handler) handle(ctx goka.Context, msg any) {
 		ctx.Emit(goka.Stream(h.ids.topic), m.Key, m.Value)
 	}
 	h.emit(ctx, a.Outputs)
+	if a.Job != nil {
+		h.detach(ctx.Context(), a.Job)
+	}
+}
+
+// detach starts a detached run once one of the entity's slots is free: the
+// partition waits for one. A run whose partition is lost before it starts
+// is dropped; its asker's timeout covers it (core.Job.Run).
+func (h *handler) detach(ctx context.Context, j *core.Job) {
+	select {
+	case h.slots <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	go func() {
+		defer func() { <-h.slots }()
+		j.Run(h.write)
+	}()
+}
+
+// write writes a detached run's record with the processor's producer. A
+// record that cannot be written is lost to its run, whose asker's timeout
+// covers it.
+func (h *handler) write(o envelope.Output) {
+	h.outMu.RLock()
+	defer h.outMu.RUnlock()
+	if h.out == nil {
+		h.log.Warn("detached run: the producer is closed; its record is dropped", "topic", o.Topic)
+		return
+	}
+	h.out(o.Topic, string(o.Record.Key), o.Record.Value, goka.Headers(o.Record.Headers)).Then(func(err error) {
+		if err != nil {
+			h.log.Warn("detached run: a record was not written", "topic", o.Topic, "error", err)
+		}
+	})
+}
+
+// producerBuilder wraps the processor's producer builder: while the
+// producer is open, detached runs write with it and the timers' schedule
+// runs, writing its fires with it.
+func (h *handler) producerBuilder(b goka.ProducerBuilder) goka.ProducerBuilder {
+	return func(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
+		p, err := b(brokers, clientID, hasher)
+		if err != nil {
+			return nil, err
+		}
+		h.outMu.Lock()
+		h.out = p.EmitWithHeaders
+		h.outMu.Unlock()
+		if h.timers != nil {
+			h.timers.start(p.EmitWithHeaders)
+		}
+		return &openProducer{Producer: p, h: h}, nil
+	}
+}
+
+type openProducer struct {
+	goka.Producer
+	h *handler
+}
+
+func (p *openProducer) Close() error {
+	p.h.outMu.Lock()
+	p.h.out = nil
+	p.h.outMu.Unlock()
+	if p.h.timers != nil {
+		p.h.timers.close()
+	}
+	return p.Producer.Close()
 }
 
 // store sets the key's new table value, if any, and tells the timers.

@@ -524,6 +524,12 @@ func (r *Runtime) newProcessor(g *core.Group, partitions int32) (*goka.Processor
 		r.timers[g.Name] = h.timers
 		r.mu.Unlock()
 	}
+	if g.Entity != nil && g.Entity.Detached > 0 {
+		h.slots = make(chan struct{}, g.Entity.Detached)
+	}
+	if obs, ok := r.cfg.Observe.(WorkflowObserver); ok {
+		env.Step = func(s core.StepReport) { obs.WorkflowStep(s.Workflow, s.Step, s.Outcome, s.Took) }
+	}
 	if g.View != nil {
 		h.decide = func(dl core.Delivery) core.Actions { return core.HandleView(env, g.View, g.ViewSources, dl) }
 	} else {
@@ -558,8 +564,8 @@ func (r *Runtime) gokaProcessor(graph *goka.GroupGraph, name string, h *handler,
 	}
 	producers := groupProducers(written(graph), lim.forTopic, producer, h.dlq, &r.stats)
 	store := h.ids.builder(tablestore.Builder(r.groupDir(string(graph.Group())), r.cfg.TableCache))
+	producers = h.producerBuilder(producers)
 	if h.timers != nil {
-		producers = h.timers.producerBuilder(producers)
 		store = h.timers.builder(graph.GroupTable().Topic(), store)
 	}
 	tmc := goka.NewTopicManagerConfig()

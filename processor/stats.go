@@ -110,3 +110,12 @@ type Observer interface {
 	// Rebalanced reports a new assignment of group's partitions to this worker.
 	Rebalanced(group string, partitions []int32)
 }
+
+// WorkflowObserver, implemented by a Config.Observe, also receives each
+// workflow step's attempt that ended (package workflows): its outcome
+// ("done"; "retried": it failed and another attempt follows; "failed": it
+// failed and was the last) and how long it took from being issued. A
+// command applied again after a crash may report its attempt again.
+type WorkflowObserver interface {
+	WorkflowStep(workflow, step, outcome string, took time.Duration)
+}

@@ -3,7 +3,6 @@ package processor
 import (
 	"bytes"
 	"container/heap"
-	"hash"
 	"log/slog"
 	"slices"
 	"sync"
@@ -388,30 +387,6 @@ func (t *timers) stats(now time.Time) TimerStats {
 		}
 	}
 	return s
-}
-
-// producerBuilder wraps the processor's producer builder: the schedule
-// runs while the processor's producer is open, and writes its fires with
-// it.
-func (t *timers) producerBuilder(b goka.ProducerBuilder) goka.ProducerBuilder {
-	return func(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
-		p, err := b(brokers, clientID, hasher)
-		if err != nil {
-			return nil, err
-		}
-		t.start(p.EmitWithHeaders)
-		return &timedProducer{Producer: p, t: t}, nil
-	}
-}
-
-type timedProducer struct {
-	goka.Producer
-	t *timers
-}
-
-func (p *timedProducer) Close() error {
-	p.t.close()
-	return p.Producer.Close()
 }
 
 // TimerStats counts each entity's pending and overdue timers in this

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -127,4 +128,128 @@ func TestWorkflowOnTheBroker(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// job is the state of the test's long-activity workflow.
+type job struct {
+	Mode string `json:"mode"` // wide, beating or silent
+	Done int    `json:"done"`
+}
+
+// steps records the workflow steps' reports (processor.WorkflowObserver).
+type steps struct {
+	mu  sync.Mutex
+	got map[string]int // "step outcome" -> reports
+}
+
+func (s *steps) Handled(string, time.Duration) {}
+func (s *steps) Rebalanced(string, []int32)    {}
+func (s *steps) WorkflowStep(_, step, outcome string, took time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got[step+" "+outcome]++
+}
+
+// Activities on the real broker run off the partition goroutines, and a
+// long one proves it is alive with heartbeats:
+//   - 24 activities wait until 12 of them run at once, more than the
+//     runner's 8 partitions could run were they on their goroutines;
+//   - an activity that runs three times its HeartbeatTimeout, beating,
+//     completes at its first attempt;
+//   - one that hangs without a heartbeat is given up on at its
+//     HeartbeatTimeout, and its second attempt completes the instance
+//     (its Timeout, a minute, is never waited for).
+//
+// The runtime's observer gets each attempt's outcome.
+func TestActivitiesRunOffThePartitionsAndHeartbeat(t *testing.T) {
+	const wide, together = 24, 12
+	var mu sync.Mutex
+	running, most := 0, 0
+	all := make(chan struct{})
+	var once sync.Once
+	long := workflows.New[job]("long")
+	workflows.Activity(long, "work", func(ctx context.Context, a workflows.Attempt[job]) (int, error) {
+		switch {
+		case a.State.Mode == "silent" && a.Number == 1:
+			<-ctx.Done()
+			return 0, ctx.Err()
+		case a.State.Mode == "beating":
+			for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+				workflows.Heartbeat(ctx)
+			}
+		case a.State.Mode == "wide":
+			mu.Lock()
+			running++
+			if most = max(most, running); running == together {
+				once.Do(func() { close(all) })
+			}
+			mu.Unlock()
+			defer func() { mu.Lock(); running--; mu.Unlock() }()
+			for wait := time.After(30 * time.Second); ; {
+				workflows.Heartbeat(ctx)
+				select {
+				case <-all:
+				case <-wait:
+				case <-time.After(100 * time.Millisecond):
+					continue
+				}
+				break
+			}
+		}
+		return a.Number, nil
+	}, func(j job, n int) workflows.Next[job] { j.Done = n; return workflows.End(j) },
+		workflows.Timeout(time.Minute), workflows.HeartbeatTimeout(time.Second), workflows.Retry(2, 100*time.Millisecond))
+
+	a := newApp(t, long)
+	obs := &steps{got: map[string]int{}}
+	a.cfg.Observe = obs
+	a.renew()
+	a.start()
+	ids := []string{"beating", "silent"}
+	for i := range wide {
+		ids = append(ids, fmt.Sprintf("wide-%d", i))
+	}
+	for _, id := range ids {
+		mode, _, _ := strings.Cut(id, "-")
+		a.send(message(a.topics.Commands("long"), cmd(id, workflows.CommandStart, "start-"+id, job{Mode: mode})))
+	}
+	var silent workflows.Instance[job]
+	a.table("long", a.cfg.Partitions, 2*time.Minute, func(latest map[string]*envelope.Envelope) bool {
+		for _, id := range ids {
+			env := latest[id]
+			if env == nil {
+				return false
+			}
+			var in workflows.Instance[job]
+			if err := json.Unmarshal(env.State, &in); err != nil {
+				t.Fatal(err)
+			}
+			if over := in.Status == workflows.Compensated || in.Status == workflows.Failed; over {
+				t.Fatalf("%s: %s: %+v", id, in.Status, in.History)
+			}
+			if in.Status != workflows.Completed {
+				return false
+			}
+			if want := map[bool]int{true: 2, false: 1}[id == "silent"]; in.State.Done != want {
+				t.Fatalf("%s completed at attempt %d, want %d: %+v", id, in.State.Done, want, in.History)
+			}
+			if id == "silent" {
+				silent = in
+			}
+		}
+		return true
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if most < together {
+		t.Errorf("at most %d activities ran at once, want %d (the runner has %d partitions)", most, together, a.cfg.Partitions)
+	}
+	if lost := silent.History[len(silent.History)-4]; !strings.Contains(lost.Detail, "heartbeat_timeout") {
+		t.Errorf("the silent activity's first attempt: %+v", silent.History)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if obs.got["work done"] != len(ids) || obs.got["work retried"] != 1 {
+		t.Errorf("observed %v, want %d done and 1 retried", obs.got, len(ids))
+	}
 }

@@ -67,7 +67,10 @@ func TestDashboardInHeadlessChromium(t *testing.T) {
 	wait("/views/order-by-status?index=status&eq=completed", `"o-1"`)
 	wait("/views/order-by-status?index=status&eq=compensated", `"o-2"`)
 	if _, body := get(w.addr, "/metrics"); !strings.Contains(string(body), `partita_workflow_instances{status="compensated",workflow="order"} 1`) ||
-		!strings.Contains(string(body), `partita_timers_pending{entity="cart"} 2`) {
+		!strings.Contains(string(body), `partita_timers_pending{entity="cart"} 2`) ||
+		!strings.Contains(string(body), `partita_workflow_step_seconds_count{outcome="done",step="reserve",workflow="order"} 2`) ||
+		!strings.Contains(string(body), `partita_workflow_step_seconds_count{outcome="failed",step="charge",workflow="order"} 1`) ||
+		!strings.Contains(string(body), `partita_workflow_step_seconds_count{outcome="done",step="release",workflow="order"} 1`) {
 		t.Errorf("metrics:\n%s", grep(string(body), "partita_workflow")+"\n"+grep(string(body), "partita_timers"))
 	}
 

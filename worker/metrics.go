@@ -20,6 +20,7 @@ type metrics struct {
 	rebalances *prometheus.CounterVec
 	requests   *prometheus.CounterVec
 	lateness   *prometheus.HistogramVec
+	steps      *prometheus.HistogramVec
 
 	mu sync.Mutex
 	rt *processor.Runtime
@@ -42,8 +43,13 @@ func newMetrics() *metrics {
 			Name: "partita_timer_lateness_seconds", Help: "How long after its due time a timer's fire was written, by entity.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
 		}, []string{"entity"}),
+		steps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "partita_workflow_step_seconds",
+			Help:    "Workflow steps' attempts, by workflow, step and outcome (done; retried: it failed and another attempt follows; failed: it failed and was the last), and how long each took from being issued. Its _count with outcome=\"retried\" counts the retries.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 4, 10),
+		}, []string{"workflow", "step", "outcome"}),
 	}
-	m.reg.MustRegister(m.handled, m.rebalances, m.requests, m.lateness, m, collectors.NewGoCollector())
+	m.reg.MustRegister(m.handled, m.rebalances, m.requests, m.lateness, m.steps, m, collectors.NewGoCollector())
 	return m
 }
 
@@ -58,6 +64,11 @@ func (m *metrics) Handled(group string, d time.Duration) {
 	m.handled.WithLabelValues(group).Observe(d.Seconds())
 }
 func (m *metrics) Rebalanced(group string, _ []int32) { m.rebalances.WithLabelValues(group).Inc() }
+
+// WorkflowStep implements processor.WorkflowObserver.
+func (m *metrics) WorkflowStep(workflow, step, outcome string, took time.Duration) {
+	m.steps.WithLabelValues(workflow, step, outcome).Observe(took.Seconds())
+}
 
 // TimerFired implements processor.TimerObserver.
 func (m *metrics) TimerFired(entity string, lateness time.Duration) {

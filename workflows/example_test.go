@@ -79,3 +79,32 @@ func Example() {
 	// completed mail:transfer/t1/notify
 	// compensated step debit failed: failed_precondition: balance 70 is less than 500
 }
+
+// A long activity beats as it goes: with a HeartbeatTimeout on its step, an
+// attempt whose worker dies is retried after a minute, not at the step's
+// Timeout of a day.
+func ExampleHeartbeat() {
+	w := workflows.New[transfer]("export")
+	workflows.Activity(w, "copy",
+		func(ctx context.Context, a workflows.Attempt[transfer]) (int, error) {
+			copied := 0
+			for range 3 { // a chunk at a time
+				copied++
+				workflows.Heartbeat(ctx)
+			}
+			return copied, ctx.Err()
+		},
+		func(t transfer, chunks int) workflows.Next[transfer] {
+			t.Receipt = fmt.Sprintf("%d chunks", chunks)
+			return workflows.End(t)
+		},
+		workflows.Timeout(24*time.Hour), workflows.HeartbeatTimeout(time.Minute), workflows.Retry(5, time.Second))
+
+	h, _ := partitatest.New(w)
+	_, _ = h.Send("export", "e1", workflows.CommandStart, transfer{})
+	var in workflows.Instance[transfer]
+	_, _ = h.State("export", "e1", &in)
+	fmt.Println(in.Status, in.State.Receipt)
+	// Output:
+	// completed 3 chunks
+}

@@ -34,17 +34,26 @@
 //     both versions. A step an instance stands on that the definition no
 //     longer has is refused the same way.
 //
+//   - Activities run off the partition goroutines, at most [Parallel] at
+//     once per worker. Their run is not part of the runner's record: a
+//     worker that dies mid-run loses it, and the instance retries the
+//     attempt at the step's [Timeout], or sooner at its
+//     [HeartbeatTimeout] when the activity beats ([Heartbeat]).
+//   - Each attempt that ends is reported to the runtime's observer (the
+//     worker's partita_workflow_step_seconds{workflow,step,outcome}).
+//
 // A workflow is one part of an application (worker.App, partitatest.New):
 // it brings its instance entity (named like the workflow), its activity
-// runner ("<workflow>-activities") and its status view. Activities run
-// on the runner's partitions, not the instances'; the runner's handler
-// timeout is the longest step timeout.
+// runner ("<workflow>-activities", which receives the activities' runs on
+// its partitions) and its status view.
 package workflows
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/partita-dev/partita/access"
@@ -85,6 +94,8 @@ type Instance[S any] struct {
 	// Uncertain: an attempt of the current step timed out, so the step may
 	// have taken effect.
 	Uncertain bool `json:"uncertain,omitempty"`
+	// Started is when the current attempt was issued.
+	Started time.Time `json:"started,omitzero"`
 }
 
 // Entry is a line of an instance's history.
@@ -107,6 +118,7 @@ type Row struct {
 // start.
 type Workflow[S any] struct {
 	name       string
+	parallel   int
 	version    int
 	compatible []int
 	deadline   time.Duration
@@ -120,6 +132,7 @@ type Workflow[S any] struct {
 type Option interface{ apply(*options) }
 
 type options struct {
+	parallel   int
 	version    int
 	compatible []int
 	deadline   time.Duration
@@ -130,6 +143,16 @@ type options struct {
 type option func(*options)
 
 func (o option) apply(opts *options) { o(opts) }
+
+// DefaultParallel is how many activities of a workflow run at once in a
+// worker when the workflow sets no [Parallel].
+const DefaultParallel = 64
+
+// Parallel bounds how many activities of the workflow run at once in each
+// worker (default DefaultParallel). They run off the partition
+// goroutines; when n are running, the next one waits for one of them
+// (and its runner partition with it).
+func Parallel(n int) Option { return option(func(o *options) { o.parallel = n }) }
 
 // Version is the definition's version (default 1), recorded by every
 // instance it starts.
@@ -157,11 +180,11 @@ func Access(rule access.Rule) Option { return option(func(o *options) { o.access
 
 // New defines a workflow named name.
 func New[S any](name string, opts ...Option) *Workflow[S] {
-	o := options{version: 1}
+	o := options{version: 1, parallel: DefaultParallel}
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
-	return &Workflow[S]{name: name, version: o.version, compatible: o.compatible, deadline: o.deadline,
+	return &Workflow[S]{name: name, parallel: max(o.parallel, 1), version: o.version, compatible: o.compatible, deadline: o.deadline,
 		sendsTo: o.sendsTo, access: o.access, steps: map[string]*step[S]{}}
 }
 
@@ -202,6 +225,7 @@ type StepOption interface{ applyStep(*stepOptions) }
 
 type stepOptions struct {
 	timeout    time.Duration
+	heartbeat  time.Duration
 	retries    int
 	backoff    time.Duration
 	failover   string
@@ -218,6 +242,16 @@ const DefaultStepTimeout = 30 * time.Second
 // Timeout bounds one attempt of the step (default DefaultStepTimeout; a
 // Wait step without one waits forever).
 func Timeout(d time.Duration) StepOption { return stepOption(func(s *stepOptions) { s.timeout = d }) }
+
+// HeartbeatTimeout makes an activity step's attempt prove it is alive:
+// its run must call [Heartbeat] at least every d, or the attempt counts as lost
+// (its worker may have died) and is retried at once, as one that timed
+// out, without waiting for the step's [Timeout], which still bounds the
+// whole attempt. For long activities: with a Timeout of an hour and a
+// HeartbeatTimeout of 10 s, a worker killed mid-run costs 10 s, not an hour.
+func HeartbeatTimeout(d time.Duration) StepOption {
+	return stepOption(func(s *stepOptions) { s.heartbeat = d })
+}
 
 // Retry retries a failed attempt up to n more times, waiting backoff
 // before the first retry and twice as long before each next one.
@@ -283,21 +317,72 @@ func Activity[S, O any](w *Workflow[S], name string, run func(ctx context.Contex
 		entities.Command(runner, cmdRun+name, func(ctx *entities.Context[struct{}], a Attempt[S]) entities.Effect[struct{}] {
 			actx, cancel := context.WithTimeout(ctx, s.opts.timeout)
 			defer cancel()
-			out, err := run(actx, a)
-			if err != nil {
-				code := codeActivity
-				if entities.IsPermanent(err) {
-					code = codePermanent
-				}
-				return ctx.Error(entities.Code(code), "%v", err)
+			if s.opts.heartbeat > 0 {
+				actx = context.WithValue(actx, heartbeatKey{}, w.beater(ctx, name, a.Number, s.opts.heartbeat))
 			}
-			return ctx.Reply(out)
+			res := result[O]{Attempt: a.Number}
+			var err error
+			if res.Out, err = run(actx, a); err != nil {
+				res.Error, res.Permanent = err.Error(), entities.IsPermanent(err)
+			}
+			return ctx.Reply(res)
 		})
-		entities.Command(inst, cmdDone+name, func(ctx *entities.Context[Instance[S]], out O) entities.Effect[Instance[S]] {
-			return w.finished(ctx, name, func(st S) Next[S] { return then(st, out) })
+		entities.Command(inst, cmdDone+name, func(ctx *entities.Context[Instance[S]], r result[O]) entities.Effect[Instance[S]] {
+			if r.Error != "" {
+				if in := ctx.State(); in.Attempt != r.Attempt && in.Step == name {
+					return ctx.Ignore() // an earlier attempt's failure, come late
+				}
+				return w.attemptFailed(ctx, name, codeActivity+": "+r.Error, r.Permanent, false)
+			}
+			return w.finished(ctx, name, func(st S) Next[S] { return then(st, r.Out) })
 		})
 	}
 	w.add(s, opts)
+}
+
+// result is an activity's answer to its instance: its output, or its
+// error, of attempt Attempt.
+type result[O any] struct {
+	Attempt   int    `json:"attempt"`
+	Out       O      `json:"out"`
+	Error     string `json:"error,omitempty"`
+	Permanent bool   `json:"permanent,omitempty"`
+}
+
+// beat is the payload of a heartbeat and of its timeout.
+type beat struct {
+	Attempt int `json:"attempt"`
+}
+
+type heartbeatKey struct{}
+
+// Heartbeat tells the instance that the activity running with ctx is
+// alive (see [HeartbeatTimeout]). Call it as often as you like: it writes
+// at most one heartbeat per third of the step's HeartbeatTimeout. Outside
+// an activity of a step with a HeartbeatTimeout, it does nothing.
+func Heartbeat(ctx context.Context) {
+	if hb, ok := ctx.Value(heartbeatKey{}).(func()); ok {
+		hb()
+	}
+}
+
+// beater returns the heartbeat of attempt n of step name of the instance
+// an activity runs for (ctx: the runner's handler's).
+func (w *Workflow[S]) beater(ctx *entities.Context[struct{}], name string, n int, every time.Duration) func() {
+	send := core.HooksOf(ctx).Send
+	data, _ := json.Marshal(beat{Attempt: n})
+	var mu sync.Mutex
+	var last time.Time
+	id := ctx.Subject()
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if send == nil || time.Since(last) < every/3 {
+			return
+		}
+		last = time.Now()
+		_ = send(core.OutCommand{Entity: w.name, Subject: id, Command: cmdBeat + name, Data: data, ContentType: "application/json"}) // a lost beat: the next one, or the timeout
+	}
 }
 
 // Call defines step name: it asks an entity (declared with [SendsTo]) the
@@ -354,16 +439,18 @@ const (
 const (
 	cmdRun     = "run:"     // the runner's: run the activity of a step
 	cmdDone    = "done:"    // a step's result
+	cmdBeat    = "beat:"    // an activity's heartbeat
+	cmdLost    = "lost:"    // an activity's heartbeat did not come in time
 	cmdFailed  = "failed:"  // a step's attempt failed (an entities.AskError)
 	cmdRetry   = "retry:"   // the backoff before a retry passed
 	cmdTimeout = "timeout:" // a Wait step's timeout
 	cmdExpire  = "deadline" // the workflow's deadline passed
 
 	timerStep     = "step"
+	timerBeat     = "heartbeat"
 	timerDeadline = "deadline"
 
-	codeActivity  = "activity_failed"
-	codePermanent = "activity_failed_permanently"
+	codeActivity = "activity_failed"
 )
 
 // Definition returns the workflow's runtime form for package processor
@@ -375,13 +462,13 @@ func (w *Workflow[S]) Definition() any {
 	}
 	internal := access.Internal()
 	runner := entities.KeyValue[struct{}](w.name+"-activities", entities.Retries(0, time.Millisecond),
-		entities.HandlerTimeout(timeout+5*time.Second), entities.Access(internal))
+		entities.HandlerTimeout(timeout+5*time.Second), entities.Access(internal), entities.SendsTo(w.name))
 	opts := []entities.Option{entities.SendsTo(append([]string{runner.Name()}, w.sendsTo...)...), entities.CommandAccess(cmdExpire, internal)}
 	if w.access != nil {
 		opts = append(opts, entities.Access(*w.access))
 	}
 	for _, name := range w.order {
-		for _, c := range []string{cmdDone, cmdFailed, cmdRetry, cmdTimeout} {
+		for _, c := range []string{cmdDone, cmdFailed, cmdRetry, cmdTimeout, cmdBeat, cmdLost} {
 			opts = append(opts, entities.CommandAccess(c+name, internal))
 		}
 	}
@@ -390,6 +477,10 @@ func (w *Workflow[S]) Definition() any {
 		w.steps[name].register(w, inst, runner)
 	}
 	w.registerControl(inst)
+	rd := runner.Definition().(*core.Entity)
+	rd.Detached = w.parallel
+	id := inst.Definition().(*core.Entity)
+	id.Hooks = true
 	var viewOpts []views.Option
 	if w.access != nil {
 		viewOpts = append(viewOpts, views.Access(*w.access))
@@ -400,7 +491,7 @@ func (w *Workflow[S]) Definition() any {
 	})
 	sv := status.Definition().(*core.View)
 	sv.Workflow = w.name
-	return []any{inst.Definition(), runner.Definition(), sv}
+	return []any{id, rd, sv}
 }
 
 // registerControl registers start, the failure path and the controls.
@@ -428,7 +519,22 @@ func (w *Workflow[S]) registerControl(inst *entities.Entity[Instance[S]]) {
 	})
 	for _, name := range w.order {
 		entities.Command(inst, cmdFailed+name, func(ctx *entities.Context[Instance[S]], e entities.AskError) entities.Effect[Instance[S]] {
-			return w.attemptFailed(ctx, name, fmt.Sprintf("%s: %s", e.Code, e.Message), e.Code == codePermanent, e.Code == entities.AskTimeout)
+			if in := ctx.State(); e.Code == entities.AskTimeout && in.Step == name && ctx.Now().Before(in.Started.Add(w.askTimeout(name))) {
+				return ctx.Ignore() // an earlier attempt's ask timed out (its heartbeat was lost)
+			}
+			return w.attemptFailed(ctx, name, fmt.Sprintf("%s: %s", e.Code, e.Message), false, e.Code == entities.AskTimeout)
+		})
+		entities.Command(inst, cmdBeat+name, func(ctx *entities.Context[Instance[S]], b beat) entities.Effect[Instance[S]] {
+			if !w.current(ctx.State(), name, b.Attempt) {
+				return ctx.Ignore()
+			}
+			return ctx.Ignore().StartTimer(timerBeat, w.steps[name].opts.heartbeat, cmdLost+name, b)
+		})
+		entities.Command(inst, cmdLost+name, func(ctx *entities.Context[Instance[S]], b beat) entities.Effect[Instance[S]] {
+			if !w.current(ctx.State(), name, b.Attempt) {
+				return ctx.Ignore()
+			}
+			return w.attemptFailed(ctx, name, fmt.Sprintf("heartbeat_timeout: no heartbeat within %v", w.steps[name].opts.heartbeat), false, true)
 		})
 		entities.Command(inst, cmdTimeout+name, func(ctx *entities.Context[Instance[S]], _ struct{}) entities.Effect[Instance[S]] {
 			return w.attemptFailed(ctx, name, "timeout: no signal in time", false, false)
@@ -497,6 +603,33 @@ func (w *Workflow[S]) registerControl(inst *entities.Entity[Instance[S]]) {
 	})
 }
 
+// current reports whether attempt of step name is the instance's attempt
+// in flight.
+func (w *Workflow[S]) current(in Instance[S], name string, attempt int) bool {
+	return in.Step == name && in.Attempt == attempt && !over(in.Status) && w.steps[name] != nil
+}
+
+// askTimeout is how long the ask of an attempt of step name waits for its
+// answer.
+func (w *Workflow[S]) askTimeout(name string) time.Duration {
+	s := w.steps[name]
+	if s == nil {
+		return 0
+	}
+	if s.kind == kindActivity {
+		return s.opts.timeout + 5*time.Second // the runner's handler timeout is longer than the activity's
+	}
+	return s.opts.timeout
+}
+
+// report tells the runtime's observer that the attempt in flight of in's
+// step ended with outcome.
+func (w *Workflow[S]) report(ctx *entities.Context[Instance[S]], in Instance[S], outcome string) {
+	if step := core.HooksOf(ctx).Step; step != nil && !in.Started.IsZero() {
+		step(core.StepReport{Workflow: w.name, Step: in.Step, Outcome: outcome, Took: ctx.Now().Sub(in.Started)})
+	}
+}
+
 func over(status string) bool {
 	switch status {
 	case Completed, Compensated, Failed, Cancelled:
@@ -539,19 +672,24 @@ func (w *Workflow[S]) run(ctx *entities.Context[Instance[S]], in *Instance[S]) e
 	if !steady {
 		in.Status = Running
 	}
+	in.Started = ctx.Now()
 	switch s.kind {
 	case kindActivity:
 		key := w.name + "/" + ctx.Subject() + "/" + s.name
-		return ctx.Update(*in).Reply(*in).Ask(entities.Ask{
+		eff := ctx.Update(*in).Reply(*in).Ask(entities.Ask{
 			Entity: w.name + "-activities", Subject: ctx.Subject(), Command: cmdRun + s.name,
 			Payload: Attempt[S]{State: in.State, Key: key, Number: in.Attempt},
-			OnReply: cmdDone + s.name, OnError: cmdFailed + s.name, Timeout: s.opts.timeout + 5*time.Second,
+			OnReply: cmdDone + s.name, OnError: cmdFailed + s.name, Timeout: w.askTimeout(s.name),
 		})
+		if s.opts.heartbeat > 0 {
+			eff = eff.StartTimer(timerBeat, s.opts.heartbeat, cmdLost+s.name, beat{Attempt: in.Attempt})
+		}
+		return eff
 	case kindCall:
 		entity, subject, command, payload := s.call(ctx.Subject(), in.State)
 		return ctx.Update(*in).Reply(*in).Ask(entities.Ask{
 			Entity: entity, Subject: subject, Command: command, Payload: payload,
-			OnReply: cmdDone + s.name, OnError: cmdFailed + s.name, Timeout: s.opts.timeout,
+			OnReply: cmdDone + s.name, OnError: cmdFailed + s.name, Timeout: w.askTimeout(s.name),
 		})
 	default: // kindWait
 		if !steady {
@@ -580,6 +718,12 @@ func (w *Workflow[S]) finished(ctx *entities.Context[Instance[S]], name string, 
 
 // advance records that step completed with next and acts on it.
 func (w *Workflow[S]) advance(ctx *entities.Context[Instance[S]], in Instance[S], step string, next Next[S]) entities.Effect[Instance[S]] {
+	w.report(ctx, in, core.StepDone)
+	return w.next(ctx, in, step, next).CancelTimer(timerBeat)
+}
+
+// next records that step completed with next and acts on it.
+func (w *Workflow[S]) next(ctx *entities.Context[Instance[S]], in Instance[S], step string, next Next[S]) entities.Effect[Instance[S]] {
 	in.State = next.state
 	if in.Status == Compensating {
 		// A compensation completed: on to the one before it.
@@ -618,9 +762,11 @@ func (w *Workflow[S]) attemptFailed(ctx *entities.Context[Instance[S]], name, wh
 	in.Uncertain = in.Uncertain || timedOut
 	in.History = append(in.History, Entry{Time: ctx.Now(), Step: name, Event: "step-failed", Detail: fmt.Sprintf("attempt %d: %s", in.Attempt, why)})
 	if !permanent && in.Attempt <= s.opts.retries {
+		w.report(ctx, in, core.StepRetried)
 		backoff := s.opts.backoff << (in.Attempt - 1)
-		return ctx.Update(in).StartTimer(timerStep, backoff, cmdRetry+name, struct{}{})
+		return ctx.Update(in).StartTimer(timerStep, backoff, cmdRetry+name, struct{}{}).CancelTimer(timerBeat)
 	}
+	w.report(ctx, in, core.StepFailed)
 	if in.Status == Compensating {
 		in.Status, in.Reason = Failed, fmt.Sprintf("%s; compensation %s gave up: %s", in.Reason, name, why)
 		in.History = append(in.History, Entry{Time: ctx.Now(), Step: name, Event: "failed", Detail: in.Reason})
@@ -666,7 +812,7 @@ func (w *Workflow[S]) compensate(ctx *entities.Context[Instance[S]], in Instance
 	}
 	in.Status, in.Reason, in.Cancel = Compensating, reason, cancel
 	in.History = append(in.History, Entry{Time: ctx.Now(), Step: in.Step, Event: "compensating", Detail: reason})
-	return w.unwind(ctx, in).CancelTimer(timerStep)
+	return w.unwind(ctx, in).CancelTimer(timerStep).CancelTimer(timerBeat)
 }
 
 // unwind runs the next compensation, or ends the instance.

@@ -406,3 +406,43 @@ func TestATimedOutCallIsCompensated(t *testing.T) {
 		t.Fatalf("%s, stock %d: %s", in.Status, stockOf(t, h, "pen"), events(in))
 	}
 }
+
+// An activity whose worker stops answering (here its runner lags: no
+// heartbeat comes) is retried once its HeartbeatTimeout passes, long
+// before its step's Timeout; when the runner comes back, the attempt that
+// was given up on is ignored and the instance completes once.
+func TestALostActivityIsRetriedAtItsHeartbeatTimeout(t *testing.T) {
+	runs := map[int]int{}
+	w := workflows.New[order]("order")
+	workflows.Activity(w, "charge", func(ctx context.Context, a workflows.Attempt[order]) (string, error) {
+		runs[a.Number]++
+		workflows.Heartbeat(ctx)
+		return fmt.Sprintf("attempt-%d", a.Number), nil
+	}, func(o order, s string) workflows.Next[order] { o.Charge = s; return workflows.End(o) },
+		workflows.Timeout(time.Hour), workflows.HeartbeatTimeout(10*time.Second), workflows.Retry(3, time.Second))
+	h := pt.Start(t, w)
+	if err := h.LagEntity("order-activities"); err != nil {
+		t.Fatal(err)
+	}
+	pt.Expect[workflows.Instance[order]](t)(h.Send("order", "o1", workflows.CommandStart, order{}))
+	h.Advance(9 * time.Second)
+	if in := instance(t, h, "o1"); in.Attempt != 1 || strings.Contains(events(in), "step-failed") {
+		t.Fatalf("before its heartbeat timeout: attempt %d: %s", in.Attempt, events(in))
+	}
+	h.Advance(2 * time.Second) // the heartbeat timeout, then the backoff
+	in := instance(t, h, "o1")
+	if in.Attempt != 2 || !strings.Contains(in.History[len(in.History)-2].Detail, "heartbeat_timeout") {
+		t.Fatalf("after its heartbeat timeout: attempt %d: %+v", in.Attempt, in.History)
+	}
+	if err := h.CatchUp("order-activities"); err != nil {
+		t.Fatal(err)
+	}
+	h.Advance(time.Minute)
+	in = instance(t, h, "o1")
+	if in.Status != workflows.Completed || runs[1] != 1 || runs[2] != 1 || strings.Count(events(in), "step-done") != 1 {
+		t.Fatalf("%s %q runs %v: %s", in.Status, in.State.Charge, runs, events(in))
+	}
+	if timers, _ := h.Timers("order", "o1"); len(timers) != 0 {
+		t.Errorf("timers left: %+v", timers)
+	}
+}

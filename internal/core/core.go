@@ -80,6 +80,16 @@ type Entity struct {
 	// would, so that the gateway refuses a client's mistake before
 	// anything is written (nil error: the payload fits).
 	Validators map[string]func(data []byte) error
+	// Detached, above 0, runs the entity's command handlers off the
+	// partition goroutine, at most Detached at once in a worker (package
+	// workflows' activity runner): a command is recorded as applied at
+	// once, and its run is handed to the runtime (Outcome.Job), which
+	// writes the answer to its asker when the handler returns. A crash
+	// loses a run in flight: the asker's timeout covers it. Its handlers
+	// may only reply or fail, and get Hooks with Send.
+	Detached int
+	// Hooks hands the entity's handlers the runtime's Hooks (HooksOf).
+	Hooks bool
 }
 
 // Handler runs one typed handler over an input. It decodes the payload

@@ -61,6 +61,9 @@ type Actions struct {
 	Remember []Remembered
 	// Outputs are the records to write.
 	Outputs []envelope.Output
+	// Job is a detached handler's run, started once Store is written
+	// (see Job.Run).
+	Job *Job
 	// Counters.
 	Duplicate bool
 }
@@ -232,7 +235,13 @@ func handleEntity(env Env, def *Entity, d Delivery) Actions {
 		}
 		return a
 	}
-	a := Actions{Outputs: out.Outputs, Remember: out.Remember, Duplicate: out.Duplicate}
+	a := Actions{Outputs: out.Outputs, Remember: out.Remember, Duplicate: out.Duplicate, Job: out.Job}
+	if a.Job != nil {
+		a.Job.dead = func(code, reason string) envelope.Output {
+			dl := deadLetterCode(d, group, code, reason, env.Now())
+			return envelope.Output{Topic: env.Topics.DeadLetters(), Record: *dl.DeadLetter}
+		}
+	}
 	if out.Envelope != nil && def.Kind != Stateless {
 		data, err := out.Envelope.Encode()
 		if err != nil {

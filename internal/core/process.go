@@ -35,6 +35,9 @@ type Outcome struct {
 	// Ignored is set when the input was dropped on purpose (unknown type
 	// with IgnoreUnknown, or an Ignore effect).
 	Ignored bool
+	// Job is a detached handler's run (Entity.Detached), for the runtime
+	// to start once Envelope is stored.
+	Job *Job
 }
 
 // Remembered is an entry of an entity's id table: under IDKey, the applied
@@ -94,6 +97,8 @@ type Env struct {
 	// lower than the producer's; the dead-letter topic's can differ from
 	// the others'). Its result must be positive.
 	MaxRecordOf func(topic string) int
+	// Step receives the workflow steps' reports (Hooks.Step; nil: none).
+	Step func(StepReport)
 }
 
 // Process handles one validated CloudEvent (it has a subject) for def,
@@ -246,16 +251,29 @@ func Process(env Env, def *Entity, topic string, stored *envelope.Envelope, ev c
 	if fire {
 		in.Timer = timer
 	}
-	d, failed := call(env, def, h, in)
-	if failed != nil {
-		return Outcome{Code: deadletter.Code(failed.Kind), DeadLetter: failed.Reason}
-	}
-	if d.Kind == Ignore && len(d.Publishes)+len(d.Sends)+len(d.Asks)+len(d.Timers) == 0 && timer == "" {
-		return Outcome{Ignored: true}
-	}
-	next, facts, err := apply(env, def, stored, ev, d, isCommand, timer)
-	if err != nil {
-		return dead(deadletter.ErrUndeclaredTarget, "%v", err)
+	var next *envelope.Envelope
+	var facts []envelope.Fact
+	var job *Job
+	if def.Detached > 0 && isCommand && timer == "" {
+		// Recorded as applied now (a redelivery is a duplicate); the
+		// handler runs off the partition goroutine.
+		job = &Job{env: env, def: def, h: h, in: in, ev: ev, stop: at.Ctx}
+		next = &envelope.Envelope{Seq: stored.Seq, Exists: stored.Exists, State: stored.State, Timers: stored.Timers}
+	} else {
+		if def.Hooks {
+			in.Ctx = withHooks(ctx, Hooks{Step: env.Step})
+		}
+		d, failed := call(env, def, h, in)
+		if failed != nil {
+			return Outcome{Code: deadletter.Code(failed.Kind), DeadLetter: failed.Reason}
+		}
+		if d.Kind == Ignore && len(d.Publishes)+len(d.Sends)+len(d.Asks)+len(d.Timers) == 0 && timer == "" {
+			return Outcome{Ignored: true}
+		}
+		var err error
+		if next, facts, err = apply(env, def, stored, ev, d, isCommand, timer); err != nil {
+			return dead(deadletter.ErrUndeclaredTarget, "%v", err)
+		}
 	}
 	applied := envelope.Applied{Key: key, Time: now.UnixNano(), Digest: digest, Facts: facts, From: at.From}
 	outs, err := render(env, def.Name, subject, applied)
@@ -276,7 +294,7 @@ func Process(env Env, def *Entity, topic string, stored *envelope.Envelope, ev c
 			remember = append(remember, remembered(subject, applied))
 		}
 	}
-	return Outcome{Envelope: next, Outputs: append(again, outs...), Remember: remember}
+	return Outcome{Envelope: next, Outputs: append(again, outs...), Remember: remember, Job: job}
 }
 
 // rememberLive is the id table entries of the commands in window still

@@ -448,6 +448,11 @@ func (h *Harness) step(c cursor) {
 		for _, o := range a.Outputs {
 			produce(o.Topic, h.partition(o.Record.Key), o.Record)
 		}
+		if a.Job != nil {
+			// A detached run (a workflow's activity) runs at once; what it
+			// writes is lost with a crash before it lands, as in the runtime.
+			a.Job.Run(func(o envelope.Output) { produce(o.Topic, h.partition(o.Record.Key), o.Record) })
+		}
 	}
 	g.pos[c.topic][c.p] = off + 1
 	g.since++
