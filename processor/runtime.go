@@ -99,6 +99,7 @@ type Runtime struct {
 
 	mu       sync.Mutex
 	replicas map[string]*replica // by view name, while running
+	refused  error               // why Run stops: a view's start-up check failed
 	procs    []*goka.Processor   // while running
 	// states are the entities' read replicas by name, from Run on
 	// (state.go); guarded by mu.
@@ -359,6 +360,14 @@ func (r *Runtime) Run(ctx context.Context) error {
 		if !statesRecovered(ctx, states) {
 			return
 		}
+		if err := r.checkViews(ctx, reps); err != nil {
+			log.Error("refusing to run", "err", err)
+			r.mu.Lock()
+			r.refused = err
+			r.mu.Unlock()
+			cancel()
+			return
+		}
 		log.Info("ready", "entities", len(r.defs), "views", len(r.views))
 		close(r.ready)
 	}()
@@ -366,8 +375,22 @@ func (r *Runtime) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.replicas = map[string]*replica{}
 	r.procs, r.procParts, r.running = nil, nil, false
+	refused := r.refused
+	r.refused = nil
 	r.mu.Unlock()
-	return nil
+	return refused
+}
+
+// checkViews runs the views' start-up checks (core.View.Check) on their
+// caught-up replicas (reps[i] is r.views[i]'s).
+func (r *Runtime) checkViews(ctx context.Context, reps []*replica) error {
+	var errs []error
+	for i, v := range r.views {
+		if v.Check != nil {
+			errs = append(errs, v.Check(ctx, reps[i].store))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // startLatest commits the newest offsets, for the partitions of topics

@@ -3,6 +3,7 @@ package processor_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/partita-dev/partita/entities"
 	"github.com/partita-dev/partita/internal/envelope"
+	"github.com/partita-dev/partita/processor"
+	"github.com/partita-dev/partita/views"
 	"github.com/partita-dev/partita/workflows"
 )
 
@@ -252,4 +255,60 @@ func TestActivitiesRunOffThePartitionsAndHeartbeat(t *testing.T) {
 	if obs.got["work done"] != len(ids) || obs.got["work retried"] != 1 {
 		t.Errorf("observed %v, want %d done and 1 retried", obs.got, len(ids))
 	}
+}
+
+// A definition that does not run the version of unfinished instances is
+// refused when the worker starts, not at the instances' next command:
+// Run stops with workflows.ErrIncompatible, naming them, and the runtime
+// is never ready. Declared Compatible, the new definition runs them.
+func TestAnIncompatibleDefinitionIsRefusedAtStartUp(t *testing.T) {
+	define := func(opts ...workflows.Option) *workflows.Workflow[job] {
+		w := workflows.New[job]("approval", opts...)
+		workflows.Wait(w, "approve", "ok", func(j job, _ struct{}) workflows.Next[job] { j.Done = 1; return workflows.End(j) })
+		return w
+	}
+	a := newApp(t, define())
+	a.start()
+	for _, id := range []string{"a1", "a2"} {
+		a.send(message(a.topics.Commands("approval"), cmd(id, workflows.CommandStart, "start-"+id, job{})))
+	}
+	rows, err := a.rt.View("approval-by-status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		if n, _ := rows.Count(context.Background(), views.Query{Index: "status", Eq: workflows.Waiting}); n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the instances are not waiting in the status view")
+		}
+	}
+	a.stop()
+
+	a.parts = []processor.Part{define(workflows.Version(2))}
+	a.renew()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err = a.rt.Run(ctx)
+	if !errors.Is(err, workflows.ErrIncompatible) || !strings.Contains(err.Error(), "a1 (version 1, waiting)") || !strings.Contains(err.Error(), "a2 (version 1, waiting)") {
+		t.Fatalf("Run: %v", err)
+	}
+	select {
+	case <-a.rt.Ready():
+		t.Error("a refused runtime was ready")
+	default:
+	}
+
+	a.parts = []processor.Part{define(workflows.Version(2), workflows.Compatible(1))}
+	a.renew()
+	a.start()
+	a.send(message(a.topics.Commands("approval"), cmd("a1", workflows.SignalCommand("ok"), "ok-a1", struct{}{})))
+	a.table("approval", a.cfg.Partitions, time.Minute, func(latest map[string]*envelope.Envelope) bool {
+		var in workflows.Instance[job]
+		if env := latest["a1"]; env == nil || json.Unmarshal(env.State, &in) != nil {
+			return false
+		}
+		return in.Status == workflows.Completed && in.State.Done == 1
+	})
 }

@@ -30,10 +30,12 @@
 //     started under ([Version]). A definition runs instances of its own
 //     version and of the versions it declares [Compatible] (their steps
 //     must still exist); an instance of any other version is never
-//     interpreted: its commands are dead-lettered with a reason naming
-//     both versions. A step an instance stands on that the definition no
-//     longer has is refused the same way.
-//
+//     interpreted. A worker refuses to start while the status view lists
+//     an unfinished instance of such a version (its runtime stops with
+//     [ErrIncompatible], naming the instances); and should one come
+//     anyway (a row not yet written), its commands are dead-lettered with
+//     a reason naming both versions. A step an instance stands on that
+//     the definition no longer has is refused the same way.
 //   - Activities run off the partition goroutines, at most [Parallel] at
 //     once per worker. Their run is not part of the runner's record: a
 //     worker that dies mid-run loses it, and the instance retries the
@@ -51,8 +53,11 @@ package workflows
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -108,9 +113,10 @@ type Entry struct {
 
 // Row is the status view's row of an instance.
 type Row struct {
-	ID     string `json:"id"`
-	Status string `json:"status"`
-	Step   string `json:"step,omitempty"`
+	ID      string `json:"id"`
+	Status  string `json:"status"`
+	Step    string `json:"step,omitempty"`
+	Version int    `json:"version,omitempty"`
 }
 
 // Workflow is a workflow definition over state S. Define its steps with
@@ -487,10 +493,11 @@ func (w *Workflow[S]) Definition() any {
 	}
 	status := views.New[Row](w.name+"-by-status", append(viewOpts, views.Index("status"))...)
 	views.FromState(status, w.name, func(u views.Update[Row, Instance[S]]) views.Effect[Row] {
-		return u.Set(Row{ID: u.Subject, Status: u.Value.Status, Step: u.Value.Step})
+		return u.Set(Row{ID: u.Subject, Status: u.Value.Status, Step: u.Value.Step, Version: u.Value.Version})
 	})
 	sv := status.Definition().(*core.View)
 	sv.Workflow = w.name
+	sv.Check = w.check
 	return []any{id, rd, sv}
 }
 
@@ -630,6 +637,66 @@ func (w *Workflow[S]) report(ctx *entities.Context[Instance[S]], in Instance[S],
 	}
 }
 
+// runs reports whether the definition runs instances of version.
+func (w *Workflow[S]) runs(version int) bool {
+	return version == w.version || slices.Contains(w.compatible, version)
+}
+
+// ErrIncompatible is what a worker stops with at start-up when a workflow's
+// status view lists unfinished instances of a version the definition does
+// not run (see [Compatible]).
+var ErrIncompatible = errors.New("unfinished instances of a version this definition does not run")
+
+// check refuses, at start-up, the definition that would meet unfinished
+// instances of a version it does not run: rows is the status view's
+// views.Reader. Rows written before rows carried their version (0) are
+// left to the refusal at their next command.
+func (w *Workflow[S]) check(ctx context.Context, rows any) error {
+	r, ok := rows.(views.Reader)
+	if !ok {
+		return fmt.Errorf("workflow %s: its status view has no reader", w.name)
+	}
+	var refused []string
+	n := 0
+	for _, status := range []string{Running, Waiting, Paused, Compensating} {
+		q := views.Query{Index: "status", Eq: status, Limit: views.MaxLimit}
+		for {
+			page, err := r.Query(ctx, q)
+			if err != nil {
+				return fmt.Errorf("workflow %s: reading its status view: %w", w.name, err)
+			}
+			for _, row := range page.Rows {
+				var x Row
+				if err := json.Unmarshal(row.Data, &x); err != nil {
+					return fmt.Errorf("workflow %s: row %s of its status view: %w", w.name, row.ID, err)
+				}
+				if x.Version != 0 && !w.runs(x.Version) {
+					if n++; n <= 10 {
+						refused = append(refused, fmt.Sprintf("%s (version %d, %s)", x.ID, x.Version, x.Status))
+					}
+				}
+			}
+			if page.Next == "" {
+				break
+			}
+			q.Page = page.Next
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	list := strings.Join(refused, ", ")
+	if n > len(refused) {
+		list = "the first " + strconv.Itoa(len(refused)) + ": " + list
+	}
+	compatible := "none"
+	if len(w.compatible) > 0 {
+		compatible = fmt.Sprint(w.compatible)
+	}
+	return fmt.Errorf("workflow %s: %d %w (%s); the definition is version %d, compatible with %s: declare their versions with workflows.Compatible (their steps kept), or let them end under workers of their version first",
+		w.name, n, ErrIncompatible, list, w.version, compatible)
+}
+
 func over(status string) bool {
 	switch status {
 	case Completed, Compensated, Failed, Cancelled:
@@ -644,7 +711,7 @@ func (w *Workflow[S]) unknown(ctx *entities.Context[Instance[S]], in Instance[S]
 	if !ctx.Exists() {
 		return ctx.Error(entities.NotFound, "no instance %s of workflow %s", ctx.Subject(), w.name), true
 	}
-	if in.Version != w.version && !slices.Contains(w.compatible, in.Version) {
+	if !w.runs(in.Version) {
 		return ctx.Fail(entities.Permanent(fmt.Errorf("instance %s of workflow %s started under version %d; this definition is version %d and does not declare %d compatible (workflows.Compatible)",
 			ctx.Subject(), w.name, in.Version, w.version, in.Version))), true
 	}

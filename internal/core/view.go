@@ -70,6 +70,12 @@ type View struct {
 	// lists by status (package workflows): the worker's dashboard and
 	// metrics read it.
 	Workflow string
+	// Check, when set, runs once the worker's replica of the view has
+	// caught up at start-up, before the worker is ready; an error stops
+	// the worker with it (a workflow refuses instances it cannot run).
+	// rows is the view's views.Reader (which package core cannot name:
+	// package views imports it).
+	Check func(ctx context.Context, rows any) error
 }
 
 // KeepsIDs reports whether the view reads a topic, whose updates may carry
