@@ -73,8 +73,8 @@ bench: kafkactl $(BIN)/temporal
 
 lint: $(BIN)/staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
-	$(BIN)/staticcheck ./...
+	$(GO) vet ./... && $(GO) vet -tags reliability ./reliability/
+	$(BIN)/staticcheck ./... && $(BIN)/staticcheck -tags reliability ./reliability/
 
 $(BIN)/staticcheck:
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

@@ -303,7 +303,7 @@ func TestReliability(t *testing.T) {
 		kcatMurmur2: newKcatWriter(env.Plaintext, topic, true, "murmur2_random"),
 	}
 	for _, k := range writers {
-		go k.run(ctx, t, event, func(batch []kcatItem, ok bool) {
+		go k.run(ctx, t, event, func(batch []job, ok bool) {
 			for _, it := range batch {
 				switch {
 				case !it.retry:
@@ -369,7 +369,7 @@ func TestReliability(t *testing.T) {
 						again(jb.i, jb.final)
 					}
 				default:
-					writers[c.path].in <- kcatItem{i: jb.i, retry: jb.retry, final: jb.final}
+					writers[c.path].in <- jb
 				}
 			}
 		}()
@@ -665,14 +665,9 @@ func (r *retryStats) spread() string {
 type kcatWriter struct {
 	args  []string
 	keyed bool
-	in    chan kcatItem
+	in    chan job
 	runs  atomic.Int64 // kcat processes that exited 0
 	done  chan struct{}
-}
-
-type kcatItem struct {
-	i            int
-	retry, final bool
 }
 
 // newKcatWriter writes to topic keyed by subject with partitioner (empty:
@@ -685,7 +680,7 @@ func newKcatWriter(addr, topic string, keyed bool, partitioner string) *kcatWrit
 	if partitioner != "" {
 		args = append(args, "-X", "topic.partitioner="+partitioner)
 	}
-	return &kcatWriter{args: args, keyed: keyed, in: make(chan kcatItem, 1024), done: make(chan struct{})}
+	return &kcatWriter{args: args, keyed: keyed, in: make(chan job, 1024), done: make(chan struct{})}
 }
 
 // run writes what comes in until in is closed, in batches of what came
@@ -694,14 +689,14 @@ func newKcatWriter(addr, topic string, keyed bool, partitioner string) *kcatWrit
 // of each batch: ok once kcat exited 0 for it (librdkafka has then had
 // every record acknowledged); a failed batch is written again whole, as a
 // client would, so some of its records may be on the topic twice.
-func (k *kcatWriter) run(ctx context.Context, t *testing.T, event func(i int) codec.Event, written func(batch []kcatItem, ok bool), retriable *atomic.Int64) {
+func (k *kcatWriter) run(ctx context.Context, t *testing.T, event func(i int) codec.Event, written func(batch []job, ok bool), retriable *atomic.Int64) {
 	defer close(k.done)
 	for open := true; open; {
 		it, ok := <-k.in
 		if !ok {
 			return
 		}
-		batch := []kcatItem{it}
+		batch := []job{it}
 		flush := time.After(time.Second)
 	collect:
 		for len(batch) < 500 {
