@@ -492,11 +492,7 @@ func (g *gateway) query(w http.ResponseWriter, r *http.Request) {
 	}
 	page, err := s.Query(r.Context(), q)
 	if err != nil {
-		status := http.StatusInternalServerError
-		if errors.Is(err, views.ErrBadQuery) {
-			status = http.StatusBadRequest
-		}
-		httpError(w, status, "invalid_argument", err.Error())
+		viewError(w, err)
 		return
 	}
 	if page.Rows == nil {
@@ -517,15 +513,35 @@ func (g *gateway) stream(w http.ResponseWriter, r *http.Request) {
 	// A stream outlives the server's write timeout, which is for answers:
 	// each write gets the timeout anew, so a client that stops reading is
 	// still let go.
-	rc := http.NewResponseController(w)
-	alive := func() { _ = rc.SetWriteDeadline(time.Now().Add(g.cfg.HTTP.WriteTimeout)) }
-	alive()
+	// Reading the current result can take a while.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(g.cfg.HTTP.WriteTimeout))
 	sub, err := s.Subscribe(r.Context(), q)
 	if err != nil {
-		httpError(w, http.StatusBadRequest, "invalid_argument", err.Error())
+		viewError(w, err)
 		return
 	}
 	defer sub.Close()
+	serveChanges(w, r, sub, g.cfg.HTTP.WriteTimeout)
+}
+
+// viewError answers a view read that failed: 400 for a query the view
+// cannot answer, 500 for anything else.
+func viewError(w http.ResponseWriter, err error) {
+	if errors.Is(err, views.ErrBadQuery) {
+		httpError(w, http.StatusBadRequest, "invalid_argument", err.Error())
+		return
+	}
+	httpError(w, http.StatusInternalServerError, "internal", err.Error())
+}
+
+// serveChanges writes a subscription's changes as server-sent events until
+// it ends; one that ends by failure (the client read too slowly:
+// views.ErrSlowSubscriber) ends with an "error" event saying why, so that
+// the client knows to reconnect rather than take the stream as complete.
+// Each write gets writeTimeout anew.
+func serveChanges(w http.ResponseWriter, r *http.Request, sub views.Subscription, writeTimeout time.Duration) {
+	rc := http.NewResponseController(w)
+	alive := func() { _ = rc.SetWriteDeadline(time.Now().Add(writeTimeout)) }
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
@@ -547,6 +563,15 @@ func (g *gateway) stream(w http.ResponseWriter, r *http.Request) {
 		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, data); err != nil || rc.Flush() != nil {
 			return
 		}
+	}
+	if err := sub.Err(); err != nil && r.Context().Err() == nil {
+		code := "internal"
+		if errors.Is(err, views.ErrSlowSubscriber) {
+			code = "slow_subscriber"
+		}
+		alive()
+		fmt.Fprintf(w, "event: error\ndata: %s\n\n", mustJSON(map[string]string{"code": code, "message": err.Error()}))
+		_ = rc.Flush()
 	}
 }
 
