@@ -371,13 +371,21 @@ func (t *timers) run(emit emitter, stop chan struct{}) {
 // fireBatch bounds the fires taken off the queue under the lock at once.
 const fireBatch = 512
 
-// stats counts the pending timers and those past due.
+// stats counts the pending timers and those past due. It holds the lock
+// (which the handlers wait for) one partition at a time: at a million
+// timers, holding it for all of them stalled every handler of the entity
+// for 90 ms at each metrics scrape.
 func (t *timers) stats(now time.Time) TimerStats {
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	parts := make([]int32, 0, len(t.pending))
+	for p := range t.pending {
+		parts = append(parts, p)
+	}
+	t.mu.Unlock()
 	var s TimerStats
-	for _, subjects := range t.pending {
-		for _, ts := range subjects {
+	for _, p := range parts {
+		t.mu.Lock()
+		for _, ts := range t.pending[p] {
 			s.Pending += len(ts)
 			for _, tm := range ts {
 				if tm.Due <= now.UnixNano() {
@@ -385,6 +393,7 @@ func (t *timers) stats(now time.Time) TimerStats {
 				}
 			}
 		}
+		t.mu.Unlock()
 	}
 	return s
 }
