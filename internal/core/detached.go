@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/partita-dev/partita/codec"
@@ -78,13 +79,12 @@ type Job struct {
 // timeout covers it.
 func (j *Job) Run(write func(envelope.Output)) {
 	in := j.in
-	sent := 0
+	var sent atomic.Int64 // Send may be called from the handler's goroutines
 	in.Ctx = withHooks(in.Ctx, Hooks{Step: j.env.Step, Send: func(c OutCommand) error {
-		o, err := j.sendRecord(c, sent)
+		o, err := j.sendRecord(c, int(sent.Add(1)-1))
 		if err != nil {
 			return err
 		}
-		sent++
 		write(o)
 		return nil
 	}})
