@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"strings"
 
 	"github.com/partita-dev/partita/views"
 )
@@ -21,9 +20,19 @@ const (
 	prefixOffset = "o\x00"
 )
 
-func rowKey(id string) []byte { return []byte(prefixRow + id) }
+func rowKey(id string) []byte { return appendRowKey(nil, id) }
 
-func indexPrefix(field string) []byte { return []byte(prefixIndex + field + "\x00") }
+// appendRowKey appends the row key of id to dst: Apply builds its keys in
+// one buffer, since LevelDB copies them.
+func appendRowKey(dst []byte, id string) []byte {
+	return append(append(dst, prefixRow...), id...)
+}
+
+func indexPrefix(field string) []byte { return appendIndexPrefix(nil, field) }
+
+func appendIndexPrefix(dst []byte, field string) []byte {
+	return append(append(append(dst, prefixIndex...), field...), 0x00)
+}
 
 // Type tags of encoded index values, in sort order.
 const (
@@ -38,52 +47,64 @@ const (
 // null < false < true < numbers < strings. Strings escape 0x00 as 0x00 0xff
 // and end with 0x00 0x01, so an encoded value is self-delimiting and a
 // prefix of a string encodes to a prefix of its encoding.
-func encodeValue(v any) ([]byte, error) {
+func encodeValue(v any) ([]byte, error) { return appendValue(nil, v) }
+
+func appendValue(dst []byte, v any) ([]byte, error) {
 	switch v := v.(type) {
 	case nil:
-		return []byte{tagNull}, nil
+		return append(dst, tagNull), nil
 	case bool:
 		if v {
-			return []byte{tagTrue}, nil
+			return append(dst, tagTrue), nil
 		}
-		return []byte{tagFalse}, nil
+		return append(dst, tagFalse), nil
 	case float64:
-		return encodeNumber(v), nil
+		return appendNumber(dst, v), nil
 	case int:
-		return encodeNumber(float64(v)), nil
+		return appendNumber(dst, float64(v)), nil
 	case int64:
-		return encodeNumber(float64(v)), nil
+		return appendNumber(dst, float64(v)), nil
 	case json.Number:
 		f, err := v.Float64()
 		if err != nil {
 			return nil, err
 		}
-		return encodeNumber(f), nil
+		return appendNumber(dst, f), nil
 	case string:
-		return append(encodeStringPrefix(v), 0x00, 0x01), nil
+		return appendString(dst, v), nil
 	default:
 		return nil, fmt.Errorf("%w: %T is not a scalar (string, number, bool or null)", views.ErrBadQuery, v)
 	}
 }
 
-func encodeNumber(f float64) []byte {
+func appendNumber(dst []byte, f float64) []byte {
 	bits := math.Float64bits(f)
 	if bits&(1<<63) != 0 {
 		bits = ^bits
 	} else {
 		bits |= 1 << 63
 	}
-	out := make([]byte, 9)
-	out[0] = tagNumber
-	binary.BigEndian.PutUint64(out[1:], bits)
-	return out
+	return binary.BigEndian.AppendUint64(append(dst, tagNumber), bits)
 }
 
-func encodeStringPrefix(s string) []byte {
-	out := make([]byte, 0, len(s)+3)
-	out = append(out, tagString)
-	out = append(out, strings.ReplaceAll(s, "\x00", "\x00\xff")...)
-	return out
+// appendString appends the encoding of the string s (a string or the bytes
+// of one).
+func appendString[S string | []byte](dst []byte, s S) []byte {
+	return append(appendStringPrefix(dst, s), 0x00, 0x01)
+}
+
+func encodeStringPrefix(s string) []byte { return appendStringPrefix(nil, s) }
+
+func appendStringPrefix[S string | []byte](dst []byte, s S) []byte {
+	dst = append(dst, tagString)
+	start := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0x00 {
+			dst = append(append(dst, s[start:i]...), 0x00, 0xff)
+			start = i + 1
+		}
+	}
+	return append(dst, s[start:]...)
 }
 
 // upperBound is the smallest key greater than every key with prefix p.

@@ -354,3 +354,41 @@ func TestReadsHonourTheContext(t *testing.T) {
 		t.Errorf("position not applied: %v", err)
 	}
 }
+
+// Apply reads rows where they lie in the records' envelopes; the rows it
+// sends to subscribers are their own, since a caller may reuse its buffers
+// once Apply has returned.
+func TestSubscribersGetRowsOfTheirOwn(t *testing.T) {
+	s := open(t, t.TempDir())
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sub, err := s.Subscribe(ctx, views.Query{Index: "vip", Eq: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := <-sub.Changes(); c.Kind != views.Current {
+		t.Fatalf("want Current, got %+v", c)
+	}
+	env := envelope(t, person{Name: "ann", VIP: true}, nil)
+	want := string(env)
+	if err := s.Apply([]viewstore.Record{{ID: "a", Envelope: env}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range env {
+		env[i] = ' '
+	}
+	var c views.Change
+	select {
+	case c = <-sub.Changes():
+	case <-time.After(5 * time.Second):
+		t.Fatal("no change within 5s")
+	}
+	var e core.RowEnvelope
+	if err := json.Unmarshal([]byte(want), &e); err != nil {
+		t.Fatal(err)
+	}
+	if c.Kind != views.Upserted || string(c.Row.Data) != string(e.Row) {
+		t.Fatalf("got %+v %s, want the row %s", c, c.Row.Data, e.Row)
+	}
+}
