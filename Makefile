@@ -52,6 +52,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEvent$$' -fuzztime $(FUZZTIME) ./codec/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeEnvelope$$' -fuzztime $(FUZZTIME) ./internal/envelope/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseYAML$$' -fuzztime $(FUZZTIME) ./processor/broker/
+	$(GO) test -run '^$$' -fuzz '^FuzzReadingEnvelopesAndRows$$' -fuzztime $(FUZZTIME) ./internal/viewstore/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseQuery$$' -fuzztime $(FUZZTIME) ./worker/
 
 # Benchmarks print ratios against a baseline measured in the same run, one
