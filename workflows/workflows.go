@@ -123,15 +123,10 @@ type Row struct {
 // [Activity], [Call] and [Wait]; the first one defined is where instances
 // start.
 type Workflow[S any] struct {
-	name       string
-	parallel   int
-	version    int
-	compatible []int
-	deadline   time.Duration
-	sendsTo    []string
-	access     *access.Rule
-	steps      map[string]*step[S]
-	order      []string
+	options
+	name  string
+	steps map[string]*step[S]
+	order []string
 }
 
 // Option configures a workflow.
@@ -190,8 +185,8 @@ func New[S any](name string, opts ...Option) *Workflow[S] {
 	for _, opt := range opts {
 		opt.apply(&o)
 	}
-	return &Workflow[S]{name: name, parallel: max(o.parallel, 1), version: o.version, compatible: o.compatible, deadline: o.deadline,
-		sendsTo: o.sendsTo, access: o.access, steps: map[string]*step[S]{}}
+	o.parallel = max(o.parallel, 1)
+	return &Workflow[S]{options: o, name: name, steps: map[string]*step[S]{}}
 }
 
 // Name is the workflow's name: its instance entity's.
@@ -468,7 +463,7 @@ func (w *Workflow[S]) Definition() any {
 	}
 	internal := access.Internal()
 	runner := entities.KeyValue[struct{}](w.name+"-activities", entities.Retries(0, time.Millisecond),
-		entities.HandlerTimeout(timeout+5*time.Second), entities.Access(internal), entities.SendsTo(w.name))
+		entities.HandlerTimeout(timeout+runnerMargin), entities.Access(internal), entities.SendsTo(w.name))
 	opts := []entities.Option{entities.SendsTo(append([]string{runner.Name()}, w.sendsTo...)...), entities.CommandAccess(cmdExpire, internal)}
 	if w.access != nil {
 		opts = append(opts, entities.Access(*w.access))
@@ -616,6 +611,11 @@ func (w *Workflow[S]) current(in Instance[S], name string, attempt int) bool {
 	return in.Step == name && in.Attempt == attempt && !over(in.Status) && w.steps[name] != nil
 }
 
+// runnerMargin is how much longer than an activity's step timeout its
+// runner's handler may take (the activity's context ends at the step
+// timeout; the handler then still answers), and its instance waits.
+const runnerMargin = 5 * time.Second
+
 // askTimeout is how long the ask of an attempt of step name waits for its
 // answer.
 func (w *Workflow[S]) askTimeout(name string) time.Duration {
@@ -624,7 +624,7 @@ func (w *Workflow[S]) askTimeout(name string) time.Duration {
 		return 0
 	}
 	if s.kind == kindActivity {
-		return s.opts.timeout + 5*time.Second // the runner's handler timeout is longer than the activity's
+		return s.opts.timeout + runnerMargin
 	}
 	return s.opts.timeout
 }

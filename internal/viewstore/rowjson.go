@@ -153,22 +153,30 @@ func skipArray(data []byte, i, depth int) (int, bool) {
 		return i + 1, true
 	}
 	for {
-		var ok bool
+		var ok, more bool
 		if i, ok = skipValue(data, i, depth); !ok {
 			return i, false
 		}
-		if i = skipSpace(data, i); i >= len(data) {
-			return i, false
-		}
-		switch data[i] {
-		case ',':
-			i = skipSpace(data, i+1)
-		case ']':
-			return i + 1, true
-		default:
-			return i, false
+		if i, more, ok = afterElement(data, i, ']'); !ok || !more {
+			return i, ok
 		}
 	}
+}
+
+// afterElement reads what follows an element of an array or an object
+// closed by end: a comma (more: i is at the next element) or end (i is
+// after it).
+func afterElement(data []byte, i int, end byte) (next int, more, ok bool) {
+	if i = skipSpace(data, i); i >= len(data) {
+		return i, false, false
+	}
+	switch data[i] {
+	case ',':
+		return skipSpace(data, i+1), true, true
+	case end:
+		return i + 1, false, true
+	}
+	return i, false, false
 }
 
 // scanObject skips the object at i, depth objects and arrays deep. For
@@ -214,16 +222,9 @@ func scanObject(data []byte, i, depth int, member func(name []byte, at int) (int
 		if !ok {
 			return i, false
 		}
-		if i = skipSpace(data, i); i >= len(data) {
-			return i, false
-		}
-		switch data[i] {
-		case ',':
-			i = skipSpace(data, i+1)
-		case '}':
-			return i + 1, true
-		default:
-			return i, false
+		var more bool
+		if i, more, ok = afterElement(data, i, '}'); !ok || !more {
+			return i, ok
 		}
 	}
 }
