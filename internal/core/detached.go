@@ -127,10 +127,7 @@ func (j *Job) Run(write func(envelope.Output)) {
 
 // tooLarge reports whether o does not fit its topic.
 func (j *Job) tooLarge(o envelope.Output) bool {
-	limit := j.env.MaxRecord
-	if j.env.MaxRecordOf != nil {
-		limit = j.env.MaxRecordOf(o.Topic)
-	}
+	limit := j.env.recordLimit(o.Topic)
 	return limit > 0 && RecordSize(o.Record.Key, o.Record.Value, o.Record.Headers) > limit
 }
 

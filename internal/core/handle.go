@@ -359,6 +359,15 @@ func RecordSize(key, value []byte, headers map[string][]byte) int {
 	return n
 }
 
+// recordLimit bounds the bytes of a record written to topic (see
+// Env.MaxRecord and MaxRecordOf; 0 or less: none).
+func (env Env) recordLimit(topic string) int {
+	if env.MaxRecordOf != nil {
+		return env.MaxRecordOf(topic)
+	}
+	return env.MaxRecord
+}
+
 // fit makes a's records fit env.MaxRecord (or, per topic,
 // env.MaxRecordOf), so that nothing a caller sends can make a write fail
 // and stop the partition: when a record the group of entity or view name
@@ -367,10 +376,7 @@ func RecordSize(key, value []byte, headers map[string][]byte) int {
 // nothing else is written; a dead letter that does not fit the dead-letter
 // topic has its value cut.
 func fit(env Env, d Delivery, name string, a Actions) Actions {
-	limit := func(string) int { return env.MaxRecord }
-	if env.MaxRecordOf != nil {
-		limit = env.MaxRecordOf
-	} else if env.MaxRecord <= 0 {
+	if env.MaxRecordOf == nil && env.MaxRecord <= 0 {
 		return a
 	}
 	group := env.Topics.Group(name)
@@ -379,16 +385,16 @@ func fit(env Env, d Delivery, name string, a Actions) Actions {
 	}
 	switch {
 	case a.Loopback != nil:
-		if n, max := RecordSize(a.Loopback.Key, a.Loopback.Value, a.Loopback.Headers), limit(d.Loop); n > max {
+		if n, max := RecordSize(a.Loopback.Key, a.Loopback.Value, a.Loopback.Headers), env.recordLimit(d.Loop); n > max {
 			a = too("the re-routed record", n, max)
 		}
 	case a.DeadLetter == nil:
-		if n, max := RecordSize(d.Record.Key, a.Store, nil), limit(env.Topics.Table(name)); a.Store != nil && n > max {
+		if n, max := RecordSize(d.Record.Key, a.Store, nil), env.recordLimit(env.Topics.Table(name)); a.Store != nil && n > max {
 			a = too("the new state", n, max)
 			break
 		}
 		for _, m := range a.Remember {
-			if n, max := RecordSize([]byte(m.Key), m.Value, nil), limit(env.Topics.IDs(name)); n > max {
+			if n, max := RecordSize([]byte(m.Key), m.Value, nil), env.recordLimit(env.Topics.IDs(name)); n > max {
 				a = too("an id table entry", n, max)
 				break
 			}
@@ -397,13 +403,13 @@ func fit(env Env, d Delivery, name string, a Actions) Actions {
 			if a.DeadLetter != nil {
 				break
 			}
-			if n, max := RecordSize(o.Record.Key, o.Record.Value, o.Record.Headers), limit(o.Topic); n > max {
+			if n, max := RecordSize(o.Record.Key, o.Record.Value, o.Record.Headers), env.recordLimit(o.Topic); n > max {
 				a = too("a record for "+o.Topic, n, max)
 			}
 		}
 	}
 	if dl := a.DeadLetter; dl != nil {
-		max := limit(env.Topics.DeadLetters())
+		max := env.recordLimit(env.Topics.DeadLetters())
 		if n := RecordSize(dl.Key, dl.Value, dl.Headers); n > max {
 			// Cut the value (the reason and origin say what it was); keys
 			// and headers the broker accepted with it are kept.
