@@ -184,7 +184,9 @@ func DecodeEvent(r Record) (Event, error) {
 	var e *Event
 	var err error
 	if structured {
-		e, err = decodeStructured(f, r.Value)
+		if e, err = decodeStructured(f, r.Value); err == nil && !utf8Attributes(*e) {
+			err = errors.New("an attribute is not valid UTF-8") // as binary mode's headers must be
+		}
 	} else {
 		e, err = decodeBinary(headers, r.Value)
 	}
@@ -198,6 +200,23 @@ func DecodeEvent(r Record) (Event, error) {
 		return Event{}, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
 	}
 	return *e, nil
+}
+
+// utf8Attributes reports whether every string attribute of e (extensions
+// included) is valid UTF-8: written in binary mode, each is a header that
+// DecodeEvent requires to be.
+func utf8Attributes(e Event) bool {
+	for _, v := range []string{e.ID(), e.Source(), e.Type(), e.Subject(), e.DataContentType(), e.DataSchema()} {
+		if !utf8.ValidString(v) {
+			return false
+		}
+	}
+	for _, v := range e.Extensions() {
+		if s, ok := v.(string); ok && !utf8.ValidString(s) {
+			return false
+		}
+	}
+	return true
 }
 
 // lowerKeys returns h with lower-case names: h itself when they all are

@@ -22,3 +22,6 @@ func DecodeViaBinding(r Record) (*Event, error) {
 
 // AttributesOf is an event as DecodeAttributes returns it.
 func AttributesOf(e Event) Attributes { return attributesOf(e) }
+
+// UTF8AttributesForTest is utf8Attributes.
+func UTF8AttributesForTest(e Event) bool { return utf8Attributes(e) }

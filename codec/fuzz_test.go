@@ -67,7 +67,7 @@ func sameAsBinding(t *testing.T, rec codec.Record, e codec.Event, err error) {
 	if werr == nil && want != nil {
 		werr = want.Validate()
 	}
-	valid := werr == nil && want != nil && want.SpecVersion() == "1.0"
+	valid := werr == nil && want != nil && want.SpecVersion() == "1.0" && codec.UTF8AttributesForTest(*want)
 	for k, v := range lower {
 		if strings.HasPrefix(k, "ce_") && !utf8.Valid(v) {
 			valid = false
